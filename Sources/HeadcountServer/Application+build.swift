@@ -1,0 +1,83 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// What routes need, opened once per application.
+public struct AppServices: Sendable {
+    public let database: any Database
+    public let objectStore: any ObjectStore
+    public let adminKey: String
+    let roomLog: RoomLog
+
+    public init(configuration: Configuration, logger: Logger) async throws {
+        objectStore = try openObjectStore(configuration.objectStore)
+        adminKey = try AdminKey.resolve(configuration, logger: logger)
+        database = try await openDatabase(configuration.database, logger: logger)
+        roomLog = RoomLog(repository: RoomsRepository(database: database), store: objectStore, logger: logger)
+    }
+}
+
+/// The one wiring place: services, middleware and every family's routes.
+public func buildApplication(_ configuration: Configuration) async throws -> some ApplicationProtocol {
+    let logger = {
+        var logger = Logger(label: "headcount")
+        logger.logLevel = configuration.logLevel
+        return logger
+    }()
+    let services = try await AppServices(configuration: configuration, logger: logger)
+    let router: Router<AppRequestContext>
+    do {
+        router = try buildRouter(services, configuration: configuration)
+    } catch {
+        await services.database.close()
+        throw error
+    }
+    var app = Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Headcount"),
+        services: [DatabaseService(database: services.database), services.roomLog],
+        logger: logger
+    )
+    app.beforeServerStarts {
+        try await Migrations.run(on: services.database, logger: logger)
+    }
+    return app
+}
+
+public func buildRouter(_ services: AppServices, configuration: Configuration) throws -> Router<AppRequestContext> {
+    let routes = RouteTable()
+    let router = Router(context: AppRequestContext.self)
+    // Middleware first: Hummingbird attaches it to the routes added after it.
+    router.add(middleware: RequestIDMiddleware(maxBodySize: configuration.maxBodySize))
+    router.add(middleware: LogRequestsMiddleware(.debug))
+    router.add(middleware: MetricsMiddleware())
+    router.add(middleware: CORSMiddleware(
+        allowOrigin: .all,
+        allowHeaders: [.accept, .authorization, .contentType, .origin, .requestID, .lastEventID, .adminToken, .tenantID],
+        allowMethods: [.get, .post, .put, .delete, .options],
+        exposedHeaders: ["X-Request-Id"]
+    ))
+    router.add(middleware: ErrorMiddleware(routes: routes))
+    _ = PrometheusMetrics.registry
+
+    SystemController(database: services.database).addRoutes(to: router)
+    try DocsController().addRoutes(to: router)
+    RoomsController(repository: RoomsRepository(database: services.database), log: services.roomLog).addRoutes(to: router)
+    ReservationsController(repository: ReservationsRepository(database: services.database)).addRoutes(to: router)
+
+    routes.record(router.routes.map { (path: $0.path.description, method: $0.method) })
+    return router
+}
+
+/// Runs the database's connections for the application's lifetime.
+struct DatabaseService: Service {
+    let database: any Database
+    func run() async throws { try await database.run() }
+}
+
+extension HTTPField.Name {
+    static let lastEventID = Self("Last-Event-ID")!
+    static let adminToken = Self("X-Admin-Token")!
+    static let tenantID = Self("X-Tenant-ID")!
+}

@@ -1,0 +1,39 @@
+import Hummingbird
+
+/// The one error type routes throw. The error middleware turns it into
+/// `{"error": message, "detail": message, "fields"?: [...]}`: both keys, because the
+/// originals' clients read `error` (rooms, reservations) or `detail` (sensors, attendance, events).
+public struct APIError: Error, Sendable {
+    public struct FieldError: Codable, Sendable, Equatable {
+        public let field: String
+        public let message: String
+    }
+
+    public let status: HTTPResponse.Status
+    public let message: String
+    public let fields: [FieldError]?
+
+    public init(_ status: HTTPResponse.Status, _ message: String, fields: [FieldError]? = nil) {
+        self.status = status
+        self.message = message
+        self.fields = fields
+    }
+
+    public static func badRequest(_ message: String) -> APIError { .init(.badRequest, message) }
+    public static func notFound(_ message: String = "not found") -> APIError { .init(.notFound, message) }
+    public static func conflict(_ message: String) -> APIError { .init(.conflict, message) }
+}
+
+struct ErrorBody: Encodable {
+    let error: String
+    let detail: String
+    let fields: [APIError.FieldError]?
+    let requestId: String?
+
+    init(message: String, fields: [APIError.FieldError]? = nil, requestId: String? = nil) {
+        self.error = message
+        self.detail = message
+        self.fields = fields
+        self.requestId = requestId
+    }
+}

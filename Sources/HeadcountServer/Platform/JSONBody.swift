@@ -1,0 +1,64 @@
+import Foundation
+import Hummingbird
+
+/// A parsed JSON document. Routes read bodies as values rather than decoding straight into
+/// Codable types so that each family can answer with the originals' exact messages and statuses.
+public enum JSONValue: Sendable, Equatable, Decodable {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case double(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let i = try? c.decode(Int64.self) { self = .int(i) }
+        else if let d = try? c.decode(Double.self) { self = .double(d) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
+        else { self = .object(try c.decode([String: JSONValue].self)) }
+    }
+
+    public var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+}
+
+extension Request {
+    /// The body as a JSON value; malformed JSON is a 400. Reading past the body limit throws
+    /// `NIOTooManyBytesError`, which the error middleware answers with 413.
+    public func jsonValue(context: AppRequestContext) async throws -> JSONValue {
+        let buffer = try await self.body.collect(upTo: context.maxUploadSize)
+        guard buffer.readableBytes > 0 else { throw APIError.badRequest("request body must be a JSON object") }
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: buffer)
+        } catch {
+            throw APIError.badRequest("malformed JSON")
+        }
+    }
+
+    /// The body as a JSON object; anything else is a 400.
+    public func jsonObject(context: AppRequestContext) async throws -> [String: JSONValue] {
+        guard case .object(let object) = try await jsonValue(context: context) else {
+            throw APIError.badRequest("request body must be a JSON object")
+        }
+        return object
+    }
+}
+
+/// Encodes a response body as JSON with the given status.
+public func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    let data = try encoder.encode(value)
+    return Response(
+        status: status,
+        headers: [.contentType: "application/json; charset=utf-8"],
+        body: .init(byteBuffer: ByteBuffer(bytes: data))
+    )
+}

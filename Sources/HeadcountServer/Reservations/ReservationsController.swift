@@ -1,0 +1,100 @@
+import Hummingbird
+
+/// Seed 004: one reservation per device by `set-reservation`/`get-reservation`, now persistent;
+/// plus a history and an overlap-checked booking route.
+struct ReservationsController {
+    let repository: ReservationsRepository
+
+    struct SeedReservation: Encodable {
+        let start_time: String
+        let end_time: String
+        let credential: String
+    }
+
+    struct ReservationBody: Encodable {
+        let id: Int
+        let device_id: String
+        let start_time: String
+        let end_time: String
+        let credential: String
+        let status: String
+        let created_at: String
+
+        init(_ r: Reservation) {
+            id = r.id
+            device_id = r.deviceID
+            start_time = r.start.rfc3339
+            end_time = r.end.rfc3339
+            credential = r.credential
+            status = r.status
+            created_at = r.created.rfc3339
+        }
+    }
+
+    struct History: Encodable {
+        let device_id: String
+        let reservations: [ReservationBody]
+    }
+
+    struct OverlapBody: Encodable {
+        let error: String
+        let detail: String
+        let conflicting: ReservationBody
+    }
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        router.post("set-reservation") { request, context in
+            let r = try Self.parse(try await request.jsonObject(context: context))
+            try await repository.set(deviceID: r.deviceID, start: r.start, end: r.end, credential: r.credential)
+            return try json(["status": "saved"])
+        }
+        router.get("get-reservation") { request, _ in
+            guard let deviceID = request.uri.queryParameters["device_id"].map(String.init), !deviceID.isEmpty,
+                  let r = try await repository.current(deviceID: deviceID)
+            else { throw APIError.notFound("not found") }
+            return try json(SeedReservation(start_time: r.start.rfc3339, end_time: r.end.rfc3339, credential: r.credential))
+        }
+        router.get("api/reservations") { request, _ in
+            guard let deviceID = request.uri.queryParameters["device_id"].map(String.init), !deviceID.isEmpty else {
+                throw APIError.badRequest("device_id required")
+            }
+            let history = try await repository.history(deviceID: deviceID)
+            return try json(History(device_id: deviceID, reservations: history.map(ReservationBody.init)))
+        }
+        router.post("api/reservations") { request, context in
+            let r = try Self.parse(try await request.jsonObject(context: context))
+            do {
+                let reservation = try await repository.add(deviceID: r.deviceID, start: r.start, end: r.end, credential: r.credential)
+                return try json(ReservationBody(reservation), status: .created)
+            } catch let overlap as ReservationsRepository.Overlap {
+                let message = "overlaps reservation \(overlap.existing.id) of device \(r.deviceID)"
+                return try json(OverlapBody(error: message, detail: message, conflicting: ReservationBody(overlap.existing)), status: .conflict)
+            }
+        }
+    }
+
+    struct Input {
+        let deviceID: String
+        let start: Timestamp
+        let end: Timestamp
+        let credential: String
+    }
+
+    /// The seed's rules; every bad field is a 400 whose message names it.
+    static func parse(_ body: [String: JSONValue]) throws -> Input {
+        guard let deviceID = body["device_id"]?.stringValue, !deviceID.isEmpty else { throw APIError.badRequest("device_id required") }
+        guard deviceID.count <= 200 else { throw APIError.badRequest("device_id must be at most 200 characters") }
+        func time(_ field: String) throws -> Timestamp {
+            guard let text = body[field]?.stringValue, let t = Timestamp(rfc3339: text) else {
+                throw APIError.badRequest("\(field) must be an RFC 3339 date-time, e.g. 2024-01-01T10:00:00Z")
+            }
+            return t
+        }
+        let start = try time("start_time")
+        let end = try time("end_time")
+        guard end > start else { throw APIError.badRequest("end_time must be after start_time") }
+        guard let credential = body["credential"]?.stringValue else { throw APIError.badRequest("credential must be a string") }
+        guard credential.count <= 1000 else { throw APIError.badRequest("credential must be at most 1000 characters") }
+        return Input(deviceID: deviceID, start: start, end: end, credential: credential)
+    }
+}

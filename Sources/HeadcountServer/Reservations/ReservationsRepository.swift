@@ -1,0 +1,97 @@
+import SQLKit
+
+struct Reservation: Sendable {
+    let id: Int
+    let deviceID: String
+    let start: Timestamp
+    let end: Timestamp
+    let credential: String
+    let status: String
+    let created: Timestamp
+}
+
+/// The SQL of device reservations. Every reservation is kept; `status` says whether a later
+/// `set-reservation` replaced it.
+struct ReservationsRepository: Sendable {
+    let database: any Database
+
+    struct Overlap: Error {
+        let existing: Reservation
+    }
+
+    /// The seed's create-or-replace: the device's active reservations become `replaced`.
+    func set(deviceID: String, start: Timestamp, end: Timestamp, credential: String) async throws {
+        try await database.transaction { db in
+            try await Self.lockDevice(deviceID, db: db)
+            try await db.raw("UPDATE reservations SET status = 'replaced' WHERE device_id = \(bind: deviceID) AND status = 'active'").run()
+            _ = try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, db: db)
+        }
+    }
+
+    /// Adds a reservation beside the device's others, unless it overlaps an active one
+    /// (half-open intervals: one may end exactly when the next starts).
+    func add(deviceID: String, start: Timestamp, end: Timestamp, credential: String) async throws -> Reservation {
+        try await database.transaction { db in
+            try await Self.lockDevice(deviceID, db: db)
+            if let existing = try await db.raw("""
+                SELECT \(unsafeRaw: Self.columns) FROM reservations
+                WHERE device_id = \(bind: deviceID) AND status = 'active' AND start_us < \(bind: end.microseconds) AND end_us > \(bind: start.microseconds)
+                ORDER BY start_us LIMIT 1
+                """).first() {
+                throw Overlap(existing: try Self.reservation(existing))
+            }
+            return try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, db: db)
+        }
+    }
+
+    /// The device's reservation: its most recently made active one.
+    func current(deviceID: String) async throws -> Reservation? {
+        try await database.read { db in
+            try await db.raw("""
+                SELECT \(unsafeRaw: Self.columns) FROM reservations WHERE device_id = \(bind: deviceID) AND status = 'active'
+                ORDER BY id DESC LIMIT 1
+                """).first().map(Self.reservation)
+        }
+    }
+
+    /// Every reservation the device ever had, by start time.
+    func history(deviceID: String) async throws -> [Reservation] {
+        try await database.read { db in
+            try await db.raw("""
+                SELECT \(unsafeRaw: Self.columns) FROM reservations WHERE device_id = \(bind: deviceID) ORDER BY start_us, id
+                """).all().map(Self.reservation)
+        }
+    }
+
+    private static let columns = "id, device_id, start_us, end_us, credential, status, created_us"
+
+    /// Locks the device's parent row (creating it if new), so that concurrent changes to one
+    /// device's reservations take turns, on any number of instances.
+    private static func lockDevice(_ deviceID: String, db: any SQLDatabase) async throws {
+        try await db.raw("""
+            INSERT INTO reservation_devices (device_id, version) VALUES (\(bind: deviceID), 1)
+            ON CONFLICT (device_id) DO UPDATE SET version = reservation_devices.version + 1
+            """).run()
+    }
+
+    private static func insert(deviceID: String, start: Timestamp, end: Timestamp, credential: String, db: any SQLDatabase) async throws -> Reservation {
+        let row = try await db.raw("""
+            INSERT INTO reservations (device_id, start_us, end_us, credential, status, created_us)
+            VALUES (\(bind: deviceID), \(bind: start.microseconds), \(bind: end.microseconds), \(bind: credential), 'active', \(bind: Timestamp.now().microseconds))
+            RETURNING \(unsafeRaw: columns)
+            """).first()!
+        return try reservation(row)
+    }
+
+    private static func reservation(_ row: any SQLRow) throws -> Reservation {
+        Reservation(
+            id: try row.decode(column: "id", as: Int.self),
+            deviceID: try row.decode(column: "device_id", as: String.self),
+            start: Timestamp(microseconds: try row.decode(column: "start_us", as: Int64.self)),
+            end: Timestamp(microseconds: try row.decode(column: "end_us", as: Int64.self)),
+            credential: try row.decode(column: "credential", as: String.self),
+            status: try row.decode(column: "status", as: String.self),
+            created: Timestamp(microseconds: try row.decode(column: "created_us", as: Int64.self))
+        )
+    }
+}

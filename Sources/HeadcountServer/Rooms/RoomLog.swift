@@ -1,0 +1,78 @@
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// Keeps each day's CSV action log in the object store in step with the database, which is the
+/// source of truth: a day that saw actions is rewritten whole from its rows at most once a second,
+/// and once more at shutdown. After each write the day's last sequence number is read again; if an
+/// action committed meanwhile (here or on another instance), the day is written again, so the last
+/// write of a day always holds every row.
+final class RoomLog: Service {
+    struct Day: Hashable, Sendable {
+        let room: String
+        let day: String
+    }
+
+    private let repository: RoomsRepository
+    private let store: any ObjectStore
+    private let logger: Logger
+    private let pending = Mutex<Set<Day>>([])
+
+    init(repository: RoomsRepository, store: any ObjectStore, logger: Logger) {
+        self.repository = repository
+        self.store = store
+        self.logger = logger
+    }
+
+    /// The object a room's day is written to: the original's `YYYY-MM-DD-logs.csv` for the default
+    /// room, and the same name under `rooms/<room>/` for named rooms.
+    static func key(room: String, day: String) -> String {
+        room == RoomsController.defaultRoom ? "\(day)-logs.csv" : "rooms/\(room)/\(day)-logs.csv"
+    }
+
+    static let header = CSV.row(["Date", "Time", "Name", "Action"])
+
+    static func csv(_ actions: [LoggedAction]) -> String {
+        actions.reduce(into: header) { text, a in
+            text += CSV.row([a.at.day, a.at.timeOfDay, a.name, a.action.rawValue])
+        }
+    }
+
+    func changed(room: String, day: String) {
+        _ = pending.withLock { $0.insert(Day(room: room, day: day)) }
+    }
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                try await Task.sleep(for: .seconds(1))
+                await self.flush()
+            }
+        }
+        // Final flush; a few rounds, in case another instance committed during the last one.
+        for _ in 0..<3 where !pending.withLock(\.isEmpty) {
+            await flush()
+        }
+    }
+
+    /// Writes every day that changed since the last flush.
+    func flush() async {
+        let days = pending.withLock { days in
+            defer { days.removeAll() }
+            return days
+        }
+        for day in days {
+            do {
+                let actions = try await repository.actions(room: day.room, day: day.day)
+                try await store.put(Self.key(room: day.room, day: day.day), ByteBuffer(string: Self.csv(actions)), contentType: "text/csv")
+                if try await repository.lastSeq(room: day.room, day: day.day) != actions.last?.seq {
+                    changed(room: day.room, day: day.day)
+                }
+            } catch {
+                logger.error("could not write room log", metadata: ["room": "\(day.room)", "day": "\(day.day)", "error": "\(error)"])
+                changed(room: day.room, day: day.day)
+            }
+        }
+    }
+}

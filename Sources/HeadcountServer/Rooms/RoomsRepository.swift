@@ -1,0 +1,110 @@
+import SQLKit
+
+enum RoomAction: String, Sendable {
+    case register, unregister
+}
+
+struct LoggedAction: Sendable {
+    let seq: Int
+    let name: String
+    let action: RoomAction
+    let at: Timestamp
+}
+
+/// The SQL of rooms: an append-only action log, the current occupants, and a parent row per room.
+struct RoomsRepository: Sendable {
+    let database: any Database
+
+    /// Logs an action and applies it to the occupants, in one transaction; returns the occupants after it.
+    func record(_ action: RoomAction, name: String, room: String) async throws -> (occupants: [String], logged: LoggedAction) {
+        try await database.transaction { db in
+            // Lock the room and take the next sequence number; time never runs backwards within a room.
+            let now = Timestamp.now().microseconds
+            let parent = try await db.raw("""
+                INSERT INTO rooms (room, seq, last_at_us) VALUES (\(bind: room), 1, \(bind: now))
+                ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1,
+                    last_at_us = CASE WHEN excluded.last_at_us > rooms.last_at_us THEN excluded.last_at_us ELSE rooms.last_at_us END
+                RETURNING seq, last_at_us
+                """).first()!
+            let seq = try parent.decode(column: "seq", as: Int.self)
+            let at = Timestamp(microseconds: try parent.decode(column: "last_at_us", as: Int64.self))
+            try await db.raw("""
+                INSERT INTO room_actions (room, seq, name, action, at_us, day)
+                VALUES (\(bind: room), \(bind: seq), \(bind: name), \(bind: action.rawValue), \(bind: at.microseconds), \(bind: at.day))
+                """).run()
+            switch action {
+            case .register:
+                try await db.raw("""
+                    INSERT INTO room_occupants (room, name, since_us, seq) VALUES (\(bind: room), \(bind: name), \(bind: at.microseconds), \(bind: seq))
+                    ON CONFLICT (room, name) DO NOTHING
+                    """).run()
+            case .unregister:
+                try await db.raw("DELETE FROM room_occupants WHERE room = \(bind: room) AND name = \(bind: name)").run()
+            }
+            let occupants = try await Self.occupants(room: room, db: db)
+            return (occupants, LoggedAction(seq: seq, name: name, action: action, at: at))
+        }
+    }
+
+    /// Who is inside now, in order of arrival.
+    func occupants(room: String) async throws -> [String] {
+        try await database.read { db in try await Self.occupants(room: room, db: db) }
+    }
+
+    private static func occupants(room: String, db: any SQLDatabase) async throws -> [String] {
+        try await db.raw("SELECT name FROM room_occupants WHERE room = \(bind: room) ORDER BY seq")
+            .all().map { try $0.decode(column: "name", as: String.self) }
+    }
+
+    /// Who was inside at `instant` (actions at exactly that instant count), in order of arrival.
+    func occupants(room: String, at instant: Timestamp) async throws -> [String] {
+        let actions = try await database.read { db in
+            try await db.raw("""
+                SELECT name, action FROM room_actions WHERE room = \(bind: room) AND at_us <= \(bind: instant.microseconds)
+                ORDER BY at_us, seq
+                """).all().map { (try $0.decode(column: "name", as: String.self), try $0.decode(column: "action", as: String.self)) }
+        }
+        var inside: [String] = []
+        var present = Set<String>()
+        for (name, action) in actions {
+            if action == RoomAction.register.rawValue {
+                if present.insert(name).inserted { inside.append(name) }
+            } else if present.remove(name) != nil {
+                inside.removeAll { $0 == name }
+            }
+        }
+        return inside
+    }
+
+    /// The UTC days on which the room logged actions, oldest first.
+    func days(room: String) async throws -> [String] {
+        try await database.read { db in
+            try await db.raw("SELECT DISTINCT day FROM room_actions WHERE room = \(bind: room) ORDER BY day")
+                .all().map { try $0.decode(column: "day", as: String.self) }
+        }
+    }
+
+    /// One day's actions, in the order they happened.
+    func actions(room: String, day: String) async throws -> [LoggedAction] {
+        try await database.read { db in
+            try await db.raw("""
+                SELECT seq, name, action, at_us FROM room_actions WHERE room = \(bind: room) AND day = \(bind: day) ORDER BY seq
+                """).all().map { row in
+                LoggedAction(
+                    seq: try row.decode(column: "seq", as: Int.self),
+                    name: try row.decode(column: "name", as: String.self),
+                    action: RoomAction(rawValue: try row.decode(column: "action", as: String.self)) ?? .register,
+                    at: Timestamp(microseconds: try row.decode(column: "at_us", as: Int64.self))
+                )
+            }
+        }
+    }
+
+    /// The last sequence number logged on a day: it changes whenever the day's log does.
+    func lastSeq(room: String, day: String) async throws -> Int? {
+        try await database.read { db in
+            try await db.raw("SELECT MAX(seq) AS seq FROM room_actions WHERE room = \(bind: room) AND day = \(bind: day)")
+                .first()?.decode(column: "seq", as: Int?.self)
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import Logging
+import SQLKit
+import SQLiteKit
+import ServiceLifecycle
+import Synchronization
+
+/// SQLite in WAL mode: all writes through one connection behind `WriteGate`, reads spread over
+/// a few more connections (WAL readers never block the writer, nor it them).
+final class SQLiteEngine: Database {
+    let engine = DatabaseEngine.sqlite
+    private let writer: SQLiteConnection
+    private let readers: [SQLiteConnection]
+    private let gate = WriteGate()
+    private let nextReader = Atomic<Int>(0)
+
+    private init(writer: SQLiteConnection, readers: [SQLiteConnection]) {
+        self.writer = writer
+        self.readers = readers
+    }
+
+    static func open(path: String, readerCount: Int = 3, logger: Logger) async throws -> SQLiteEngine {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        let writer = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"] {
+            _ = try await writer.sql().raw(SQLQueryString(pragma)).all()
+        }
+        var readers: [SQLiteConnection] = []
+        for _ in 0..<readerCount {
+            let reader = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+            _ = try await reader.sql().raw("PRAGMA busy_timeout=5000").all()
+            readers.append(reader)
+        }
+        return SQLiteEngine(writer: writer, readers: readers)
+    }
+
+    func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        let index = nextReader.add(1, ordering: .relaxed).newValue
+        return try await body(readers[index % readers.count].sql(queryLogLevel: .trace))
+    }
+
+    func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        await gate.lock()
+        let db = writer.sql(queryLogLevel: .trace)
+        do {
+            try await db.raw("BEGIN IMMEDIATE").run()
+            do {
+                let result = try await body(db)
+                try await db.raw("COMMIT").run()
+                await gate.unlock()
+                return result
+            } catch {
+                try? await db.raw("ROLLBACK").run()
+                throw error
+            }
+        } catch {
+            await gate.unlock()
+            throw error
+        }
+    }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await close()
+    }
+
+    func close() async {
+        // Let queued writers finish first.
+        await gate.lock()
+        for connection in readers + [writer] {
+            try? await connection.close()
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import HeadcountServer
+import Logging
+
+/// Flags shared by every subcommand; each is also read from its `HEADCOUNT_*` variable.
+struct Settings: ParsableArguments {
+    @Option(help: "Address to listen on (HEADCOUNT_HOST; default 127.0.0.1).") var host: String?
+    @Option(help: "Port to listen on (HEADCOUNT_PORT; default 8080).") var port: String?
+    @Option(help: "sqlite://path.sqlite, a bare path, or postgres://user:pass@host:5432/db (HEADCOUNT_DATABASE; default sqlite://<data-dir>/headcount.sqlite).") var database: String?
+    @Option(name: .customLong("data-dir"), help: "Directory for the SQLite file, objects and admin key (HEADCOUNT_DATA_DIR; default headcount-data).") var dataDir: String?
+    @Option(name: .customLong("object-store"), help: "file://<directory> (HEADCOUNT_OBJECT_STORE; default file://<data-dir>/objects).") var objectStore: String?
+    @Option(name: .customLong("admin-key"), help: "Admin key (HEADCOUNT_ADMIN_KEY; default generated into <data-dir>/admin.key).") var adminKey: String?
+    @Option(name: .customLong("max-body-size"), help: "Largest JSON body, e.g. 1MiB (HEADCOUNT_MAX_BODY_SIZE; default 1MiB).") var maxBodySize: String?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (HEADCOUNT_LOG_LEVEL; default info).") var logLevel: String?
+
+    func configuration() throws -> Configuration {
+        let flags: [String: String?] = [
+            "host": host, "port": port, "database": database, "data-dir": dataDir, "object-store": objectStore,
+            "admin-key": adminKey, "max-body-size": maxBodySize, "log-level": logLevel,
+        ]
+        do {
+            return try Configuration.resolve(flags: flags.compactMapValues { $0 }, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            FileHandle.standardError.write(Data("headcount: \(error.description)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}
+
+@main
+struct Headcount: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Who, and how many, are where — now and at any past instant.",
+        subcommands: [Serve.self, Migrate.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the server (the default).")
+    @OptionGroup var settings: Settings
+
+    func run() async throws {
+        let configuration = try settings.configuration()
+        do {
+            let app = try await buildApplication(configuration)
+            try await app.runService()
+        } catch let error as ConfigurationError {
+            FileHandle.standardError.write(Data("headcount: \(error.description)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply database migrations, then exit.")
+    @OptionGroup var settings: Settings
+
+    func run() async throws {
+        let configuration = try settings.configuration()
+        var logger = Logger(label: "headcount")
+        logger.logLevel = configuration.logLevel
+        try await migrate(configuration, logger: logger)
+    }
+}

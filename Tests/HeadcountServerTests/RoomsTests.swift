@@ -1,0 +1,221 @@
+import AsyncHTTPClient
+import Foundation
+import HummingbirdTesting
+import NIOCore
+import Testing
+@testable import HeadcountServer
+
+@Suite("Rooms") struct RoomsTests {
+    @Test(arguments: Engine.available)
+    func registerUnregisterAndStatusKeepArrivalOrder(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            var status = try await client.get("/people/status").object()
+            #expect(status["status"] as? String == "closed")
+            #expect(status["count"] as? Int == 0)
+
+            for name in ["Ada", "Grace", "Linus"] {
+                let response = try await client.post("/people/register", jsonText(["name": name]))
+                #expect(response.status == .ok)
+                #expect(try response.object()["status"] as? String == "registered")
+            }
+            let unregistered = try await client.post("/people/unregister", #"{"name": "Grace"}"#)
+            #expect(try unregistered.object()["status"] as? String == "unregistered")
+            #expect(try unregistered.object()["occupants"] as? [String] == ["Ada", "Linus"])
+
+            status = try await client.get("/people/status").object()
+            #expect(status["status"] as? String == "open")
+            #expect(status["occupants"] as? [String] == ["Ada", "Linus"])
+            #expect(status["count"] as? Int == 2)
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func repeatedActionsChangeNothingButAreLogged(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            _ = try await client.post("/people/register", #"{"name": "  Ada  "}"#)
+            let again = try await client.post("/people/register", #"{"name": "Ada"}"#)
+            #expect(try again.object()["occupants"] as? [String] == ["Ada"])
+            let absent = try await client.post("/people/unregister", #"{"name": "Nobody"}"#)
+            #expect(absent.status == .ok)
+            #expect(try absent.object()["occupants"] as? [String] == ["Ada"])
+
+            let day = Timestamp.now().day
+            let csv = try await client.get("/people/logs/\(day).csv")
+            #expect(csv.status == .ok)
+            let lines = csv.text.components(separatedBy: "\r\n").filter { !$0.isEmpty }
+            #expect(lines.first == "Date,Time,Name,Action")
+            #expect(lines.dropFirst().map { $0.split(separator: ",").dropFirst(2).joined(separator: ",") } == ["Ada,register", "Ada,register", "Nobody,unregister"])
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func badNamesAre400AndChangeNothing(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            _ = try await client.post("/people/register", #"{"name": "Ada"}"#)
+            for body in [#"{}"#, #"{"name": ""}"#, #"{"name": "   "}"#, #"{"name": 5}"#, #"{"name": null}"#, #"{"name": ["Ada"]}"#, #"{"nom": "Ada"}"#, "[]", "\"Ada\""] {
+                for route in ["register", "unregister"] {
+                    let response = try await client.post("/people/\(route)", body)
+                    #expect(response.status == .badRequest, "\(route) \(body)")
+                    #expect(try response.errorMessage() == "name is required", "\(route) \(body)")
+                }
+            }
+            let malformed = try await client.post("/people/register", #"{"name": "Bob""#)
+            #expect(malformed.status == .badRequest)
+            _ = try malformed.errorMessage()
+            let long = try await client.post("/people/register", jsonText(["name": String(repeating: "x", count: 201)]))
+            #expect(long.status == .badRequest)
+            #expect(try long.errorMessage() == "name must be at most 200 characters")
+            let fits = try await client.post("/people/register", jsonText(["name": String(repeating: "y", count: 200)]))
+            #expect(fits.status == .ok)
+            _ = try await client.post("/people/unregister", jsonText(["name": String(repeating: "y", count: 200)]))
+
+            #expect(try await client.get("/people/status").object()["occupants"] as? [String] == ["Ada"])
+            let csv = try await client.get("/people/logs/\(Timestamp.now().day).csv").text
+            #expect(csv.components(separatedBy: "\r\n").filter { !$0.isEmpty }.count == 4, "header + Ada + the 200-character name twice")
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func statusAtAPastInstant(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            let before = Timestamp.now()
+            try await Task.sleep(for: .milliseconds(5))
+            _ = try await client.post("/people/register", #"{"name": "Ada"}"#)
+            _ = try await client.post("/people/register", #"{"name": "Grace"}"#)
+            try await Task.sleep(for: .milliseconds(5))
+            let bothInside = Timestamp.now()
+            try await Task.sleep(for: .milliseconds(5))
+            _ = try await client.post("/people/unregister", #"{"name": "Ada"}"#)
+            _ = try await client.post("/people/register", #"{"name": "Ada"}"#)
+
+            let early = try await client.get("/people/status?at=\(before.rfc3339)").object()
+            #expect(early["occupants"] as? [String] == [])
+            #expect(early["status"] as? String == "closed")
+            let middle = try await client.get("/people/status?at=\(bothInside.rfc3339)").object()
+            #expect(middle["occupants"] as? [String] == ["Ada", "Grace"])
+            #expect(middle["at"] as? String == bothInside.rfc3339)
+            // The same instant written with an offset.
+            let shifted = Timestamp(microseconds: bothInside.microseconds + 2 * 3_600_000_000).rfc3339
+            let offset = shifted.replacingOccurrences(of: "Z", with: "+02:00").replacingOccurrences(of: "+", with: "%2B")
+            #expect(try await client.get("/people/status?at=\(offset)").object()["occupants"] as? [String] == ["Ada", "Grace"])
+            let now = try await client.get("/people/status?at=\(Timestamp.now().rfc3339)").object()
+            #expect(now["occupants"] as? [String] == ["Grace", "Ada"], "Ada left and came back: she is now the latest arrival")
+
+            for bad in ["yesterday", "2024-13-01T00:00:00Z", "2024-01-01", ""] {
+                let response = try await client.get("/people/status?at=\(bad)")
+                #expect(response.status == .badRequest, "\(bad)")
+            }
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func dailyLogsAreListedServedAndWrittenToTheObjectStore(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        try await environment.withApp { client in
+            _ = try await client.post("/people/register", jsonText(["name": "Doe, \"Jane\""]))
+            _ = try await client.post("/people/unregister", jsonText(["name": "Doe, \"Jane\""]))
+            let day = Timestamp.now().day
+            let days = try await client.get("/people/logs").object()
+            #expect(days["days"] as? [String] == [day])
+            let csv = try await client.get("/people/logs/\(day).csv")
+            #expect(csv.headers[.contentType]?.hasPrefix("text/csv") == true)
+            let rows = csv.text.components(separatedBy: "\r\n")
+            #expect(rows.count == 4 && rows[3] == "", "three CRLF-terminated lines")
+            #expect(rows[1].hasPrefix("\(day),") && rows[1].hasSuffix(",\"Doe, \"\"Jane\"\"\",register"))
+            #expect(rows[1].split(separator: ",")[1].count == "HH:MM:SS.ffffff".count)
+
+            #expect(try await client.get("/people/logs/2001-01-01.csv").status == .notFound)
+            #expect(try await client.get("/people/logs/2001-02-30.csv").status == .badRequest)
+            #expect(try await client.get("/people/logs/today.csv").status == .badRequest)
+
+            // Written to the object store within about a second.
+            let file = environment.objectRoot.appendingPathComponent("\(day)-logs.csv")
+            var stored: String?
+            for _ in 0..<40 where stored != csv.text {
+                try await Task.sleep(for: .milliseconds(100))
+                stored = try? String(contentsOf: file, encoding: .utf8)
+            }
+            #expect(stored == csv.text)
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func namedRoomsAreSeparate(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        try await environment.withApp { client in
+            _ = try await client.post("/rooms/lab-2/people/register", #"{"name": "Ada"}"#)
+            _ = try await client.post("/people/register", #"{"name": "Grace"}"#)
+            #expect(try await client.get("/rooms/lab-2/people/status").object()["occupants"] as? [String] == ["Ada"])
+            #expect(try await client.get("/people/status").object()["occupants"] as? [String] == ["Grace"])
+            #expect(try await client.get("/rooms/main/people/status").object()["occupants"] as? [String] == ["Grace"])
+            #expect(try await client.get("/rooms/empty/people/status").object()["count"] as? Int == 0)
+            #expect(try await client.get("/rooms/lab-2/people/logs").object()["days"] as? [String] == [Timestamp.now().day])
+            let bad = try await client.post("/rooms/no%20spaces/people/register", #"{"name": "Ada"}"#)
+            #expect(bad.status == .badRequest)
+            #expect(try await client.get("/rooms/\(String(repeating: "r", count: 65))/people/status").status == .badRequest)
+        }
+        let file = environment.objectRoot.appendingPathComponent("rooms/lab-2/\(Timestamp.now().day)-logs.csv")
+        #expect(try String(contentsOf: file, encoding: .utf8).contains(",Ada,register\r\n"))
+    }
+
+    /// 200 people arrive at once, over real sockets: every one is inside, and every one is a row
+    /// of the day's CSV in the object store (the original lost 43 of 50 rows under 10 threads).
+    @Test(arguments: Engine.available)
+    func parallelRegistrationsAreAllKept(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        let names = (0..<200).map { "person-\($0)" }
+        try await environment.withApp(.live) { client in
+            let port = try #require(client.port)
+            try await withParallelClient { http in
+                try await withThrowingTaskGroup(of: Int.self) { group in
+                    for name in names {
+                        group.addTask {
+                            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/people/register")
+                            request.method = .POST
+                            request.headers.add(name: "Content-Type", value: "application/json")
+                            request.body = .bytes(ByteBuffer(string: jsonText(["name": name])))
+                            return Int(try await http.execute(request, timeout: .seconds(60)).status.code)
+                        }
+                    }
+                    for try await status in group { #expect(status == 200) }
+                }
+            }
+            let status = try await client.get("/people/status").object()
+            #expect(status["count"] as? Int == 200)
+            #expect(Set(status["occupants"] as? [String] ?? []) == Set(names))
+        }
+        // The application has shut down: its last flush has written the day whole.
+        let csv = try String(contentsOf: environment.objectRoot.appendingPathComponent("\(Timestamp.now().day)-logs.csv"), encoding: .utf8)
+        let logged = csv.components(separatedBy: "\r\n").dropFirst().filter { !$0.isEmpty }.map { $0.split(separator: ",")[2] }
+        #expect(logged.count == 200)
+        #expect(Set(logged.map(String.init)) == Set(names))
+    }
+
+    @Test(arguments: Engine.available)
+    func dataSurvivesARestart(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        try await environment.withApp { client in
+            _ = try await client.post("/people/register", #"{"name": "Ada"}"#)
+        }
+        try await environment.withApp { client in
+            #expect(try await client.get("/people/status").object()["occupants"] as? [String] == ["Ada"])
+            _ = try await client.post("/people/register", #"{"name": "Grace"}"#)
+            #expect(try await client.get("/people/status").object()["occupants"] as? [String] == ["Ada", "Grace"])
+        }
+    }
+}
+
+/// An HTTP client with a connection pool large enough to really send requests in parallel.
+func withParallelClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
+    var configuration = HTTPClient.Configuration()
+    configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
+    let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    do {
+        let result = try await body(client)
+        try await client.shutdown()
+        return result
+    } catch {
+        try? await client.shutdown()
+        throw error
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Logging
+import NIOCore
+import PostgresNIO
+import Testing
+@testable import HeadcountServer
+
+/// The engines every storage-touching test runs on. PostgreSQL comes from
+/// `HEADCOUNT_TEST_POSTGRES_URL`; in CI (`CI=true`) a missing server fails the run instead of skipping.
+enum Engine: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+
+    var testDescription: String { rawValue }
+
+    static let postgresURL = ProcessInfo.processInfo.environment["HEADCOUNT_TEST_POSTGRES_URL"]
+    static let available: [Engine] =
+        postgresURL != nil || ProcessInfo.processInfo.environment["CI"] != nil ? [.sqlite, .postgres] : [.sqlite]
+}
+
+struct MissingPostgres: Error, CustomStringConvertible {
+    var description: String { "HEADCOUNT_TEST_POSTGRES_URL is not set: start one with scripts/dev-postgres" }
+}
+
+/// A fresh, empty database and data directory for one test.
+struct TestEnvironment: Sendable {
+    let engine: Engine
+    let configuration: Configuration
+    let directory: URL
+
+    static func make(_ engine: Engine) async throws -> TestEnvironment {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("headcount-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let database: String
+        switch engine {
+        case .sqlite:
+            database = "sqlite://\(directory.path)/headcount.sqlite"
+        case .postgres:
+            guard let base = Engine.postgresURL else { throw MissingPostgres() }
+            database = try await createPostgresDatabase(base: base)
+        }
+        let configuration = try Configuration.resolve(
+            flags: ["database": database, "data-dir": directory.path, "admin-key": "test-admin-key-0123456789", "log-level": "warning"],
+            environment: [:]
+        )
+        return TestEnvironment(engine: engine, configuration: configuration, directory: directory)
+    }
+
+    var objectRoot: URL { directory.appendingPathComponent("objects") }
+
+    /// Builds the application on this environment and runs `test` against it.
+    func withApp<T: Sendable>(_ setup: TestingSetup = .router, _ test: @Sendable (any TestClientProtocol) async throws -> T) async throws -> T {
+        let app = try await buildApplication(configuration)
+        return try await app.test(setup, test)
+    }
+}
+
+/// Creates a uniquely named database on the server at `base` and returns its URL.
+func createPostgresDatabase(base: String) async throws -> String {
+    guard var components = URLComponents(string: base), let host = components.host else { throw MissingPostgres() }
+    let name = "hc_test_\(UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16))"
+    let configuration = PostgresClient.Configuration(
+        host: host, port: components.port ?? 5432, username: components.user ?? "postgres",
+        password: components.password, database: String(components.path.dropFirst()), tls: .disable
+    )
+    let client = PostgresClient(configuration: configuration)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { await client.run() }
+        defer { group.cancelAll() }
+        try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+    }
+    components.path = "/\(name)"
+    return components.string!
+}
+
+extension TestClientProtocol {
+    func post(_ uri: String, _ body: String, headers: HTTPFields = [:]) async throws -> TestResponse {
+        var headers = headers
+        headers[.contentType] = headers[.contentType] ?? "application/json"
+        return try await execute(uri: uri, method: .post, headers: headers, body: ByteBuffer(string: body))
+    }
+
+    func get(_ uri: String, headers: HTTPFields = [:]) async throws -> TestResponse {
+        try await execute(uri: uri, method: .get, headers: headers)
+    }
+}
+
+extension TestResponse {
+    var text: String { String(buffer: body) }
+
+    /// The body as a JSON object.
+    func object() throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any], "not a JSON object: \(text)")
+    }
+
+    /// The `error` message, after checking that the body is the shared error shape.
+    func errorMessage() throws -> String {
+        let object = try object()
+        let error = try #require(object["error"] as? String, "no error key in \(text)")
+        #expect(object["detail"] as? String == error)
+        return error
+    }
+}
+
+/// JSON text for a value (for building request bodies).
+func jsonText(_ value: Any) -> String {
+    String(data: try! JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed]), encoding: .utf8)!
+}
