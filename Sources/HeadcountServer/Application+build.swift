@@ -11,9 +11,16 @@ public struct AppServices: Sendable {
     let roomLog: RoomLog
 
     public init(configuration: Configuration, logger: Logger) async throws {
-        objectStore = try openObjectStore(configuration.objectStore)
-        adminKey = try AdminKey.resolve(configuration, logger: logger)
-        database = try await openDatabase(configuration.database, logger: logger)
+        let objectStore = try openObjectStore(configuration.objectStore)
+        let adminKey = try AdminKey.resolve(configuration, logger: logger)
+        let database = try await openDatabase(configuration.database, logger: logger)
+        self.init(database: database, objectStore: objectStore, adminKey: adminKey, logger: logger)
+    }
+
+    init(database: any Database, objectStore: any ObjectStore, adminKey: String, logger: Logger) {
+        self.database = database
+        self.objectStore = objectStore
+        self.adminKey = adminKey
         roomLog = RoomLog(repository: RoomsRepository(database: database), store: objectStore, logger: logger)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import SQLKit
 import SQLiteKit
 import ServiceLifecycle
@@ -71,7 +72,9 @@ final class SQLiteEngine: Database {
         // Let queued writers finish first.
         await gate.lock()
         for connection in readers + [writer] {
-            try? await connection.close()
+            // The future-returning close: the async one gives up when the task is cancelled.
+            let closed: EventLoopFuture<Void> = connection.close()
+            try? await closed.get()
         }
     }
 }

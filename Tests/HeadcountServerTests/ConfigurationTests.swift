@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+@testable import HeadcountServer
+
+@Suite("Configuration") struct ConfigurationTests {
+    @Test func defaults() throws {
+        let c = try Configuration.resolve(flags: [:], environment: [:])
+        #expect(c.host == "127.0.0.1" && c.port == 8080)
+        #expect(c.database == .sqlite(path: "headcount-data/headcount.sqlite"))
+        #expect(c.objectStore == .file(root: "headcount-data/objects"))
+        #expect(c.dataDirectory == "headcount-data")
+        #expect(c.adminKey == nil)
+        #expect(c.maxBodySize == 1 << 20)
+        #expect(c.logLevel == .info)
+    }
+
+    @Test func flagsWinOverEnvironmentWhichWinsOverDefaults() throws {
+        let environment = [
+            "HEADCOUNT_PORT": "9000", "HEADCOUNT_HOST": "0.0.0.0", "HEADCOUNT_DATA_DIR": "/var/lib/hc",
+            "HEADCOUNT_DATABASE": "postgres://u:p@db:5432/hc", "HEADCOUNT_MAX_BODY_SIZE": "512KiB", "HEADCOUNT_LOG_LEVEL": "DEBUG",
+        ]
+        let c = try Configuration.resolve(flags: ["port": "9100"], environment: environment)
+        #expect(c.port == 9100 && c.host == "0.0.0.0")
+        #expect(c.database == .postgres(url: "postgres://u:p@db:5432/hc"))
+        #expect(c.objectStore == .file(root: "/var/lib/hc/objects"), "the object store follows the data directory")
+        #expect(c.maxBodySize == 512 << 10)
+        #expect(c.logLevel == .debug)
+        #expect(try Configuration.resolve(flags: ["database": "/tmp/x.sqlite"], environment: [:]).database == .sqlite(path: "/tmp/x.sqlite"))
+        #expect(try Configuration.resolve(flags: ["database": "sqlite:///abs/h.sqlite"], environment: [:]).database == .sqlite(path: "/abs/h.sqlite"))
+    }
+
+    @Test(arguments: [
+        ("port", "eighty", "--port 'eighty'"), ("port", "70000", "--port '70000'"),
+        ("database", "mysql://x", "unknown scheme"), ("database", "postgres://", "not a PostgreSQL URL"),
+        ("object-store", "ftp://x", "not supported"), ("admin-key", "short", "too short"),
+        ("max-body-size", "lots", "--max-body-size 'lots'"), ("max-body-size", "10", "at least 1KiB"),
+        ("log-level", "loud", "--log-level 'loud' is unknown"),
+    ])
+    func badSettingsSayWhatAndHow(flag: String, value: String, expected: String) {
+        #expect {
+            _ = try Configuration.resolve(flags: [flag: value], environment: [:])
+        } throws: { error in
+            let text = (error as? ConfigurationError)?.description ?? ""
+            return text.contains(expected) && !text.contains("\n")
+        }
+    }
+
+    /// The binary stops at once, with one line and exit code 2, on a bad setting.
+    @Test func theBinaryExitsWithCode2OnABadSetting() throws {
+        let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug/headcount")
+        try #require(FileManager.default.isExecutableFile(atPath: binary.path), "build the binary first: swift build")
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["serve", "--port", "nope"]
+        process.environment = [:]
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = Pipe()
+        try process.run()
+        process.waitUntilExit()
+        let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 2)
+        #expect(output == "headcount: --port 'nope' is not a port number; use 0-65535, e.g. --port 8080\n")
+    }
+}
