@@ -146,7 +146,7 @@ struct BrokenDatabase: HeadcountServer.Database {
 
     let engine = DatabaseEngine.sqlite
     func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T { throw Down() }
-    func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T { throw Down() }
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T { throw Down() }
     func run() async throws {}
     func close() async {}
 }

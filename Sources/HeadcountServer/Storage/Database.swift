@@ -15,7 +15,7 @@ public protocol Database: Sendable {
 
     /// Runs `body` in one transaction: `BEGIN IMMEDIATE` on SQLite, `BEGIN` on PostgreSQL,
     /// `COMMIT` when it returns and `ROLLBACK` when it throws.
-    func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
 
     /// Keeps the engine's connections alive until graceful shutdown, then closes them.
     func run() async throws

@@ -38,6 +38,7 @@ public enum Migrations {
                 PRIMARY KEY (room, name)
             )
             """,
+            "CREATE INDEX room_occupants_by_arrival ON room_occupants (room, seq)",
         ] },
         Migration(version: 2, name: "reservations") { db in [
             // The parent row, locked by bumping `version` before a device's reservations change.

@@ -6,18 +6,19 @@ import SQLiteKit
 import ServiceLifecycle
 import Synchronization
 
-/// SQLite in WAL mode: all writes through one connection behind `WriteGate`, reads spread over
-/// a few more connections (WAL readers never block the writer, nor it them).
+/// SQLite in WAL mode: all writes through one connection, batched by `GroupCommit`; reads spread
+/// over a few more connections (WAL readers never block the writer, nor it them).
 final class SQLiteEngine: Database {
     let engine = DatabaseEngine.sqlite
     private let writer: SQLiteConnection
     private let readers: [SQLiteConnection]
-    private let gate = WriteGate()
+    private let writes: GroupCommit
     private let nextReader = Atomic<Int>(0)
 
     private init(writer: SQLiteConnection, readers: [SQLiteConnection]) {
         self.writer = writer
         self.readers = readers
+        self.writes = GroupCommit(db: writer.sql(queryLogLevel: .trace))
     }
 
     static func open(path: String, readerCount: Int = 3, logger: Logger) async throws -> SQLiteEngine {
@@ -43,23 +44,18 @@ final class SQLiteEngine: Database {
         return try await body(readers[index % readers.count].sql(queryLogLevel: .trace))
     }
 
-    func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        await gate.lock()
-        let db = writer.sql(queryLogLevel: .trace)
-        do {
-            try await db.raw("BEGIN IMMEDIATE").run()
-            do {
-                let result = try await body(db)
-                try await db.raw("COMMIT").run()
-                await gate.unlock()
-                return result
-            } catch {
-                try? await db.raw("ROLLBACK").run()
-                throw error
-            }
-        } catch {
-            await gate.unlock()
-            throw error
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        let result = Mutex<T?>(nil)
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let job = GroupCommit.Job(
+                run: { db in
+                    let value = try await body(db)
+                    result.withLock { $0 = value }
+                },
+                succeed: { continuation.resume(returning: result.withLock { $0! }) },
+                fail: { continuation.resume(throwing: $0) }
+            )
+            Task { await writes.submit(job) }
         }
     }
 
@@ -69,8 +65,8 @@ final class SQLiteEngine: Database {
     }
 
     func close() async {
-        // Let queued writers finish first.
-        await gate.lock()
+        // Let queued writes finish first.
+        await writes.drain()
         for connection in readers + [writer] {
             // The future-returning close: the async one gives up when the task is cancelled.
             let closed: EventLoopFuture<Void> = connection.close()

@@ -1,0 +1,84 @@
+import DequeModule
+import SQLKit
+import Synchronization
+
+/// SQLite's writer with group commit. SQLite allows one writer at a time and each commit waits for
+/// its fsync, so rather than one transaction per request, the writes waiting when the writer gets
+/// free are run together in one transaction, each inside its own savepoint: a write that fails rolls
+/// back alone, the others commit together, and nobody hears "done" before that commit is durable.
+actor GroupCommit {
+    struct Job: Sendable {
+        /// Runs the caller's body; its result is kept by the closure until `succeed`.
+        let run: @Sendable (any SQLDatabase) async throws -> Void
+        let succeed: @Sendable () -> Void
+        let fail: @Sendable (any Error) -> Void
+    }
+
+    private let db: any SQLDatabase
+    private var pending = Deque<Job>()
+    private var committing = false
+    private var idle: [CheckedContinuation<Void, Never>] = []
+    /// The most writes one transaction takes, so that none waits behind an endless batch.
+    private let maxBatch = 256
+
+    init(db: any SQLDatabase) {
+        self.db = db
+    }
+
+    /// Queues a job; the first caller to find the writer free commits batches until none are left.
+    func submit(_ job: Job) async {
+        pending.append(job)
+        guard !committing else { return }
+        committing = true
+        while !pending.isEmpty {
+            let batch = Array(pending.prefix(maxBatch))
+            pending.removeFirst(batch.count)
+            await commit(batch)
+        }
+        committing = false
+        idle.forEach { $0.resume() }
+        idle.removeAll()
+    }
+
+    /// Waits until no write is queued or running.
+    func drain() async {
+        guard committing else { return }
+        await withCheckedContinuation { idle.append($0) }
+    }
+
+    private func commit(_ batch: [Job]) async {
+        var done: [Job] = []
+        do {
+            try await db.raw("BEGIN IMMEDIATE").run()
+        } catch {
+            batch.forEach { $0.fail(error) }
+            return
+        }
+        for (index, job) in batch.enumerated() {
+            do {
+                try await db.raw("SAVEPOINT job").run()
+                do {
+                    try await job.run(db)
+                    try await db.raw("RELEASE job").run()
+                    done.append(job)
+                } catch {
+                    try await db.raw("ROLLBACK TO job").run()
+                    try await db.raw("RELEASE job").run()
+                    job.fail(error)
+                }
+            } catch {
+                // The savepoint itself failed: the transaction cannot be trusted; fail everyone in it.
+                try? await db.raw("ROLLBACK").run()
+                (done + batch[index...]).forEach { $0.fail(error) }
+                return
+            }
+        }
+        do {
+            try await db.raw("COMMIT").run()
+            done.forEach { $0.succeed() }
+        } catch {
+            try? await db.raw("ROLLBACK").run()
+            done.forEach { $0.fail(error) }
+        }
+    }
+}
