@@ -58,6 +58,8 @@ import Testing
                 (Self.body(42), "device_id required"),
                 (Self.body(NSNull()), "device_id required"),
                 (Self.body(String(repeating: "d", count: 201)), "device_id must be at most 200 characters"),
+                (Self.body("pc\u{0}1"), "device_id must not contain control characters"),
+                (Self.body("pc-1", credential: "a\u{0}b"), "credential must not contain U+0000"),
                 (Self.body("pc-1", start: nil), "start_time must be an RFC 3339 date-time, e.g. 2024-01-01T10:00:00Z"),
                 (Self.body("pc-1", start: "tomorrow"), "start_time must be an RFC 3339 date-time, e.g. 2024-01-01T10:00:00Z"),
                 (Self.body("pc-1", end: 1_700_000_000), "end_time must be an RFC 3339 date-time, e.g. 2024-01-01T10:00:00Z"),

@@ -65,6 +65,11 @@ import Testing
             let long = try await client.post("/people/register", jsonText(["name": String(repeating: "x", count: 201)]))
             #expect(long.status == .badRequest)
             #expect(try long.errorMessage() == "name must be at most 200 characters")
+            for name in ["nul\u{0}byte", "tab\there", "bell\u{7}"] {
+                let control = try await client.post("/rooms/lab/people/register", jsonText(["name": name]))
+                #expect(control.status == .badRequest)
+                #expect(try control.errorMessage() == "name must not contain control characters")
+            }
             let fits = try await client.post("/people/register", jsonText(["name": String(repeating: "y", count: 200)]))
             #expect(fits.status == .ok)
             _ = try await client.post("/people/unregister", jsonText(["name": String(repeating: "y", count: 200)]))

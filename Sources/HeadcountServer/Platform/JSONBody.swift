@@ -62,3 +62,11 @@ public func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) th
         body: .init(byteBuffer: ByteBuffer(bytes: data))
     )
 }
+
+extension String {
+    /// Whether the text holds a control character (U+0000–U+001F, U+007F). PostgreSQL cannot store
+    /// U+0000 at all, and none belongs in a name or an id.
+    var hasControlCharacters: Bool {
+        unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }
+    }
+}

@@ -84,6 +84,7 @@ struct ReservationsController {
     static func parse(_ body: [String: JSONValue]) throws -> Input {
         guard let deviceID = body["device_id"]?.stringValue, !deviceID.isEmpty else { throw APIError.badRequest("device_id required") }
         guard deviceID.count <= 200 else { throw APIError.badRequest("device_id must be at most 200 characters") }
+        guard !deviceID.hasControlCharacters else { throw APIError.badRequest("device_id must not contain control characters") }
         func time(_ field: String) throws -> Timestamp {
             guard let text = body[field]?.stringValue, let t = Timestamp(rfc3339: text) else {
                 throw APIError.badRequest("\(field) must be an RFC 3339 date-time, e.g. 2024-01-01T10:00:00Z")
@@ -95,6 +96,7 @@ struct ReservationsController {
         guard end > start else { throw APIError.badRequest("end_time must be after start_time") }
         guard let credential = body["credential"]?.stringValue else { throw APIError.badRequest("credential must be a string") }
         guard credential.count <= 1000 else { throw APIError.badRequest("credential must be at most 1000 characters") }
+        guard !credential.unicodeScalars.contains("\u{0}") else { throw APIError.badRequest("credential must not contain U+0000") }
         return Input(deviceID: deviceID, start: start, end: end, credential: credential)
     }
 }

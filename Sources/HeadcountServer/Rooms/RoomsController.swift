@@ -82,6 +82,7 @@ struct RoomsController {
         let name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !name.isEmpty else { throw APIError.badRequest("name is required") }
         guard name.count <= 200 else { throw APIError.badRequest("name must be at most 200 characters") }
+        guard !name.hasControlCharacters else { throw APIError.badRequest("name must not contain control characters") }
         return name
     }
 
