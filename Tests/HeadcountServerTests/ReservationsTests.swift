@@ -38,13 +38,14 @@ import Testing
     @Test(arguments: Engine.available)
     func unknownDevicesAreNotFound(engine: Engine) async throws {
         try await TestEnvironment.make(engine).withApp { client in
-            for uri in ["/get-reservation?device_id=nope", "/get-reservation", "/get-reservation?device_id="] {
+            for uri in ["/get-reservation?device_id=nope", "/get-reservation", "/get-reservation?device_id=", "/get-reservation?device_id=a%00b"] {
                 let response = try await client.get(uri)
                 #expect(response.status == .notFound, "\(uri)")
                 #expect(try response.errorMessage() == "not found")
             }
             #expect(try await client.get("/api/reservations?device_id=nope").object()["reservations"] as? [Any] != nil)
             #expect(try await client.get("/api/reservations").status == .badRequest)
+            #expect(try await client.get("/api/reservations?device_id=a%00b").status == .badRequest)
         }
     }
 

@@ -49,7 +49,8 @@ struct ReservationsController {
             return try json(["status": "saved"])
         }
         router.get("get-reservation") { request, _ in
-            guard let deviceID = request.uri.queryParameters["device_id"].map(String.init), !deviceID.isEmpty,
+            // An id with control characters cannot have been stored (and PostgreSQL cannot even look for U+0000).
+            guard let deviceID = request.uri.queryParameters["device_id"].map(String.init), !deviceID.isEmpty, !deviceID.hasControlCharacters,
                   let r = try await repository.current(deviceID: deviceID)
             else { throw APIError.notFound("not found") }
             return try json(SeedReservation(start_time: r.start.rfc3339, end_time: r.end.rfc3339, credential: r.credential))
@@ -58,6 +59,7 @@ struct ReservationsController {
             guard let deviceID = request.uri.queryParameters["device_id"].map(String.init), !deviceID.isEmpty else {
                 throw APIError.badRequest("device_id required")
             }
+            guard !deviceID.hasControlCharacters else { throw APIError.badRequest("device_id must not contain control characters") }
             let history = try await repository.history(deviceID: deviceID)
             return try json(History(device_id: deviceID, reservations: history.map(ReservationBody.init)))
         }
