@@ -58,10 +58,12 @@ struct RequestIDMiddleware: RouterMiddleware {
         return response
     }
 
+    /// 12 random bytes as 24 hex digits.
     static func makeID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<12).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-        return bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        (0..<12).map { _ in
+            let byte = UInt8.random(in: .min ... .max)
+            return (byte < 16 ? "0" : "") + String(byte, radix: 16)
+        }.joined()
     }
 }
 
