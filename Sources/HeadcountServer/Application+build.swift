@@ -9,6 +9,7 @@ public struct AppServices: Sendable {
     public let objectStore: any ObjectStore
     public let adminKey: String
     let roomLog: RoomLog
+    let sensorIngest: SensorIngest
 
     public init(configuration: Configuration, logger: Logger) async throws {
         let objectStore = try openObjectStore(configuration.objectStore)
@@ -22,6 +23,7 @@ public struct AppServices: Sendable {
         self.objectStore = objectStore
         self.adminKey = adminKey
         roomLog = RoomLog(repository: RoomsRepository(database: database), store: objectStore, logger: logger)
+        sensorIngest = SensorIngest(database: database)
     }
 }
 
@@ -72,6 +74,7 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     try DocsController().addRoutes(to: router)
     RoomsController(repository: RoomsRepository(database: services.database), log: services.roomLog).addRoutes(to: router)
     ReservationsController(repository: ReservationsRepository(database: services.database)).addRoutes(to: router)
+    SensorsController(repository: SensorsRepository(database: services.database), ingest: services.sensorIngest).addRoutes(to: router)
 
     routes.record(router.routes.map { (path: $0.path.description, method: $0.method) })
     return router

@@ -210,17 +210,3 @@ import Testing
     }
 }
 
-/// An HTTP client with a connection pool large enough to really send requests in parallel.
-func withParallelClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
-    var configuration = HTTPClient.Configuration()
-    configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
-    let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    do {
-        let result = try await body(client)
-        try await client.shutdown()
-        return result
-    } catch {
-        try? await client.shutdown()
-        throw error
-    }
-}

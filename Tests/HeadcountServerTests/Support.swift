@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
@@ -106,4 +107,43 @@ extension TestResponse {
 /// JSON text for a value (for building request bodies).
 func jsonText(_ value: Any) -> String {
     String(data: try! JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed]), encoding: .utf8)!
+}
+
+/// An HTTP client with a connection pool large enough to really send requests in parallel.
+func withParallelClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
+    var configuration = HTTPClient.Configuration()
+    configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
+    let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    do {
+        let result = try await body(client)
+        try await client.shutdown()
+        return result
+    } catch {
+        try? await client.shutdown()
+        throw error
+    }
+}
+
+/// POSTs every body to `path` on the live server at `port`, all at once; returns the statuses and
+/// bodies in the order of `bodies`.
+func postInParallel(port: Int, path: String, bodies: [String], headers: [(String, String)] = []) async throws -> [(status: UInt, body: String)] {
+    try await withParallelClient { http in
+        try await withThrowingTaskGroup(of: (Int, UInt, String).self) { group in
+            for (index, body) in bodies.enumerated() {
+                group.addTask {
+                    var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+                    request.method = .POST
+                    request.headers.add(name: "Content-Type", value: "application/json")
+                    for (name, value) in headers { request.headers.add(name: name, value: value) }
+                    request.body = .bytes(ByteBuffer(string: body))
+                    let response = try await http.execute(request, timeout: .seconds(60))
+                    let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
+                    return (index, response.status.code, text)
+                }
+            }
+            var results = Array(repeating: (status: UInt(0), body: ""), count: bodies.count)
+            for try await (index, status, text) in group { results[index] = (status, text) }
+            return results
+        }
+    }
 }

@@ -80,6 +80,13 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
         return text + "Z"
     }
 
+    /// The start of the `length`-microsecond slot (counted from the epoch) holding this instant;
+    /// floored, so instants before 1970 work too.
+    public func floored(to length: Int64) -> Int64 {
+        let (q, r) = microseconds.quotientAndRemainder(dividingBy: length)
+        return (r < 0 ? q - 1 : q) * length
+    }
+
     /// The UTC day, `YYYY-MM-DD`.
     public var day: String { parts.date.iso }
 

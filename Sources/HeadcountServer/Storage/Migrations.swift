@@ -57,6 +57,48 @@ public enum Migrations {
             """,
             "CREATE INDEX reservations_by_device ON reservations (device_id, status, start_us)",
         ] },
+        Migration(version: 3, name: "sensors") { db in [
+            // The parent row: current totals, updated (and so locked) in every write's transaction.
+            // `prior_last_ts_us` is `last_ts_us` before the latest write: it tells that write whether
+            // its events came after everything stored.
+            """
+            CREATE TABLE sensors (
+                sensor TEXT PRIMARY KEY,
+                inside BIGINT NOT NULL,
+                entries BIGINT NOT NULL,
+                exits BIGINT NOT NULL,
+                events BIGINT NOT NULL,
+                last_ts_us BIGINT NOT NULL,
+                prior_last_ts_us BIGINT
+            )
+            """,
+            """
+            CREATE TABLE sensor_events (
+                seq \(db.serialPrimaryKey),
+                sensor TEXT NOT NULL,
+                ts_us BIGINT NOT NULL,
+                in_count BIGINT NOT NULL CHECK (in_count >= 0),
+                out_count BIGINT NOT NULL CHECK (out_count >= 0),
+                event_id TEXT,
+                received_us BIGINT NOT NULL,
+                UNIQUE (sensor, event_id)
+            )
+            """,
+            "CREATE INDEX sensor_events_by_time ON sensor_events (sensor, ts_us, seq)",
+            // One row per sensor and UTC minute with events; `balance_before` is the prefix sum.
+            """
+            CREATE TABLE sensor_minutes (
+                sensor TEXT NOT NULL,
+                minute_us BIGINT NOT NULL,
+                entries BIGINT NOT NULL,
+                exits BIGINT NOT NULL,
+                balance_before BIGINT NOT NULL,
+                low BIGINT NOT NULL,
+                high BIGINT NOT NULL,
+                PRIMARY KEY (sensor, minute_us)
+            )
+            """,
+        ] },
     ]
 
     /// Applies every migration not yet applied, in one transaction. On PostgreSQL an advisory lock

@@ -1,0 +1,141 @@
+import Foundation
+import Hummingbird
+
+/// Seed 001: people-counting sensors post IN/OUT counts; occupancy now, at any instant, and over time.
+struct SensorsController {
+    static let maxBatch = 1000
+    /// The most buckets one series answer holds.
+    static let maxBuckets = 5000
+
+    let repository: SensorsRepository
+    let ingest: SensorIngest
+
+    struct OccupancyResponse: Encodable {
+        let sensor: String
+        let inside: Int64
+        let atInstant: String?
+    }
+
+    struct SeriesResponse: Encodable {
+        let sensor: String
+        let bucket: String
+        let from: String
+        let to: String
+        let series: [SeriesPoint]
+    }
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        router.post("api/webhook") { request, context in
+            let event = try SensorEvent(json: try await request.jsonObject(context: context))
+            _ = try await ingest.submit([event])
+            return try json(["message": "OK"])
+        }
+        router.post("api/webhook/batch") { request, context in
+            let body = try await request.jsonObject(context: context)
+            guard case .array(let items) = body["events"], (1...Self.maxBatch).contains(items.count) else {
+                throw APIError.badRequest("events must be an array of 1 to \(Self.maxBatch) webhook bodies")
+            }
+            let events = try items.enumerated().map { index, item in
+                guard case .object(let object) = item else { throw APIError.badRequest("events[\(index)]: must be a JSON object") }
+                return try SensorEvent(json: object, index: index)
+            }
+            let accepted = try await ingest.submit(events).filter { $0 }.count
+            return try json(["accepted": accepted, "duplicates": events.count - accepted])
+        }
+        // Hummingbird matches `/api/sensors/` here too, as the seed's clients call it.
+        router.get("api/sensors") { _, _ in try json(["sensors": try await repository.sensors()]) }
+        router.get("api/sensors/{sensor}/occupancy") { request, context in try await occupancy(request, context) }
+        router.get("sensors/{sensor}/occupancy") { request, context in try await occupancy(request, context) }
+        router.get("api/sensors/{sensor}/occupancy/series") { request, context in try await series(request, context) }
+        router.get("api/sensors/{sensor}/events.csv") { request, context in try await eventsCSV(request, context) }
+    }
+
+    private func occupancy(_ request: Request, _ context: AppRequestContext) async throws -> Response {
+        let sensor = try Self.sensor(context)
+        if let instant = try Self.instant("atInstant", request) {
+            guard let inside = try await repository.inside(sensor: sensor, at: instant) else { throw Self.unknown(sensor) }
+            return try json(OccupancyResponse(sensor: sensor, inside: inside, atInstant: instant.rfc3339))
+        }
+        guard let inside = try await repository.inside(sensor: sensor) else { throw Self.unknown(sensor) }
+        return try json(OccupancyResponse(sensor: sensor, inside: inside, atInstant: nil))
+    }
+
+    private func series(_ request: Request, _ context: AppRequestContext) async throws -> Response {
+        let sensor = try Self.sensor(context)
+        let text = request.uri.queryParameters["bucket"].map(String.init) ?? SeriesBucket.hour.rawValue
+        guard let bucket = SeriesBucket(rawValue: text) else { throw APIError.badRequest("bucket must be one of 5m, 1h, 1d") }
+        let (from, to) = try Self.range(request, defaultSpan: 24 * 60 * MinuteRollup.length)
+        let start = bucket.floor(from), end = bucket.floor(to - 1) + bucket.length
+        guard (end - start) / bucket.length <= Self.maxBuckets else {
+            throw APIError.badRequest("at most \(Self.maxBuckets) buckets: narrow from/to or use a larger bucket")
+        }
+        guard try await repository.inside(sensor: sensor) != nil else { throw Self.unknown(sensor) }
+        let (opening, minutes) = try await repository.minutes(sensor: sensor, from: start, to: end)
+        let points = SeriesPoint.fold(from: start, to: end, bucket: bucket, opening: opening, minutes: minutes)
+        return try json(SeriesResponse(
+            sensor: sensor, bucket: bucket.rawValue,
+            from: Timestamp(microseconds: start).rfc3339, to: Timestamp(microseconds: end).rfc3339, series: points
+        ))
+    }
+
+    /// The events with `from <= ts < to` as CSV, streamed a page at a time.
+    private func eventsCSV(_ request: Request, _ context: AppRequestContext) async throws -> Response {
+        let sensor = try Self.sensor(context)
+        let from = try Self.instant("from", request)?.microseconds ?? Int64.min
+        let to = try Self.instant("to", request)?.microseconds ?? Int64.max
+        guard from < to else { throw APIError.badRequest("from must be before to") }
+        guard try await repository.inside(sensor: sensor) != nil else { throw Self.unknown(sensor) }
+        let repository = self.repository
+        let body = ResponseBody { writer in
+            try await writer.write(ByteBuffer(string: CSV.row(["ts", "sensor", "in_count", "out_count", "id"])))
+            var cursor: (ts: Int64, seq: Int64)?
+            while true {
+                let page = try await repository.events(sensor: sensor, from: from, to: to, after: cursor, limit: 2000)
+                guard let last = page.last else { break }
+                let text = page.map { stored in
+                    let e = stored.event
+                    return CSV.row([e.ts.rfc3339, e.sensor, String(e.inCount), String(e.outCount), e.id ?? ""])
+                }.joined()
+                try await writer.write(ByteBuffer(string: text))
+                cursor = (last.event.ts.microseconds, last.seq)
+            }
+            try await writer.finish(nil)
+        }
+        let filename = sensor.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") } ? sensor : "sensor"
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"\(filename)-events.csv\""],
+            body: body
+        )
+    }
+
+    static func unknown(_ sensor: String) -> APIError { .notFound("sensor not found") }
+
+    /// The `{sensor}` path parameter, percent-decoded.
+    static func sensor(_ context: AppRequestContext) throws -> String {
+        guard let sensor = context.parameters.get("sensor")?.removingPercentEncoding, !sensor.isEmpty, sensor.count <= 200,
+              !sensor.hasControlCharacters
+        else { throw APIError.badRequest("sensor must be 1-200 characters without control characters") }
+        return sensor
+    }
+
+    /// An RFC 3339 query parameter, or nil when absent. An unencoded `+` offset arrives as a space,
+    /// so a space where the offset's sign belongs is read as `+`.
+    static func instant(_ name: String, _ request: Request) throws -> Timestamp? {
+        guard let raw = request.uri.queryParameters[Substring(name)] else { return nil }
+        var bytes = Array(raw.utf8)
+        if bytes.count > 6, bytes[bytes.count - 6] == UInt8(ascii: " ") { bytes[bytes.count - 6] = UInt8(ascii: "+") }
+        guard let instant = Timestamp(rfc3339: String(decoding: bytes, as: UTF8.self)) else {
+            throw APIError.badRequest("\(name) must be an RFC 3339 date-time, e.g. 2018-11-14T14:00:00Z")
+        }
+        return instant
+    }
+
+    /// `from` and `to`: `to` defaults to now, `from` to `defaultSpan` before `to`.
+    static func range(_ request: Request, defaultSpan: Int64) throws -> (Int64, Int64) {
+        let to = try instant("to", request)?.microseconds ?? Timestamp.now().microseconds
+        let from = try instant("from", request)?.microseconds ?? (to - defaultSpan)
+        guard from < to else { throw APIError.badRequest("from must be before to") }
+        return (from, to)
+    }
+}

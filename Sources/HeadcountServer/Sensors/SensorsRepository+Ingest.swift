@@ -1,0 +1,164 @@
+import SQLKit
+
+extension SensorsRepository {
+    /// Stores a batch of events in the caller's transaction and keeps every sensor's totals and
+    /// minute rollups current. Returns, per event, whether it was stored (false: its id was seen).
+    ///
+    /// A batch costs four statements however many events and sensors it holds, when the events
+    /// arrive in time order; a late event also rewrites its minute and shifts the minutes after it.
+    static func ingest(_ events: [SensorEvent], db: any SQLDatabase) async throws -> [Bool] {
+        // The first of each (sensor, id) in the batch is a candidate; the database decides the rest.
+        // Inserting in (sensor, id) order keeps concurrent batches from deadlocking on the unique index.
+        var seen = Set<[String]>()
+        let candidates = events.indices
+            .filter { i in events[i].id.map { seen.insert([events[i].sensor, $0]).inserted } ?? true }
+            .sorted { (events[$0].sensor, events[$0].id ?? "", $0) < (events[$1].sensor, events[$1].id ?? "", $1) }
+        let storedIDs = try await insert(candidates.map { events[$0] }, db: db)
+        var accepted = Array(repeating: false, count: events.count)
+        for i in candidates where events[i].id.map({ storedIDs.contains([events[i].sensor, $0]) }) ?? true {
+            accepted[i] = true
+        }
+
+        // Stable sort by time: events at the same instant keep their arrival order.
+        let bySensor = Dictionary(grouping: events.indices.filter { accepted[$0] }.map { events[$0] }, by: \.sensor)
+            .mapValues { $0.enumerated().sorted { ($0.element.ts, $0.offset) < ($1.element.ts, $1.offset) }.map(\.element) }
+        guard !bySensor.isEmpty else { return accepted }
+        let totals = try await applyTotals(bySensor, db: db)
+
+        var inOrder: [(events: [SensorEvent], priorLast: Int64?, insideBefore: Int64)] = []
+        for (sensor, total) in totals {
+            let batch = bySensor[sensor]!
+            if let prior = total.priorLast, batch[0].ts.microseconds < prior {
+                try await repairMinutes(sensor: sensor, late: batch, db: db)
+            } else {
+                inOrder.append((batch, total.priorLast, total.inside - batch.reduce(0) { $0 + $1.net }))
+            }
+        }
+        try await appendMinutes(inOrder, db: db)
+        return accepted
+    }
+
+    /// Inserts events, ignoring those whose (sensor, id) is already stored; returns the ids stored.
+    private static func insert(_ events: [SensorEvent], db: any SQLDatabase) async throws -> Set<[String]> {
+        let received = Timestamp.now().microseconds
+        var stored = Set<[String]>()
+        for chunk in events.chunks(of: 500) {
+            let rows = chunk.map { e -> SQLQueryString in
+                "(\(bind: e.sensor), \(bind: e.ts.microseconds), \(bind: e.inCount), \(bind: e.outCount), \(bind: e.id), \(bind: received))"
+            }
+            let query: SQLQueryString = """
+                INSERT INTO sensor_events (sensor, ts_us, in_count, out_count, event_id, received_us)
+                VALUES \(rows.joined(separator: ", "))
+                ON CONFLICT (sensor, event_id) DO NOTHING RETURNING sensor, event_id
+                """
+            for row in try await db.raw(query).all() {
+                if let id = try row.decode(column: "event_id", as: String?.self) {
+                    stored.insert([try row.decode(column: "sensor", as: String.self), id])
+                }
+            }
+        }
+        return stored
+    }
+
+    /// Adds each sensor's events to its totals, creating new sensors; locks the rows, in name order.
+    /// Returns each sensor's occupancy now and the latest event time before this batch.
+    private static func applyTotals(_ bySensor: [String: [SensorEvent]], db: any SQLDatabase) async throws -> [(String, (inside: Int64, priorLast: Int64?))] {
+        let rows = bySensor.keys.sorted().map { sensor -> SQLQueryString in
+            let batch = bySensor[sensor]!
+            let entries = batch.reduce(0) { $0 + $1.inCount }, exits = batch.reduce(0) { $0 + $1.outCount }
+            let last = batch.last!.ts.microseconds
+            return "(\(bind: sensor), \(bind: entries - exits), \(bind: entries), \(bind: exits), \(bind: Int64(batch.count)), \(bind: last), NULL)"
+        }
+        return try await db.raw("""
+            INSERT INTO sensors (sensor, inside, entries, exits, events, last_ts_us, prior_last_ts_us)
+            VALUES \(rows.joined(separator: ", "))
+            ON CONFLICT (sensor) DO UPDATE SET
+                inside = sensors.inside + excluded.inside,
+                entries = sensors.entries + excluded.entries,
+                exits = sensors.exits + excluded.exits,
+                events = sensors.events + excluded.events,
+                prior_last_ts_us = sensors.last_ts_us,
+                last_ts_us = CASE WHEN excluded.last_ts_us > sensors.last_ts_us THEN excluded.last_ts_us ELSE sensors.last_ts_us END
+            RETURNING sensor, inside, prior_last_ts_us
+            """).all().map { row in
+            (try row.decode(column: "sensor", as: String.self),
+             (try row.decode(column: "inside", as: Int64.self), try row.decode(column: "prior_last_ts_us", as: Int64?.self)))
+        }
+    }
+
+    /// Rolls events that come after everything stored into minutes: the current minute is read and
+    /// continued, new minutes start from the occupancy before the batch. Two statements in all.
+    private static func appendMinutes(_ sensors: [(events: [SensorEvent], priorLast: Int64?, insideBefore: Int64)], db: any SQLDatabase) async throws {
+        guard !sensors.isEmpty else { return }
+        // A sensor's current minute is only continued if its first new event falls in it.
+        let continuing = sensors.filter { s in s.priorLast.map { MinuteRollup.minute(of: Timestamp(microseconds: $0)) == MinuteRollup.minute(of: s.events[0].ts) } ?? false }
+        var current: [String: MinuteRollup] = [:]
+        if !continuing.isEmpty {
+            let names = continuing.map { $0.events[0].sensor as any Encodable & Sendable }
+            let minutes = Set(continuing.map { MinuteRollup.minute(of: $0.events[0].ts) }).map { $0 as any Encodable & Sendable }
+            for row in try await db.raw("""
+                SELECT sensor, minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
+                WHERE sensor IN (\(binds: names)) AND minute_us IN (\(binds: minutes))
+                """).all() {
+                let rollup = try minuteRollup(row)
+                current[try row.decode(column: "sensor", as: String.self) + "\u{0}\(rollup.minute)"] = rollup
+            }
+        }
+        var rows: [(String, MinuteRollup)] = []
+        for s in sensors {
+            let sensor = s.events[0].sensor
+            let start = current[sensor + "\u{0}\(MinuteRollup.minute(of: s.events[0].ts))"]
+            rows += MinuteRollup.appending(s.events, to: start, inside: s.insideBefore).map { (sensor, $0) }
+        }
+        try await upsertMinutes(rows, db: db)
+    }
+
+    /// Brings the minutes of late events up to date: each touched minute is recomputed from its
+    /// events (few: one minute's worth) and the minutes after it shift by its change.
+    private static func repairMinutes(sensor: String, late events: [SensorEvent], db: any SQLDatabase) async throws {
+        let changes = Dictionary(grouping: events, by: { MinuteRollup.minute(of: $0.ts) }).mapValues { $0.reduce(0) { $0 + $1.net } }
+        for (minute, net) in changes.sorted(by: { $0.key < $1.key }) {
+            let previous = try await db.raw("""
+                SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
+                WHERE sensor = \(bind: sensor) AND minute_us <= \(bind: minute) ORDER BY minute_us DESC LIMIT 1
+                """).first().map(minuteRollup)
+            let before = previous.map { $0.minute == minute ? $0.balanceBefore : $0.balanceAfter } ?? 0
+            var row = MinuteRollup(minute: minute, balanceBefore: before)
+            for event in try await db.raw("""
+                SELECT in_count, out_count FROM sensor_events
+                WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: minute) AND ts_us < \(bind: minute + MinuteRollup.length)
+                ORDER BY ts_us, seq
+                """).all() {
+                row.apply(in: try event.decode(column: "in_count", as: Int64.self), out: try event.decode(column: "out_count", as: Int64.self))
+            }
+            try await upsertMinutes([(sensor, row)], db: db)
+            if net != 0 {
+                try await db.raw("""
+                    UPDATE sensor_minutes SET balance_before = balance_before + \(bind: net)
+                    WHERE sensor = \(bind: sensor) AND minute_us > \(bind: minute)
+                    """).run()
+            }
+        }
+    }
+
+    private static func upsertMinutes(_ rows: [(String, MinuteRollup)], db: any SQLDatabase) async throws {
+        for chunk in rows.chunks(of: 500) {
+            let values = chunk.map { sensor, m -> SQLQueryString in
+                "(\(bind: sensor), \(bind: m.minute), \(bind: m.entries), \(bind: m.exits), \(bind: m.balanceBefore), \(bind: m.low), \(bind: m.high))"
+            }
+            try await db.raw("""
+                INSERT INTO sensor_minutes (sensor, minute_us, entries, exits, balance_before, low, high)
+                VALUES \(values.joined(separator: ", "))
+                ON CONFLICT (sensor, minute_us) DO UPDATE SET entries = excluded.entries, exits = excluded.exits,
+                    balance_before = excluded.balance_before, low = excluded.low, high = excluded.high
+                """).run()
+        }
+    }
+}
+
+extension Array {
+    /// Consecutive slices of at most `size` elements.
+    func chunks(of size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}

@@ -1,0 +1,94 @@
+import SQLKit
+
+/// The SQL of sensors: the events as posted, one totals row per sensor (current occupancy in O(1))
+/// and per-minute rollups with prefix sums (occupancy at any instant without replaying history).
+struct SensorsRepository: Sendable {
+    let database: any Database
+
+    /// Every sensor that has posted, sorted by name.
+    func sensors() async throws -> [String] {
+        try await database.read { db in
+            try await db.raw("SELECT sensor FROM sensors").all().map { try $0.decode(column: "sensor", as: String.self) }
+        }.sorted()
+    }
+
+    /// Occupancy now, or nil for an unknown sensor.
+    func inside(sensor: String) async throws -> Int64? {
+        try await database.read { db in
+            try await db.raw("SELECT inside FROM sensors WHERE sensor = \(bind: sensor)").first()?.decode(column: "inside", as: Int64.self)
+        }
+    }
+
+    /// Occupancy at `instant`: every event with `ts <= instant`, or nil for an unknown sensor.
+    /// One indexed lookup of the latest minute at or before the instant, plus the events of that
+    /// minute up to the instant when it is the instant's own minute.
+    func inside(sensor: String, at instant: Timestamp) async throws -> Int64? {
+        let minute = MinuteRollup.minute(of: instant)
+        return try await database.read { db -> Int64? in
+            guard try await db.raw("SELECT 1 AS known FROM sensors WHERE sensor = \(bind: sensor)").first() != nil else { return nil }
+            guard let row = try await db.raw("""
+                SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
+                WHERE sensor = \(bind: sensor) AND minute_us <= \(bind: minute) ORDER BY minute_us DESC LIMIT 1
+                """).first().map(Self.minuteRollup)
+            else { return 0 }
+            guard row.minute == minute else { return row.balanceAfter }
+            let within = try await db.raw("""
+                SELECT CAST(COALESCE(SUM(in_count - out_count), 0) AS BIGINT) AS net FROM sensor_events
+                WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: minute) AND ts_us <= \(bind: instant.microseconds)
+                """).first()?.decode(column: "net", as: Int64.self) ?? 0
+            return row.balanceBefore + within
+        }
+    }
+
+    /// Occupancy just before `instant` (a minute boundary) and the minute rollups in [instant, end).
+    func minutes(sensor: String, from start: Int64, to end: Int64) async throws -> (opening: Int64, minutes: [MinuteRollup]) {
+        try await database.read { db in
+            let opening = try await db.raw("""
+                SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
+                WHERE sensor = \(bind: sensor) AND minute_us < \(bind: start) ORDER BY minute_us DESC LIMIT 1
+                """).first().map(Self.minuteRollup)?.balanceAfter ?? 0
+            let minutes = try await db.raw("""
+                SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
+                WHERE sensor = \(bind: sensor) AND minute_us >= \(bind: start) AND minute_us < \(bind: end) ORDER BY minute_us
+                """).all().map(Self.minuteRollup)
+            return (opening, minutes)
+        }
+    }
+
+    struct StoredEvent: Sendable {
+        let seq: Int64
+        let event: SensorEvent
+    }
+
+    /// Up to `limit` events with `from <= ts < to`, in time order, after the (ts, seq) `cursor`.
+    func events(sensor: String, from: Int64, to: Int64, after cursor: (ts: Int64, seq: Int64)?, limit: Int) async throws -> [StoredEvent] {
+        let (ts, seq) = cursor ?? (from, -1)
+        return try await database.read { db in
+            try await db.raw("""
+                SELECT seq, ts_us, in_count, out_count, event_id FROM sensor_events
+                WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: from) AND ts_us < \(bind: to)
+                    AND (ts_us > \(bind: ts) OR (ts_us = \(bind: ts) AND seq > \(bind: seq)))
+                ORDER BY ts_us, seq LIMIT \(literal: limit)
+                """).all().map { row in
+                StoredEvent(seq: try row.decode(column: "seq", as: Int64.self), event: SensorEvent(
+                    sensor: sensor,
+                    ts: Timestamp(microseconds: try row.decode(column: "ts_us", as: Int64.self)),
+                    inCount: try row.decode(column: "in_count", as: Int64.self),
+                    outCount: try row.decode(column: "out_count", as: Int64.self),
+                    id: try row.decode(column: "event_id", as: String?.self)
+                ))
+            }
+        }
+    }
+
+    static func minuteRollup(_ row: any SQLRow) throws -> MinuteRollup {
+        MinuteRollup(
+            minute: try row.decode(column: "minute_us", as: Int64.self),
+            entries: try row.decode(column: "entries", as: Int64.self),
+            exits: try row.decode(column: "exits", as: Int64.self),
+            balanceBefore: try row.decode(column: "balance_before", as: Int64.self),
+            low: try row.decode(column: "low", as: Int64.self),
+            high: try row.decode(column: "high", as: Int64.self)
+        )
+    }
+}
