@@ -83,17 +83,20 @@ import Testing
         }
     }
 
-    /// Random events in random order, single and batched, several of them late by hours: the
-    /// rollups must answer exactly what summing the raw events answers, at every instant.
+    /// Random events, single and batched: most in time order (several to a minute), every fifth
+    /// arriving late, after all the others. The rollups must answer exactly what summing the raw
+    /// events answers, at every instant.
     @Test(arguments: Engine.available)
     func rollupsAgreeWithTheRawEvents(engine: Engine) async throws {
         var random = SplitMix64(seed: 7)
         let base = Timestamp(rfc3339: "2024-03-01T08:00:00Z")!.microseconds
-        let events = (0..<300).map { i in
-            (ts: base + Int64(random.next() % (6 * 3_600_000_000)), in: Int(random.next() % 5), out: Int(random.next() % 4), id: "e\(i)")
-        }
+        let sorted = (0..<300).map { i in
+            (ts: base + Int64(random.next() % (2 * 3_600_000_000)), in: Int(random.next() % 5), out: Int(random.next() % 4), id: "e\(i)")
+        }.sorted { $0.ts < $1.ts }
+        let events = sorted.enumerated().filter { $0.offset % 5 != 0 }.map(\.element)
+            + sorted.enumerated().filter { $0.offset % 5 == 0 }.map(\.element).shuffled(using: &random)
         let sizes = (0..<events.count).map { _ in Int(random.next() % 12) + 1 }
-        let randomInstants = (0..<40).map { _ in base - 3_600_000_000 + Int64(random.next() % (8 * 3_600_000_000)) }
+        let randomInstants = (0..<40).map { _ in base - 3_600_000_000 + Int64(random.next() % (4 * 3_600_000_000)) }
         try await TestEnvironment.make(engine).withApp { client in
             var index = 0
             for size in sizes where index < events.count {
@@ -107,7 +110,7 @@ import Testing
                 index += slice.count
             }
             func expected(_ instant: Int64) -> Int { events.filter { $0.ts <= instant }.reduce(0) { $0 + $1.in - $1.out } }
-            var instants = events.prefix(60).flatMap { [$0.ts, $0.ts - 1] }
+            var instants = events.flatMap { [$0.ts, $0.ts - 1] }
             instants += randomInstants
             for instant in instants {
                 let inside = try await Self.inside(client, "/api/sensors/hall/occupancy?atInstant=\(Timestamp(microseconds: instant).rfc3339)")
@@ -116,12 +119,12 @@ import Testing
             #expect(try await Self.inside(client, "/api/sensors/hall/occupancy") == expected(.max))
 
             // The series, bucket by bucket, against the raw events.
-            let series = try await client.get("/api/sensors/hall/occupancy/series?from=2024-03-01T07:00:00Z&to=2024-03-01T15:00:00Z&bucket=1h").object()
+            let series = try await client.get("/api/sensors/hall/occupancy/series?from=2024-03-01T07:00:00Z&to=2024-03-01T11:00:00Z&bucket=5m").object()
             let points = try #require(series["series"] as? [[String: Any]])
-            #expect(points.count == 8)
+            #expect(points.count == 48)
             for point in points {
                 let start = Timestamp(rfc3339: point["start"] as! String)!.microseconds
-                let end = start + 3_600_000_000
+                let end = start + 300_000_000
                 let inBucket = events.filter { $0.ts >= start && $0.ts < end }
                 #expect(point["entries"] as? Int == inBucket.reduce(0) { $0 + $1.in })
                 #expect(point["exits"] as? Int == inBucket.reduce(0) { $0 + $1.out })
@@ -245,6 +248,15 @@ import Testing
                 #expect(try response.errorMessage() == message)
             }
             #expect(try await client.get("/api/sensors/nope/occupancy/series").status == .notFound)
+
+            // One minute filled by separate posts, in order: its low and high widen with each.
+            for (ts, inCount, out) in [("09:59:00", 2, 0), ("10:00:05", 0, 2), ("10:00:10", 6, 0), ("10:00:20", 0, 5), ("10:00:30", 0, 3), ("10:00:40", 1, 0)] {
+                _ = try await client.post("/api/webhook", jsonText(Self.webhook("steps", "2024-01-01T\(ts)Z", in: inCount, out: out)))
+            }
+            let steps = try await client.get("/api/sensors/steps/occupancy/series?from=2024-01-01T10:00:00Z&to=2024-01-01T10:05:00Z&bucket=5m").object()
+            #expect(steps["series"] as? [NSDictionary] == [
+                ["start": "2024-01-01T10:00:00Z", "end": "2024-01-01T10:05:00Z", "entries": 7, "exits": 10, "min": -2, "max": 6, "last": -1],
+            ])
 
             let csv = try await client.get("/api/sensors/\(sensor)/events.csv?from=2024-01-01T10:00:00Z&to=2024-01-01T10:20:00Z")
             #expect(csv.status == .ok)

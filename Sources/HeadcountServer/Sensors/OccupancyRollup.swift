@@ -43,11 +43,10 @@ struct MinuteRollup: Sendable, Equatable {
         high = Swift.max(high, entries - exits)
     }
 
-    /// Rolls events that all happened after `current`'s (sorted by time) into minutes: `current`
-    /// continued if they start in its minute, then new minutes starting from `inside`.
-    static func appending(_ events: [SensorEvent], to current: MinuteRollup?, inside: Int64) -> [MinuteRollup] {
+    /// Rolls events (sorted by time) into minutes, the first starting from occupancy `inside`.
+    static func rolling(_ events: [SensorEvent], from inside: Int64) -> [MinuteRollup] {
         var rows: [MinuteRollup] = []
-        var row = current
+        var row: MinuteRollup?
         for event in events {
             let minute = minute(of: event.ts)
             if row?.minute != minute {

@@ -4,7 +4,7 @@ extension SensorsRepository {
     /// Stores a batch of events in the caller's transaction and keeps every sensor's totals and
     /// minute rollups current. Returns, per event, whether it was stored (false: its id was seen).
     ///
-    /// A batch costs four statements however many events and sensors it holds, when the events
+    /// A batch costs three statements however many events and sensors it holds, when the events
     /// arrive in time order; a late event also rewrites its minute and shifts the minutes after it.
     static func ingest(_ events: [SensorEvent], db: any SQLDatabase) async throws -> [Bool] {
         // The first of each (sensor, id) in the batch is a candidate; the database decides the rest.
@@ -25,13 +25,13 @@ extension SensorsRepository {
         guard !bySensor.isEmpty else { return accepted }
         let totals = try await applyTotals(bySensor, db: db)
 
-        var inOrder: [(events: [SensorEvent], priorLast: Int64?, insideBefore: Int64)] = []
+        var inOrder: [(events: [SensorEvent], insideBefore: Int64)] = []
         for (sensor, total) in totals {
             let batch = bySensor[sensor]!
             if let prior = total.priorLast, batch[0].ts.microseconds < prior {
                 try await repairMinutes(sensor: sensor, late: batch, db: db)
             } else {
-                inOrder.append((batch, total.priorLast, total.inside - batch.reduce(0) { $0 + $1.net }))
+                inOrder.append((batch, total.inside - batch.reduce(0) { $0 + $1.net }))
             }
         }
         try await appendMinutes(inOrder, db: db)
@@ -86,31 +86,21 @@ extension SensorsRepository {
         }
     }
 
-    /// Rolls events that come after everything stored into minutes: the current minute is read and
-    /// continued, new minutes start from the occupancy before the batch. Two statements in all.
-    private static func appendMinutes(_ sensors: [(events: [SensorEvent], priorLast: Int64?, insideBefore: Int64)], db: any SQLDatabase) async throws {
-        guard !sensors.isEmpty else { return }
-        // A sensor's current minute is only continued if its first new event falls in it.
-        let continuing = sensors.filter { s in s.priorLast.map { MinuteRollup.minute(of: Timestamp(microseconds: $0)) == MinuteRollup.minute(of: s.events[0].ts) } ?? false }
-        var current: [String: MinuteRollup] = [:]
-        if !continuing.isEmpty {
-            let names = continuing.map { $0.events[0].sensor as any Encodable & Sendable }
-            let minutes = Set(continuing.map { MinuteRollup.minute(of: $0.events[0].ts) }).map { $0 as any Encodable & Sendable }
-            for row in try await db.raw("""
-                SELECT sensor, minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
-                WHERE sensor IN (\(binds: names)) AND minute_us IN (\(binds: minutes))
-                """).all() {
-                let rollup = try minuteRollup(row)
-                current[try row.decode(column: "sensor", as: String.self) + "\u{0}\(rollup.minute)"] = rollup
-            }
+    /// Rolls events that come after everything stored into minutes, in one statement: a minute
+    /// already stored is continued (its counts added, its low and high widened from where it
+    /// ended), later minutes start from the occupancy before the batch.
+    private static func appendMinutes(_ sensors: [(events: [SensorEvent], insideBefore: Int64)], db: any SQLDatabase) async throws {
+        let rows = sensors.flatMap { s in
+            MinuteRollup.rolling(s.events, from: s.insideBefore).map { (s.events[0].sensor, $0) }
         }
-        var rows: [(String, MinuteRollup)] = []
-        for s in sensors {
-            let sensor = s.events[0].sensor
-            let start = current[sensor + "\u{0}\(MinuteRollup.minute(of: s.events[0].ts))"]
-            rows += MinuteRollup.appending(s.events, to: start, inside: s.insideBefore).map { (sensor, $0) }
-        }
-        try await upsertMinutes(rows, db: db)
+        try await upsertMinutes(rows, db: db, onConflict: """
+            entries = sensor_minutes.entries + excluded.entries,
+            exits = sensor_minutes.exits + excluded.exits,
+            low = CASE WHEN sensor_minutes.entries - sensor_minutes.exits + excluded.low < sensor_minutes.low
+                THEN sensor_minutes.entries - sensor_minutes.exits + excluded.low ELSE sensor_minutes.low END,
+            high = CASE WHEN sensor_minutes.entries - sensor_minutes.exits + excluded.high > sensor_minutes.high
+                THEN sensor_minutes.entries - sensor_minutes.exits + excluded.high ELSE sensor_minutes.high END
+            """)
     }
 
     /// Brings the minutes of late events up to date: each touched minute is recomputed from its
@@ -131,7 +121,10 @@ extension SensorsRepository {
                 """).all() {
                 row.apply(in: try event.decode(column: "in_count", as: Int64.self), out: try event.decode(column: "out_count", as: Int64.self))
             }
-            try await upsertMinutes([(sensor, row)], db: db)
+            try await upsertMinutes([(sensor, row)], db: db, onConflict: """
+                entries = excluded.entries, exits = excluded.exits, balance_before = excluded.balance_before,
+                low = excluded.low, high = excluded.high
+                """)
             if net != 0 {
                 try await db.raw("""
                     UPDATE sensor_minutes SET balance_before = balance_before + \(bind: net)
@@ -141,7 +134,8 @@ extension SensorsRepository {
         }
     }
 
-    private static func upsertMinutes(_ rows: [(String, MinuteRollup)], db: any SQLDatabase) async throws {
+    /// Inserts minute rows; `onConflict` says how a row already stored takes the new one.
+    private static func upsertMinutes(_ rows: [(String, MinuteRollup)], db: any SQLDatabase, onConflict: SQLQueryString) async throws {
         for chunk in rows.chunks(of: 500) {
             let values = chunk.map { sensor, m -> SQLQueryString in
                 "(\(bind: sensor), \(bind: m.minute), \(bind: m.entries), \(bind: m.exits), \(bind: m.balanceBefore), \(bind: m.low), \(bind: m.high))"
@@ -149,8 +143,7 @@ extension SensorsRepository {
             try await db.raw("""
                 INSERT INTO sensor_minutes (sensor, minute_us, entries, exits, balance_before, low, high)
                 VALUES \(values.joined(separator: ", "))
-                ON CONFLICT (sensor, minute_us) DO UPDATE SET entries = excluded.entries, exits = excluded.exits,
-                    balance_before = excluded.balance_before, low = excluded.low, high = excluded.high
+                ON CONFLICT (sensor, minute_us) DO UPDATE SET \(onConflict)
                 """).run()
         }
     }

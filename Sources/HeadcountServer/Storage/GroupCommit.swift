@@ -47,13 +47,25 @@ actor GroupCommit {
     }
 
     private func commit(_ batch: [Job]) async {
-        var done: [Job] = []
         do {
             try await db.raw("BEGIN IMMEDIATE").run()
         } catch {
             batch.forEach { $0.fail(error) }
             return
         }
+        // A write alone in its transaction needs no savepoint: its failure rolls back the lot.
+        guard batch.count > 1 else {
+            do {
+                try await batch[0].run(db)
+            } catch {
+                try? await db.raw("ROLLBACK").run()
+                batch[0].fail(error)
+                return
+            }
+            await finish(batch)
+            return
+        }
+        var done: [Job] = []
         for (index, job) in batch.enumerated() {
             do {
                 try await db.raw("SAVEPOINT job").run()
@@ -73,6 +85,11 @@ actor GroupCommit {
                 return
             }
         }
+        await finish(done)
+    }
+
+    /// Commits, then answers the jobs that ran.
+    private func finish(_ done: [Job]) async {
         do {
             try await db.raw("COMMIT").run()
             done.forEach { $0.succeed() }
