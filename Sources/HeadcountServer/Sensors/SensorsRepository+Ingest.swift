@@ -46,11 +46,16 @@ extension SensorsRepository {
             let rows = chunk.map { e -> SQLQueryString in
                 "(\(bind: e.sensor), \(bind: e.ts.microseconds), \(bind: e.inCount), \(bind: e.outCount), \(bind: e.id), \(bind: received))"
             }
-            let query: SQLQueryString = """
+            var query: SQLQueryString = """
                 INSERT INTO sensor_events (sensor, ts_us, in_count, out_count, event_id, received_us)
                 VALUES \(rows.joined(separator: ", "))
-                ON CONFLICT (sensor, event_id) DO NOTHING RETURNING sensor, event_id
                 """
+            // Only events with ids can be duplicates; without any, there is nothing to read back.
+            guard chunk.contains(where: { $0.id != nil }) else {
+                try await db.raw(query).run()
+                continue
+            }
+            query += " ON CONFLICT (sensor, event_id) DO NOTHING RETURNING sensor, event_id"
             for row in try await db.raw(query).all() {
                 if let id = try row.decode(column: "event_id", as: String?.self) {
                     stored.insert([try row.decode(column: "sensor", as: String.self), id])
