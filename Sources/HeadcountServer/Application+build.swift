@@ -75,6 +75,9 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     RoomsController(repository: RoomsRepository(database: services.database), log: services.roomLog).addRoutes(to: router)
     ReservationsController(repository: ReservationsRepository(database: services.database)).addRoutes(to: router)
     SensorsController(repository: SensorsRepository(database: services.database), ingest: services.sensorIngest).addRoutes(to: router)
+    let events = EventsRepository(database: services.database), registrations = RegistrationsRepository(database: services.database)
+    EventsController(events: events, registrations: registrations).addRoutes(to: router)
+    RegistrationsController(events: events, registrations: registrations).addRoutes(to: router)
 
     routes.record(router.routes.map { (path: $0.path.description, method: $0.method) })
     return router

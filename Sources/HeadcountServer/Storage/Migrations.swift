@@ -99,6 +99,43 @@ public enum Migrations {
             )
             """,
         ] },
+        Migration(version: 4, name: "events") { db in [
+            // The parent row: every change to an event or its registrations first bumps `version`
+            // (locking the row); `confirmed <= capacity` makes an overbooking impossible to store.
+            """
+            CREATE TABLE events (
+                event_id TEXT PRIMARY KEY,
+                title TEXT NOT NULL,
+                description TEXT NOT NULL,
+                date TEXT NOT NULL,
+                location TEXT NOT NULL,
+                capacity BIGINT NOT NULL CHECK (capacity BETWEEN 1 AND 100000),
+                organizer TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('active', 'scheduled', 'ongoing', 'completed', 'cancelled')),
+                has_waitlist BIGINT NOT NULL CHECK (has_waitlist IN (0, 1)),
+                confirmed BIGINT NOT NULL DEFAULT 0 CHECK (confirmed >= 0),
+                waitlisted BIGINT NOT NULL DEFAULT 0 CHECK (waitlisted >= 0),
+                version BIGINT NOT NULL DEFAULT 0,
+                last_registered_us BIGINT NOT NULL DEFAULT 0,
+                created_us BIGINT NOT NULL,
+                CHECK (confirmed <= capacity)
+            )
+            """,
+            "CREATE TABLE users (user_id TEXT PRIMARY KEY, name TEXT NOT NULL, created_us BIGINT NOT NULL)",
+            """
+            CREATE TABLE registrations (
+                event_id TEXT NOT NULL REFERENCES events (event_id) ON DELETE CASCADE,
+                user_id TEXT NOT NULL REFERENCES users (user_id),
+                status TEXT NOT NULL CHECK (status IN ('confirmed', 'waitlisted')),
+                registered_us BIGINT NOT NULL,
+                seq BIGINT NOT NULL,
+                PRIMARY KEY (event_id, user_id),
+                UNIQUE (event_id, seq)
+            )
+            """,
+            "CREATE INDEX registrations_in_order ON registrations (event_id, status, registered_us, seq)",
+            "CREATE INDEX registrations_by_user ON registrations (user_id)",
+        ] },
     ]
 
     /// Applies every migration not yet applied, in one transaction. On PostgreSQL an advisory lock

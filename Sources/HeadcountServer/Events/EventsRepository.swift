@@ -1,0 +1,154 @@
+import SQLKit
+
+struct Event: Encodable, Sendable {
+    static let statuses = ["active", "scheduled", "ongoing", "completed", "cancelled"]
+    static let columns: SQLQueryString = """
+        event_id, title, description, date, location, capacity, organizer, status, has_waitlist, confirmed, waitlisted, created_us
+        """
+
+    let eventId: String
+    let title: String
+    let description: String
+    let date: String
+    let location: String
+    let capacity: Int64
+    let organizer: String
+    let status: String
+    let hasWaitlist: Bool
+    let confirmedCount: Int64
+    let waitlistCount: Int64
+    let createdAt: String
+
+    init(row: any SQLRow) throws {
+        eventId = try row.decode(column: "event_id", as: String.self)
+        title = try row.decode(column: "title", as: String.self)
+        description = try row.decode(column: "description", as: String.self)
+        date = try row.decode(column: "date", as: String.self)
+        location = try row.decode(column: "location", as: String.self)
+        capacity = try row.decode(column: "capacity", as: Int64.self)
+        organizer = try row.decode(column: "organizer", as: String.self)
+        status = try row.decode(column: "status", as: String.self)
+        hasWaitlist = try row.decode(column: "has_waitlist", as: Int64.self) == 1
+        confirmedCount = try row.decode(column: "confirmed", as: Int64.self)
+        waitlistCount = try row.decode(column: "waitlisted", as: Int64.self)
+        createdAt = Timestamp(microseconds: try row.decode(column: "created_us", as: Int64.self)).rfc3339
+    }
+}
+
+/// The fields of an event a create or update sets, already validated (nil: not sent).
+struct EventChanges: Sendable {
+    var title, description, date, location, organizer, status: String?
+    var capacity: Int64?
+    var hasWaitlist: Bool?
+
+    /// Column and value pairs to write.
+    var assignments: [(String, any Encodable & Sendable)] {
+        var list: [(String, any Encodable & Sendable)] = []
+        if let title { list.append(("title", title)) }
+        if let description { list.append(("description", description)) }
+        if let date { list.append(("date", date)) }
+        if let location { list.append(("location", location)) }
+        if let capacity { list.append(("capacity", capacity)) }
+        if let organizer { list.append(("organizer", organizer)) }
+        if let status { list.append(("status", status)) }
+        if let hasWaitlist { list.append(("has_waitlist", Int64(hasWaitlist ? 1 : 0))) }
+        return list
+    }
+}
+
+/// The SQL of events and users. Registrations, and the waitlist, are in `RegistrationsRepository`.
+struct EventsRepository: Sendable {
+    let database: any Database
+
+    /// Creates an event; nil if its id is taken.
+    func create(id: String, _ fields: EventChanges) async throws -> Event? {
+        let values = [("event_id", id as any Encodable & Sendable), ("created_us", Timestamp.now().microseconds)] + fields.assignments
+        return try await database.transaction { db in
+            try await db.raw("""
+                INSERT INTO events (\(unsafeRaw: values.map(\.0).joined(separator: ", "))) VALUES (\(binds: values.map(\.1)))
+                ON CONFLICT (event_id) DO NOTHING RETURNING \(Event.columns)
+                """).first().map(Event.init)
+        }
+    }
+
+    func events(status: String?) async throws -> [Event] {
+        try await database.read { db in
+            let filter: SQLQueryString = status.map { "WHERE status = \(bind: $0)" } ?? ""
+            return try await db.raw("SELECT \(Event.columns) FROM events \(filter) ORDER BY created_us, event_id").all().map(Event.init)
+        }
+    }
+
+    func event(_ id: String) async throws -> Event? {
+        try await database.read { db in
+            try await db.raw("SELECT \(Event.columns) FROM events WHERE event_id = \(bind: id)").first().map(Event.init)
+        }
+    }
+
+    /// Applies the changes sent. Raising the capacity confirms waitlisted people, oldest first, in
+    /// the same transaction; lowering it below the number confirmed is a 409.
+    func update(_ id: String, _ changes: EventChanges) async throws -> Event {
+        try await database.transaction { db in
+            guard let event = try await Self.lock(id, db: db)?.event else { throw APIError.notFound("Event not found") }
+            if let capacity = changes.capacity, capacity < event.confirmedCount {
+                throw APIError.conflict("capacity \(capacity) is below the \(event.confirmedCount) people already confirmed")
+            }
+            let assignments = changes.assignments
+            if !assignments.isEmpty {
+                let sets = assignments.map { column, value -> SQLQueryString in "\(unsafeRaw: column) = \(bind: value)" }
+                try await db.raw("UPDATE events SET \(sets.joined(separator: ", ")) WHERE event_id = \(bind: id)").run()
+            }
+            let seats = (changes.capacity ?? event.capacity) - event.confirmedCount
+            try await RegistrationsRepository.promote(event: id, seats: min(seats, event.waitlistCount), db: db)
+            return try await db.raw("SELECT \(Event.columns) FROM events WHERE event_id = \(bind: id)").first().map(Event.init)!
+        }
+    }
+
+    /// Deletes an event and its registrations; false if there was no such event.
+    func delete(_ id: String) async throws -> Bool {
+        try await database.transaction { db in
+            guard try await Self.lock(id, db: db) != nil else { return false }
+            try await db.raw("DELETE FROM registrations WHERE event_id = \(bind: id)").run()
+            try await db.raw("DELETE FROM events WHERE event_id = \(bind: id)").run()
+            return true
+        }
+    }
+
+    /// Locks an event's row for the rest of the transaction (bumping its version) and reads it.
+    /// `registeringAt` also moves its registration clock on, so that registration times never run
+    /// backwards within an event, even across instances whose clocks differ.
+    /// Returns the event, its new version (a sequence for registrations) and its registration clock.
+    static func lock(_ id: String, registeringAt now: Int64 = 0, db: any SQLDatabase) async throws -> (event: Event, version: Int64, clock: Int64)? {
+        try await db.raw("""
+            UPDATE events SET version = version + 1,
+                last_registered_us = CASE WHEN \(bind: now) > last_registered_us THEN \(bind: now) ELSE last_registered_us END
+            WHERE event_id = \(bind: id) RETURNING \(Event.columns), version, last_registered_us
+            """).first().map { row in
+            (try Event(row: row), try row.decode(column: "version", as: Int64.self), try row.decode(column: "last_registered_us", as: Int64.self))
+        }
+    }
+
+    // MARK: Users
+
+    struct User: Encodable, Sendable {
+        let userId: String
+        let name: String
+    }
+
+    /// Creates a user; nil if the id is taken.
+    func createUser(id: String, name: String) async throws -> User? {
+        try await database.transaction { db in
+            try await db.raw("""
+                INSERT INTO users (user_id, name, created_us) VALUES (\(bind: id), \(bind: name), \(bind: Timestamp.now().microseconds))
+                ON CONFLICT (user_id) DO NOTHING RETURNING user_id
+                """).first().map { _ in User(userId: id, name: name) }
+        }
+    }
+
+    func user(_ id: String) async throws -> User? {
+        try await database.read { db in
+            try await db.raw("SELECT user_id, name FROM users WHERE user_id = \(bind: id)").first().map {
+                User(userId: try $0.decode(column: "user_id", as: String.self), name: try $0.decode(column: "name", as: String.self))
+            }
+        }
+    }
+}

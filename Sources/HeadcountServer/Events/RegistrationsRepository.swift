@@ -1,0 +1,125 @@
+import SQLKit
+
+struct Registration: Encodable, Sendable {
+    let userId: String
+    let eventId: String
+    let status: String
+    let registeredAt: String
+    /// 1-based place in the waitlist; only for waitlisted registrations.
+    let position: Int64?
+    /// Only in a user's list of registrations.
+    let eventTitle: String?
+
+    /// Selects registrations `r` (joined to their event `e`) with each waitlisted one's position.
+    static let select: SQLQueryString = """
+        SELECT r.user_id, r.event_id, r.status, r.registered_us, e.title,
+            CASE WHEN r.status = 'waitlisted' THEN (
+                SELECT COUNT(*) FROM registrations w WHERE w.event_id = r.event_id AND w.status = 'waitlisted'
+                    AND (w.registered_us < r.registered_us OR (w.registered_us = r.registered_us AND w.seq <= r.seq))
+            ) END AS position
+        FROM registrations r JOIN events e ON e.event_id = r.event_id
+        """
+
+    init(row: any SQLRow, withTitle: Bool) throws {
+        userId = try row.decode(column: "user_id", as: String.self)
+        eventId = try row.decode(column: "event_id", as: String.self)
+        status = try row.decode(column: "status", as: String.self)
+        registeredAt = Timestamp(microseconds: try row.decode(column: "registered_us", as: Int64.self)).rfc3339
+        position = try row.decode(column: "position", as: Int64?.self)
+        eventTitle = withTitle ? try row.decode(column: "title", as: String.self) : nil
+    }
+
+    init(userId: String, eventId: String, status: String, registeredAt: Int64, position: Int64?) {
+        self.userId = userId
+        self.eventId = eventId
+        self.status = status
+        self.registeredAt = Timestamp(microseconds: registeredAt).rfc3339
+        self.position = position
+        eventTitle = nil
+    }
+}
+
+/// Registrations and the waitlist. Every change locks the event's row first, so the seat count it
+/// reads stays true until it commits, on one instance or many; `confirmed <= capacity` in the
+/// schema catches what a bug here would not.
+struct RegistrationsRepository: Sendable {
+    let database: any Database
+
+    /// Registers a user: confirmed while seats are free, then waitlisted if the event has a
+    /// waitlist, else 409. Checks, in order: unknown user, unknown event, already registered, full.
+    func register(user: String, event id: String) async throws -> Registration {
+        try await database.transaction { db in
+            guard try await db.raw("SELECT 1 AS known FROM users WHERE user_id = \(bind: user)").first() != nil else {
+                throw APIError.notFound("User not found")
+            }
+            guard let (event, seq, at) = try await EventsRepository.lock(id, registeringAt: Timestamp.now().microseconds, db: db) else {
+                throw APIError.notFound("Event not found")
+            }
+            guard try await db.raw("SELECT 1 AS known FROM registrations WHERE event_id = \(bind: id) AND user_id = \(bind: user)").first() == nil else {
+                throw APIError.conflict("User is already registered for this event")
+            }
+            let confirmed = event.confirmedCount < event.capacity
+            guard confirmed || event.hasWaitlist else { throw APIError.conflict("Event is full") }
+            let status = confirmed ? "confirmed" : "waitlisted"
+            try await db.raw("""
+                INSERT INTO registrations (event_id, user_id, status, registered_us, seq)
+                VALUES (\(bind: id), \(bind: user), \(bind: status), \(bind: at), \(bind: seq))
+                """).run()
+            let counter: SQLQueryString = confirmed ? "confirmed = confirmed + 1" : "waitlisted = waitlisted + 1"
+            try await db.raw("UPDATE events SET \(counter) WHERE event_id = \(bind: id)").run()
+            // The newest registration is last in the waitlist.
+            return Registration(userId: user, eventId: id, status: status, registeredAt: at, position: confirmed ? nil : event.waitlistCount + 1)
+        }
+    }
+
+    /// Removes a registration; a freed seat goes to the oldest waitlisted, in the same transaction.
+    /// False if there was no such registration.
+    func unregister(user: String, event id: String) async throws -> Bool {
+        try await database.transaction { db in
+            guard try await EventsRepository.lock(id, db: db) != nil else { return false }
+            guard let removed = try await db.raw("""
+                DELETE FROM registrations WHERE event_id = \(bind: id) AND user_id = \(bind: user) RETURNING status
+                """).first()?.decode(column: "status", as: String.self)
+            else { return false }
+            let counter: SQLQueryString = removed == "confirmed" ? "confirmed = confirmed - 1" : "waitlisted = waitlisted - 1"
+            try await db.raw("UPDATE events SET \(counter) WHERE event_id = \(bind: id)").run()
+            if removed == "confirmed" { try await Self.promote(event: id, seats: 1, db: db) }
+            return true
+        }
+    }
+
+    /// Confirms up to `seats` waitlisted registrations, oldest first. The caller holds the event's lock.
+    static func promote(event id: String, seats: Int64, db: any SQLDatabase) async throws {
+        guard seats > 0 else { return }
+        let promoted = try await db.raw("""
+            SELECT user_id FROM registrations WHERE event_id = \(bind: id) AND status = 'waitlisted'
+            ORDER BY registered_us, seq LIMIT \(literal: Int(seats))
+            """).all().map { try $0.decode(column: "user_id", as: String.self) as any Encodable & Sendable }
+        guard !promoted.isEmpty else { return }
+        try await db.raw("""
+            UPDATE registrations SET status = 'confirmed' WHERE event_id = \(bind: id) AND user_id IN (\(binds: promoted))
+            """).run()
+        try await db.raw("""
+            UPDATE events SET confirmed = confirmed + \(bind: promoted.count), waitlisted = waitlisted - \(bind: promoted.count)
+            WHERE event_id = \(bind: id)
+            """).run()
+    }
+
+    /// An event's registrations in registration order; nil for an unknown event.
+    func registrations(event id: String, status: String?) async throws -> [Registration]? {
+        try await database.read { db in
+            guard try await db.raw("SELECT 1 AS known FROM events WHERE event_id = \(bind: id)").first() != nil else { return nil }
+            let filter: SQLQueryString = status.map { " AND r.status = \(bind: $0)" } ?? ""
+            return try await db.raw("\(Registration.select) WHERE r.event_id = \(bind: id)\(filter) ORDER BY r.registered_us, r.seq")
+                .all().map { try Registration(row: $0, withTitle: false) }
+        }
+    }
+
+    /// A user's registrations, oldest first, with each event's title.
+    func registrations(user: String) async throws -> [Registration] {
+        try await database.read { db in
+            try await db.raw("\(Registration.select) WHERE r.user_id = \(bind: user) ORDER BY r.registered_us, r.event_id")
+                .all().map { try Registration(row: $0, withTitle: true) }
+        }
+    }
+}

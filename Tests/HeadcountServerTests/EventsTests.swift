@@ -1,0 +1,306 @@
+import AsyncHTTPClient
+import Foundation
+import HummingbirdTesting
+import NIOCore
+import Testing
+@testable import HeadcountServer
+
+@Suite("Events") struct EventsTests {
+    static func event(_ id: String?, capacity: Any = 100, waitlist: Bool? = nil, waitlistKey: String = "hasWaitlist") -> [String: Any] {
+        var body: [String: Any] = [
+            "title": "Tech Conference 2024", "description": "Annual technology conference", "date": "2024-12-15",
+            "location": "San Francisco, CA", "capacity": capacity, "organizer": "Tech Corp", "status": "active",
+        ]
+        if let id { body["eventId"] = id }
+        if let waitlist { body[waitlistKey] = waitlist }
+        return body
+    }
+
+    static func array(_ response: TestResponse) throws -> [[String: Any]] {
+        try #require(try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [[String: Any]], "not an array: \(response.text)")
+    }
+
+    /// Creates users `u0`…`u(count-1)`.
+    static func users(_ client: any TestClientProtocol, _ count: Int, prefix: String = "u") async throws {
+        for i in 0..<count {
+            let response = try await client.post("/users", jsonText(["userId": "\(prefix)\(i)", "name": "User \(i)"]))
+            #expect(response.status == .created)
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func eventsAreWireCompatible(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            let created = try await client.post("/events", jsonText(Self.event("tech-conf-2024", waitlist: true, waitlistKey: "waitlistEnabled")))
+            #expect(created.status == .created)
+            let event = try created.object()
+            #expect(event["eventId"] as? String == "tech-conf-2024")
+            #expect(event["hasWaitlist"] as? Bool == true)
+            #expect(event["capacity"] as? Int == 100)
+            #expect(event["date"] as? String == "2024-12-15")
+
+            // The original overwrote an event posted with an existing id.
+            let again = try await client.post("/events", jsonText(Self.event("tech-conf-2024", capacity: 5)))
+            #expect(again.status == .conflict)
+            #expect(try again.object()["detail"] as? String == "Event tech-conf-2024 already exists")
+            #expect(try await client.get("/events/tech-conf-2024").object()["capacity"] as? Int == 100)
+
+            let generated = try await client.post("/events", jsonText(Self.event(nil).merging(["status": "cancelled", "title": "  Padded  "]) { $1 })).object()
+            #expect((generated["eventId"] as? String)?.count == 36)
+            #expect(generated["title"] as? String == "Padded")
+            #expect(generated["hasWaitlist"] as? Bool == false)
+
+            #expect(try Self.array(try await client.get("/events")).count == 2)
+            #expect(try Self.array(try await client.get("/events?status=cancelled")).map { $0["eventId"] as? String } == [generated["eventId"] as? String])
+            #expect(try await client.get("/events?status=bogus").status == .unprocessableContent)
+
+            let updated = try await client.execute(uri: "/events/tech-conf-2024", method: .put, headers: [.contentType: "application/json"],
+                                                   body: ByteBuffer(string: #"{"location": "Oakland, CA", "status": "scheduled"}"#))
+            #expect(updated.status == .ok)
+            let after = try updated.object()
+            #expect(after["location"] as? String == "Oakland, CA")
+            #expect(after["status"] as? String == "scheduled")
+            #expect(after["title"] as? String == "Tech Conference 2024")
+
+            for (body, field) in [(#"{"title": null}"#, "title"), (#"{"capacity": 0}"#, "capacity"), (#"{"eventId": "other"}"#, "eventId"), (#"{"hasWaitlist": "yes"}"#, "hasWaitlist")] {
+                let response = try await client.execute(uri: "/events/tech-conf-2024", method: .put, headers: [.contentType: "application/json"], body: ByteBuffer(string: body))
+                #expect(response.status == .unprocessableContent, "\(body)")
+                #expect((try response.object()["fields"] as? [[String: Any]])?.first?["field"] as? String == field)
+            }
+            #expect(try await client.execute(uri: "/events/nope", method: .put, headers: [.contentType: "application/json"], body: ByteBuffer(string: "{}")).status == .notFound)
+            #expect(try await client.get("/events/tech-conf-2024").object()["location"] as? String == "Oakland, CA")
+
+            let deleted = try await client.execute(uri: "/events/tech-conf-2024", method: .delete)
+            #expect(try deleted.object() as NSDictionary == ["message": "Event deleted successfully"])
+            #expect(try await client.get("/events/tech-conf-2024").status == .notFound)
+            #expect(try await client.execute(uri: "/events/tech-conf-2024", method: .delete).status == .notFound)
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func invalidEventsAre422AndStoreNothing(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            let cases: [([String: Any], String)] = [
+                (Self.event("e").merging(["title": ""]) { $1 }, "title"),
+                (Self.event("e").merging(["title": "   "]) { $1 }, "title"),
+                (Self.event("e").merging(["title": String(repeating: "t", count: 201)]) { $1 }, "title"),
+                (Self.event("e").merging(["title": NSNull()]) { $1 }, "title"),
+                (Self.event("e").merging(["description": String(repeating: "d", count: 1001)]) { $1 }, "description"),
+                (Self.event("e").merging(["date": "next tuesday"]) { $1 }, "date"),
+                (Self.event("e").merging(["date": "2024-02-30"]) { $1 }, "date"),
+                (Self.event("e").merging(["location": 5]) { $1 }, "location"),
+                (Self.event("e").merging(["organizer": String(repeating: "o", count: 101)]) { $1 }, "organizer"),
+                (Self.event("e", capacity: 0), "capacity"),
+                (Self.event("e", capacity: 100_001), "capacity"),
+                (Self.event("e", capacity: "10"), "capacity"),
+                (Self.event("e", capacity: 2.5), "capacity"),
+                (Self.event("e").merging(["status": "postponed"]) { $1 }, "status"),
+                (Self.event("e").merging(["hasWaitlist": true, "waitlistEnabled": false]) { $1 }, "hasWaitlist"),
+                (Self.event("e").merging(["eventId": ""]) { $1 }, "eventId"),
+                (Self.event("e").filter { $0.key != "organizer" }, "organizer"),
+            ]
+            for (body, field) in cases {
+                let response = try await client.post("/events", jsonText(body))
+                #expect(response.status == .unprocessableContent, "\(body)")
+                let fields = try response.object()["fields"] as? [[String: Any]]
+                #expect(fields?.map { $0["field"] as? String } == [field], "\(body)")
+                #expect(try response.errorMessage().contains(field))
+            }
+            #expect(try await client.post("/events", "{").status == .badRequest)
+            #expect(try await client.post("/events", "[1]").status == .unprocessableContent)
+            #expect(try Self.array(try await client.get("/events")).isEmpty)
+
+            for body in [#"{"userId": "", "name": "A"}"#, #"{"userId": "a", "name": "  "}"#, #"{"name": "A"}"#, #"{"userId": "a", "name": null}"#] {
+                #expect(try await client.post("/users", body).status == .unprocessableContent, "\(body)")
+            }
+            #expect(try await client.get("/users/a").status == .notFound)
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func registrationsWaitlistAndPromotion(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            try await Self.users(client, 4)
+            let user = try await client.post("/users", #"{"userId": "u0", "name": "Again"}"#)
+            #expect(user.status == .conflict)
+            #expect(try await client.get("/users/u1").object() as NSDictionary == ["userId": "u1", "name": "User 1"])
+            _ = try await client.post("/events", jsonText(Self.event("small", capacity: 2, waitlist: true)))
+            _ = try await client.post("/events", jsonText(Self.event("closed", capacity: 1)))
+
+            // The checks, in the seed's order.
+            #expect(try await client.post("/registrations", #"{"userId": "ghost", "eventId": "nope"}"#).errorMessage() == "User not found")
+            #expect(try await client.post("/registrations", #"{"userId": "u0", "eventId": "nope"}"#).errorMessage() == "Event not found")
+            #expect(try await client.post("/registrations", #"{"userId": "u0"}"#).status == .unprocessableContent)
+
+            var positions: [Int?] = []
+            for (i, uri) in ["/registrations", "/events/small/registrations", "/registrations", "/events/small/registrations"].enumerated() {
+                let response = try await client.post(uri, jsonText(["userId": "u\(i)", "eventId": "small"]))
+                #expect(response.status == .created)
+                let body = try response.object()
+                #expect(body["status"] as? String == (i < 2 ? "confirmed" : "waitlisted"))
+                #expect(Timestamp(rfc3339: body["registeredAt"] as? String ?? "") != nil)
+                positions.append(body["position"] as? Int)
+            }
+            #expect(positions == [nil, nil, 1, 2])
+            let twice = try await client.post("/registrations", #"{"userId": "u0", "eventId": "small"}"#)
+            #expect(twice.status == .conflict)
+            #expect(try twice.errorMessage() == "User is already registered for this event")
+            _ = try await client.post("/registrations", #"{"userId": "u0", "eventId": "closed"}"#)
+            let full = try await client.post("/registrations", #"{"userId": "u1", "eventId": "closed"}"#)
+            #expect(full.status == .conflict)
+            #expect(try full.errorMessage() == "Event is full")
+
+            // u0 leaves: u2, the oldest waitlisted, takes the seat; u3 moves up.
+            let left = try await client.execute(uri: "/registrations/u0/small", method: .delete)
+            #expect(try left.object() as NSDictionary == ["message": "Registration deleted successfully"])
+            let list = try Self.array(try await client.get("/events/small/registrations"))
+            #expect(list.map { $0["userId"] as? String } == ["u1", "u2", "u3"])
+            #expect(list.map { $0["status"] as? String } == ["confirmed", "confirmed", "waitlisted"])
+            #expect(list.map { $0["position"] as? Int } == [nil, nil, 1])
+            #expect(try Self.array(try await client.get("/events/small/registrations?status=waitlisted")).count == 1)
+            #expect(try await client.get("/events/small").object()["confirmedCount"] as? Int == 2)
+
+            let mine = try Self.array(try await client.get("/users/u3/registrations"))
+            #expect(mine.count == 1)
+            #expect(mine.first?["eventTitle"] as? String == "Tech Conference 2024")
+            #expect(mine.first?["status"] as? String == "waitlisted")
+            #expect(try await client.get("/users/ghost/registrations").status == .notFound)
+            #expect(try await client.get("/events/nope/registrations").status == .notFound)
+            #expect(try await client.execute(uri: "/events/small/registrations/u0", method: .delete).status == .notFound)
+
+            let csv = try await client.get("/events/small/registrations.csv")
+            #expect(csv.headers[.contentType] == "text/csv; charset=utf-8")
+            let lines = csv.text.components(separatedBy: "\r\n")
+            #expect(lines.first == "userId,eventId,status,position,registeredAt")
+            #expect(lines.dropFirst().filter { !$0.isEmpty }.map { $0.split(separator: ",", omittingEmptySubsequences: false)[2] } == ["confirmed", "confirmed", "waitlisted"])
+
+            // Deleting the event takes its registrations with it.
+            _ = try await client.execute(uri: "/events/small", method: .delete)
+            #expect(try Self.array(try await client.get("/users/u1/registrations")).isEmpty)
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func capacityChangesPromoteAndNeverDemote(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            try await Self.users(client, 6)
+            _ = try await client.post("/events", jsonText(Self.event("grow", capacity: 2, waitlist: true)))
+            for i in 0..<6 { _ = try await client.post("/events/grow/registrations", jsonText(["userId": "u\(i)"])) }
+            func put(_ body: String) async throws -> TestResponse {
+                try await client.execute(uri: "/events/grow", method: .put, headers: [.contentType: "application/json"], body: ByteBuffer(string: body))
+            }
+            let grown = try await put(#"{"capacity": 4}"#)
+            #expect(try grown.object()["confirmedCount"] as? Int == 4)
+            let list = try Self.array(try await client.get("/events/grow/registrations"))
+            #expect(list.filter { $0["status"] as? String == "confirmed" }.map { $0["userId"] as? String } == ["u0", "u1", "u2", "u3"])
+            #expect(list.filter { $0["status"] as? String == "waitlisted" }.map { $0["position"] as? Int } == [1, 2])
+
+            let shrink = try await put(#"{"capacity": 3}"#)
+            #expect(shrink.status == .conflict)
+            #expect(try await client.get("/events/grow").object()["capacity"] as? Int == 4)
+            #expect(try await put(#"{"capacity": 4, "title": "Same seats"}"#).status == .ok)
+        }
+    }
+
+    /// Real parallel requests over sockets: 200 people for 50 seats.
+    @Test(arguments: Engine.available, [false, true])
+    func racingRegistrationsNeverOverbook(engine: Engine, waitlist: Bool) async throws {
+        try await TestEnvironment.make(engine).withApp(.live) { client in
+            let port = try #require(client.port)
+            try await Self.users(client, 200)
+            _ = try await client.post("/events", jsonText(Self.event("race", capacity: 50, waitlist: waitlist)))
+            let results = try await postInParallel(port: port, path: "/events/race/registrations", bodies: (0..<200).map { jsonText(["userId": "u\($0)"]) })
+            let created = results.filter { $0.status == 201 }
+            let statuses = created.compactMap { try? JSONSerialization.jsonObject(with: Data($0.body.utf8)) as? [String: Any] }
+            #expect(statuses.filter { $0["status"] as? String == "confirmed" }.count == 50)
+            if waitlist {
+                #expect(created.count == 200)
+                // Positions handed out are 1…150, each once, in registration order.
+                let waitlisted = statuses.filter { $0["status"] as? String == "waitlisted" }.sorted { ($0["position"] as! Int) < ($1["position"] as! Int) }
+                #expect(waitlisted.map { $0["position"] as? Int } == (1...150).map { $0 })
+                let times = waitlisted.compactMap { Timestamp(rfc3339: $0["registeredAt"] as? String ?? "") }
+                #expect(times.count == 150 && times == times.sorted())
+            } else {
+                #expect(created.count == 50)
+                #expect(results.filter { $0.status == 409 }.count == 150)
+            }
+            let event = try await client.get("/events/race").object()
+            #expect(event["confirmedCount"] as? Int == 50)
+            let list = try Self.array(try await client.get("/events/race/registrations?status=confirmed"))
+            #expect(list.count == 50)
+        }
+    }
+
+    /// 25 confirmed people leave at once: exactly 25 are promoted, the oldest 25 of the waitlist.
+    @Test(arguments: Engine.available)
+    func racingCancellationsPromoteOldestFirst(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp(.live) { client in
+            let port = try #require(client.port)
+            try await Self.users(client, 100)
+            _ = try await client.post("/events", jsonText(Self.event("leave", capacity: 50, waitlist: true)))
+            for i in 0..<100 { _ = try await client.post("/events/leave/registrations", jsonText(["userId": "u\(i)"])) }
+            try await withParallelClient { http in
+                try await withThrowingTaskGroup(of: UInt.self) { group in
+                    for i in 0..<25 {
+                        group.addTask {
+                            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/events/leave/registrations/u\(i * 2)")
+                            request.method = .DELETE
+                            return try await http.execute(request, timeout: .seconds(60)).status.code
+                        }
+                    }
+                    for try await status in group { #expect(status == 200) }
+                }
+            }
+            let list = try Self.array(try await client.get("/events/leave/registrations"))
+            let confirmed = Set(list.filter { $0["status"] as? String == "confirmed" }.compactMap { $0["userId"] as? String })
+            let expected = Set((0..<50).filter { $0 % 2 == 1 || $0 >= 50 }.map { "u\($0)" } + (50..<75).map { "u\($0)" })
+            #expect(confirmed == expected)
+            #expect(list.filter { $0["status"] as? String == "waitlisted" }.map { $0["userId"] as? String } == (75..<100).map { "u\($0)" })
+            #expect(list.filter { $0["status"] as? String == "waitlisted" }.map { $0["position"] as? Int } == (1...25).map { $0 })
+        }
+    }
+
+    /// Capacity raised and lowered while registrations race: the seats confirmed never pass the
+    /// capacity, every refused shrink is a 409, and the counts match the rows.
+    @Test(arguments: Engine.available)
+    func capacityChangesRacingRegistrations(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp(.live) { client in
+            let port = try #require(client.port)
+            try await Self.users(client, 120)
+            _ = try await client.post("/events", jsonText(Self.event("flux", capacity: 30, waitlist: true)))
+            let capacities = [40, 20, 60, 35, 80, 10, 70, 45]
+            let outcome = try await withParallelClient { http in
+                try await withThrowingTaskGroup(of: (Bool, UInt).self) { group in
+                    for i in 0..<120 {
+                        group.addTask {
+                            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/events/flux/registrations")
+                            request.method = .POST
+                            request.body = .bytes(ByteBuffer(string: jsonText(["userId": "u\(i)"])))
+                            return (false, try await http.execute(request, timeout: .seconds(60)).status.code)
+                        }
+                    }
+                    for capacity in capacities {
+                        group.addTask {
+                            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/events/flux")
+                            request.method = .PUT
+                            request.body = .bytes(ByteBuffer(string: jsonText(["capacity": capacity])))
+                            return (true, try await http.execute(request, timeout: .seconds(60)).status.code)
+                        }
+                    }
+                    return try await group.reduce(into: [(Bool, UInt)]()) { $0.append($1) }
+                }
+            }
+            #expect(outcome.filter { !$0.0 }.allSatisfy { $0.1 == 201 })
+            #expect(outcome.filter { $0.0 }.allSatisfy { $0.1 == 200 || $0.1 == 409 })
+            let event = try await client.get("/events/flux").object()
+            let capacity = try #require(event["capacity"] as? Int)
+            let list = try Self.array(try await client.get("/events/flux/registrations"))
+            let confirmed = list.filter { $0["status"] as? String == "confirmed" }.count
+            #expect(list.count == 120)
+            #expect(confirmed == event["confirmedCount"] as? Int)
+            #expect(confirmed <= capacity)
+            // Nobody waits while a seat is free.
+            #expect(confirmed == min(capacity, 120))
+        }
+    }
+}
