@@ -49,22 +49,23 @@ struct RegistrationsRepository: Sendable {
     /// waitlist, else 409. Checks, in order: unknown user, unknown event, already registered, full.
     func register(user: String, event id: String) async throws -> Registration {
         try await database.transaction { db in
-            guard try await db.raw("SELECT 1 AS known FROM users WHERE user_id = \(bind: user)").first() != nil else {
-                throw APIError.notFound("User not found")
-            }
-            guard let (event, seq, at) = try await EventsRepository.lock(id, registeringAt: Timestamp.now().microseconds, db: db) else {
+            guard let (event, seq, at) = try await EventsRepository.lock(id, registeringAt: Timestamp.now().microseconds, user: user, db: db) else {
+                guard try await db.raw("SELECT 1 AS known FROM users WHERE user_id = \(bind: user)").first() != nil else {
+                    throw APIError.notFound("User not found")
+                }
                 throw APIError.notFound("Event not found")
             }
-            guard try await db.raw("SELECT 1 AS known FROM registrations WHERE event_id = \(bind: id) AND user_id = \(bind: user)").first() == nil else {
-                throw APIError.conflict("User is already registered for this event")
-            }
             let confirmed = event.confirmedCount < event.capacity
-            guard confirmed || event.hasWaitlist else { throw APIError.conflict("Event is full") }
             let status = confirmed ? "confirmed" : "waitlisted"
-            try await db.raw("""
+            let inserted = confirmed || event.hasWaitlist ? try await db.raw("""
                 INSERT INTO registrations (event_id, user_id, status, registered_us, seq)
                 VALUES (\(bind: id), \(bind: user), \(bind: status), \(bind: at), \(bind: seq))
-                """).run()
+                ON CONFLICT (event_id, user_id) DO NOTHING RETURNING seq
+                """).first() : nil
+            guard inserted != nil else {
+                let registered = try await db.raw("SELECT 1 AS known FROM registrations WHERE event_id = \(bind: id) AND user_id = \(bind: user)").first()
+                throw APIError.conflict(registered != nil ? "User is already registered for this event" : "Event is full")
+            }
             let counter: SQLQueryString = confirmed ? "confirmed = confirmed + 1" : "waitlisted = waitlisted + 1"
             try await db.raw("UPDATE events SET \(counter) WHERE event_id = \(bind: id)").run()
             // The newest registration is last in the waitlist.
