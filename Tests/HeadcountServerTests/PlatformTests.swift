@@ -122,6 +122,35 @@ import Testing
         }
     }
 
+    /// People inside per room, occupancy per sensor and seats per event, as of the scrape.
+    @Test(arguments: Engine.available)
+    func metricsCarryDomainGauges(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            _ = try await client.post("/people/register", #"{"name": "Ada"}"#)
+            _ = try await client.post("/rooms/lab/people/register", #"{"name": "Bo"}"#)
+            _ = try await client.post("/rooms/lab/people/unregister", #"{"name": "Bo"}"#)
+            _ = try await client.post("/api/webhook", #"{"sensor": "door \"east\"", "ts": "2024-01-01T10:00:00Z", "in_count": 5, "out": 2}"#)
+            _ = try await client.post("/events", jsonText(EventsTests.event("gala", capacity: 1, waitlist: true)))
+            try await EventsTests.users(client, 3)
+            for i in 0..<3 { _ = try await client.post("/events/gala/registrations", jsonText(["userId": "u\(i)"])) }
+
+            let lines = Set(try await client.get("/metrics").text.split(separator: "\n").map(String.init))
+            for expected in [
+                #"headcount_room_people_inside{room="main"} 1"#,
+                #"headcount_room_people_inside{room="lab"} 0"#,
+                #"headcount_sensor_occupancy{sensor="door \"east\""} 3"#,
+                #"headcount_event_registrations{event="gala",status="confirmed"} 1"#,
+                #"headcount_event_registrations{event="gala",status="waitlisted"} 2"#,
+                #"headcount_event_capacity{event="gala"} 1"#,
+                "# TYPE headcount_sensor_occupancy gauge",
+            ] {
+                #expect(lines.contains(expected), "\(expected)")
+            }
+            _ = try await client.execute(uri: "/events/gala", method: .delete)
+            #expect(!(try await client.get("/metrics").text.contains(#"event="gala""#)))
+        }
+    }
+
     @Test func docsAreServedOffline() async throws {
         try await TestEnvironment.make(.sqlite).withApp { client in
             let page = try await client.get("/docs")

@@ -1,6 +1,6 @@
 import Hummingbird
 
-/// `/`, `/health` and `/metrics`.
+/// `/`, `/health` and `/metrics` (request metrics, then the domain gauges).
 struct SystemController {
     let database: any Database
 
@@ -21,11 +21,9 @@ struct SystemController {
                 : try json(["status": "unhealthy", "error": "database unavailable", "detail": "database unavailable"], status: .serviceUnavailable)
         }
         router.get("metrics") { _, _ in
-            Response(
-                status: .ok,
-                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(bytes: PrometheusMetrics.registry.emitToBuffer()))
-            )
+            var body = ByteBuffer(bytes: PrometheusMetrics.registry.emitToBuffer())
+            body.writeString(try await DomainMetrics(database: database).render())
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: body))
         }
     }
 }
