@@ -78,6 +78,9 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     let events = EventsRepository(database: services.database), registrations = RegistrationsRepository(database: services.database)
     EventsController(events: events, registrations: registrations).addRoutes(to: router)
     RegistrationsController(events: events, registrations: registrations).addRoutes(to: router)
+    let devices = DevicesRepository(database: services.database)
+    DevicesController(devices: devices, adminKey: services.adminKey).addRoutes(to: router)
+    RecordsController(devices: devices, records: RecordsRepository(database: services.database), adminKey: services.adminKey).addRoutes(to: router)
 
     routes.record(router.routes.map { (path: $0.path.description, method: $0.method) })
     return router

@@ -136,6 +136,72 @@ public enum Migrations {
             "CREATE INDEX registrations_in_order ON registrations (event_id, status, registered_us, seq)",
             "CREATE INDEX registrations_by_user ON registrations (user_id)",
         ] },
+        Migration(version: 5, name: "attendance") { db in [
+            // The parent row: every change to a tenant's records takes the next `change_ms` under
+            // its lock, so change stamps are handed out in commit order and a device that polls
+            // "changes after X" can never skip one that commits late.
+            "CREATE TABLE tenants (tenant_id TEXT PRIMARY KEY, change_ms BIGINT NOT NULL, created_us BIGINT NOT NULL)",
+            """
+            CREATE TABLE activation_codes (
+                code TEXT PRIMARY KEY,
+                tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+                description TEXT,
+                created_us BIGINT NOT NULL,
+                expires_ms BIGINT,
+                used_by_device TEXT,
+                used_us BIGINT
+            )
+            """,
+            "CREATE INDEX activation_codes_by_tenant ON activation_codes (tenant_id, created_us)",
+            """
+            CREATE TABLE devices (
+                device_id TEXT PRIMARY KEY,
+                tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+                token_sha256 TEXT NOT NULL UNIQUE,
+                device_name TEXT,
+                device_model TEXT,
+                device_manufacturer TEXT,
+                android_version TEXT,
+                is_active BIGINT NOT NULL CHECK (is_active IN (0, 1)),
+                deactivation_reason TEXT,
+                registered_us BIGINT NOT NULL,
+                last_sync_us BIGINT
+            )
+            """,
+            "CREATE INDEX devices_by_tenant ON devices (tenant_id, registered_us)",
+            """
+            CREATE TABLE attendance_records (
+                server_id \(db.serialPrimaryKey),
+                tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+                device_id TEXT NOT NULL REFERENCES devices (device_id),
+                local_id BIGINT NOT NULL,
+                employee_id TEXT NOT NULL,
+                type TEXT NOT NULL CHECK (type IN ('ENTRY', 'EXIT')),
+                timestamp_ms BIGINT NOT NULL,
+                confidence DOUBLE PRECISION,
+                liveness_passed BIGINT,
+                created_ms BIGINT,
+                synced_us BIGINT NOT NULL,
+                change_ms BIGINT NOT NULL,
+                deleted_reason TEXT,
+                deleted_us BIGINT,
+                UNIQUE (device_id, local_id)
+            )
+            """,
+            "CREATE INDEX attendance_by_change ON attendance_records (tenant_id, change_ms)",
+            "CREATE INDEX attendance_by_employee ON attendance_records (tenant_id, employee_id, timestamp_ms)",
+            """
+            CREATE TABLE attendance_audits (
+                server_id \(db.serialPrimaryKey),
+                tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+                device_id TEXT NOT NULL REFERENCES devices (device_id),
+                local_id BIGINT NOT NULL,
+                body TEXT NOT NULL,
+                synced_us BIGINT NOT NULL,
+                UNIQUE (device_id, local_id)
+            )
+            """,
+        ] },
     ]
 
     /// Applies every migration not yet applied, in one transaction. On PostgreSQL an advisory lock

@@ -1,0 +1,96 @@
+import Foundation
+import Hummingbird
+
+/// Seed 002's offline sync: devices push attendance records and audits in batches and pull every
+/// change the server made to their tenant's records since their last pull.
+struct RecordsController {
+    let devices: DevicesRepository
+    let records: RecordsRepository
+    let adminKey: String
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        router.post("api/attendance/sync") { request, context in
+            let device = try await request.device(devices)
+            let items = try await Self.batch("records", request, context)
+            let parsed = try items.enumerated().map { try SyncRecord(json: $1, index: $0) }
+            return try json(try await records.sync(parsed, device: device))
+        }
+        router.get("api/attendance/updates") { request, _ in
+            let device = try await request.device(devices)
+            let since = try Self.integer("since", request) ?? 0
+            let limit = try Self.integer("limit", request) ?? 500
+            guard (1...1000).contains(limit) else { throw APIError.badRequest("limit must be between 1 and 1000") }
+            let (changes, more) = try await records.updates(tenant: device.tenant, since: since, limit: Int(limit))
+            struct Updates: Encodable { let updates: [StoredRecord]; let last_sync_timestamp: Int64; let has_more: Bool }
+            return try json(Updates(updates: changes, last_sync_timestamp: changes.last?.change ?? since, has_more: more))
+        }
+        router.post("api/audit/sync") { request, context in
+            let device = try await request.device(devices)
+            let items = try await Self.batch("audits", request, context)
+            let audits = try items.enumerated().map { index, item -> (localID: Int64, body: String) in
+                guard case .object(let body) = item, case .int(let local) = body["local_id"], body["action"]?.stringValue != nil,
+                      case .int = body["timestamp"]
+                else {
+                    let message = "audits[\(index)]: local_id, action and timestamp are required"
+                    throw APIError(.unprocessableContent, message, fields: [.init(field: "audits[\(index)]", message: message)])
+                }
+                return (local, String(decoding: try JSONEncoder().encode(item), as: UTF8.self))
+            }
+            let synced = audits.isEmpty ? [] : try await records.syncAudits(audits, device: device)
+            struct Audits: Encodable { let success = true; let synced_count: Int; let synced_audits: [SyncResult.Synced] }
+            return try json(Audits(synced_count: synced.count, synced_audits: synced))
+        }
+
+        router.delete("api/admin/attendance/{serverId}") { request, context in
+            try request.requireAdmin(adminKey)
+            let tenant = try request.adminTenant()
+            guard let id = context.parameters.get("serverId").flatMap(Int64.init) else { throw APIError.notFound("Attendance record not found.") }
+            let reason = (try? await request.validatedObject(context: context))?["reason"]?.stringValue
+                .flatMap { $0.hasControlCharacters ? nil : String($0.prefix(500)) }
+            guard try await records.delete(serverID: id, tenant: tenant, reason: reason) else { throw APIError.notFound("Attendance record not found.") }
+            return try json(SuccessMessage(message: "Attendance record deleted."))
+        }
+        router.get("api/admin/attendance") { request, _ in
+            try request.requireAdmin(adminKey)
+            return try json(["records": try await list(request)])
+        }
+        router.get("api/admin/attendance.csv") { request, _ in
+            try request.requireAdmin(adminKey)
+            let rows = try await list(request).map {
+                CSV.row([String($0.server_id), $0.employee_id, $0.type, String($0.timestamp), Timestamp(microseconds: $0.timestamp * 1000).rfc3339, $0.device_id])
+            }
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"attendance.csv\""],
+                body: .init(byteBuffer: ByteBuffer(string: CSV.row(["server_id", "employee_id", "type", "timestamp", "time", "device_id"]) + rows.joined()))
+            )
+        }
+    }
+
+    /// An admin's tenant and period: `from <= timestamp < to`, epoch milliseconds, both optional.
+    private func list(_ request: Request) async throws -> [StoredRecord] {
+        let tenant = try request.adminTenant()
+        let from = try Self.integer("from", request) ?? 0
+        let to = try Self.integer("to", request) ?? Int64.max
+        guard from < to else { throw APIError.badRequest("from must be before to") }
+        return try await records.records(tenant: tenant, from: from, to: to)
+    }
+
+    /// The array `key` of a sync body: more than 100 items is a 413 before anything else is read.
+    static func batch(_ key: String, _ request: Request, _ context: AppRequestContext) async throws -> [JSONValue] {
+        guard case .array(let items) = try await request.validatedObject(context: context)[key] else {
+            throw APIError(.unprocessableContent, "\(key) must be an array", fields: [.init(field: key, message: "must be an array")])
+        }
+        guard items.count <= SyncRecord.maxPerRequest else {
+            throw APIError(.contentTooLarge, "at most \(SyncRecord.maxPerRequest) \(key) per request")
+        }
+        return items
+    }
+
+    /// An integer query parameter, or nil when absent; anything else is a 400.
+    static func integer(_ name: String, _ request: Request) throws -> Int64? {
+        guard let text = request.uri.queryParameters[Substring(name)] else { return nil }
+        guard let value = Int64(text), value >= 0 else { throw APIError.badRequest("\(name) must be a non-negative integer") }
+        return value
+    }
+}

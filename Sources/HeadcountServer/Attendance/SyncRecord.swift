@@ -1,0 +1,70 @@
+/// One attendance record as a device sends it. Structure is checked for the whole request (a 422,
+/// nothing stored); the rules the original applied per record (type, device, future) are checked
+/// when syncing, each record on its own.
+struct SyncRecord: Sendable {
+    static let maxPerRequest = 100
+    /// Records of one employee closer than this are one visit seen twice.
+    static let duplicateWindowMs: Int64 = 30_000
+    static let maxFutureMs: Int64 = 5 * 60_000
+
+    let localID: Int64
+    let employeeID: String
+    let type: String
+    let timestamp: Int64
+    let deviceID: String
+    let confidence: Double?
+    let livenessPassed: Bool?
+    let createdAt: Int64?
+
+    init(json value: JSONValue, index: Int) throws {
+        func fail(_ message: String) -> APIError {
+            APIError(.unprocessableContent, "records[\(index)]: \(message)", fields: [.init(field: "records[\(index)]", message: message)])
+        }
+        guard case .object(let body) = value else { throw fail("must be an object") }
+        guard case .int(let localID) = body["local_id"] else { throw fail("local_id must be an integer") }
+        guard let employee = body["employee_id"]?.stringValue, (1...100).contains(employee.count), !employee.hasControlCharacters else {
+            throw fail("employee_id must be a string of 1-100 characters")
+        }
+        guard let type = body["type"]?.stringValue, type.count <= 20, !type.hasControlCharacters else { throw fail("type must be a string") }
+        guard case .int(let timestamp) = body["timestamp"] else { throw fail("timestamp must be epoch milliseconds") }
+        guard let device = body["device_id"]?.stringValue, (1...100).contains(device.count), !device.hasControlCharacters else {
+            throw fail("device_id must be a string of 1-100 characters")
+        }
+        var confidence: Double?
+        switch body["confidence"] {
+        case nil, .null?: break
+        case .int(let n)?: confidence = Double(n)
+        case .double(let d)?: confidence = d
+        default: throw fail("confidence must be a number between 0 and 1")
+        }
+        if let confidence, !(0...1).contains(confidence) { throw fail("confidence must be a number between 0 and 1") }
+        var liveness: Bool?
+        switch body["liveness_passed"] {
+        case nil, .null?: break
+        case .bool(let flag)?: liveness = flag
+        default: throw fail("liveness_passed must be true or false")
+        }
+        var createdAt: Int64?
+        switch body["created_at"] {
+        case nil, .null?: break
+        case .int(let n)?: createdAt = n
+        default: throw fail("created_at must be epoch milliseconds")
+        }
+        self.localID = localID
+        self.employeeID = employee
+        self.type = type
+        self.timestamp = timestamp
+        self.deviceID = device
+        self.confidence = confidence
+        self.livenessPassed = liveness
+        self.createdAt = createdAt
+    }
+
+    /// The rule a record breaks on its own, as the original's error code and message.
+    func problem(device: String, nowMs: Int64) -> (code: String, message: String)? {
+        if deviceID != device { return ("DEVICE_ID_MISMATCH", "device_id does not match the authenticated device") }
+        if type != "ENTRY" && type != "EXIT" { return ("INVALID_TYPE", "type must be ENTRY or EXIT") }
+        if timestamp > nowMs + Self.maxFutureMs { return ("FUTURE_TIMESTAMP", "timestamp is more than 5 minutes in the future") }
+        return nil
+    }
+}

@@ -1,0 +1,285 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Testing
+@testable import HeadcountServer
+
+@Suite("Attendance") struct AttendanceTests {
+    static let admin: HTTPFields = [.adminToken: "test-admin-key-0123456789", .contentType: "application/json"]
+
+    static func bearer(_ token: String) -> HTTPFields {
+        [.authorization: "Bearer \(token)", .contentType: "application/json"]
+    }
+
+    static func record(_ local: Int, employee: String = "emp-1", type: String = "ENTRY", at ms: Int64, device: String) -> [String: Any] {
+        ["local_id": local, "employee_id": employee, "type": type, "timestamp": ms, "confidence": 0.97, "liveness_passed": true,
+         "device_id": device, "created_at": ms]
+    }
+
+    /// Creates a code for `tenant` and registers `device` with it; returns the device token.
+    static func device(_ client: any TestClientProtocol, _ device: String, tenant: String = "ACME") async throws -> String {
+        let code = try await client.post("/api/admin/activation-codes", jsonText(["tenant_id": tenant]), headers: admin).object()["code"] as? String
+        let registered = try await client.post("/api/devices/register", jsonText(["activation_code": code ?? "", "device_id": device]))
+        #expect(registered.status == .created)
+        let data = try #require(try registered.object()["data"] as? [String: Any])
+        return try #require(data["device_token"] as? String)
+    }
+
+    static func sync(_ client: any TestClientProtocol, _ token: String, _ records: [[String: Any]]) async throws -> TestResponse {
+        try await client.post("/api/attendance/sync", jsonText(["records": records]), headers: bearer(token))
+    }
+
+    @Test(arguments: Engine.available)
+    func codesAndDeviceRegistration(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            let body = #"{"code": "ACME-ABC123", "description": "lobby tablet"}"#
+            #expect(try await client.post("/api/admin/activation-codes", body).status == .unauthorized)
+            #expect(try await client.post("/api/admin/activation-codes", body, headers: [.adminToken: "wrong"]).status == .unauthorized)
+            let created = try await client.post("/api/admin/activation-codes", body, headers: [.authorization: "Bearer test-admin-key-0123456789"])
+            #expect(created.status == .created)
+            let code = try created.object()
+            #expect(code["tenant_id"] as? String == "ACME")
+            #expect(code["status"] as? String == "pending")
+            #expect(code["description"] as? String == "lobby tablet")
+            // The original silently re-armed an existing code.
+            #expect(try await client.post("/api/admin/activation-codes", body, headers: Self.admin).status == .conflict)
+            for bad in [#"{"code": "AC ME-1"}"#, #"{"code": "NOPREFIX"}"#, #"{"code": "-X1"}"#, "{}", #"{"tenant_id": "a-b"}"#, #"{"code": "ACME-2", "tenant_id": "OTHER"}"#] {
+                #expect(try await client.post("/api/admin/activation-codes", bad, headers: Self.admin).status == .unprocessableContent, "\(bad)")
+            }
+            let past = try await client.post("/api/admin/activation-codes", #"{"code": "ACME-OLD", "expires_at": 1000}"#, headers: Self.admin)
+            #expect(try past.object()["status"] as? String == "expired")
+
+            let listed = try await client.get("/api/admin/activation-codes?tenant_id=ACME", headers: Self.admin).object()
+            #expect((listed["codes"] as? [[String: Any]])?.map { $0["code"] as? String } == ["ACME-ABC123", "ACME-OLD"])
+            #expect(try await client.get("/api/admin/activation-codes", headers: Self.admin).status == .badRequest)
+
+            let register = { (code: String, device: String) in
+                try await client.post("/api/devices/register", jsonText(["activation_code": code, "device_id": device, "device_name": "Tab"]))
+            }
+            let registered = try await register("ACME-ABC123", "tab-1")
+            #expect(registered.status == .created)
+            let envelope = try registered.object()
+            #expect(envelope["success"] as? Bool == true)
+            let data = try #require(envelope["data"] as? [String: Any])
+            #expect(data["tenant_id"] as? String == "ACME" && data["is_active"] as? Bool == true)
+            #expect(data.keys.contains("token_expires_at"))
+            let token = try #require(data["device_token"] as? String)
+
+            #expect(try await register("ACME-ABC123", "tab-2").errorMessage() == "Activation code has already been used.")
+            #expect(try await register("ACME-NOPE", "tab-2").errorMessage() == "Invalid activation code.")
+            #expect(try await register("ACME-OLD", "tab-2").errorMessage() == "Activation code has expired.")
+            #expect(try await client.post("/api/devices/register", #"{"device_id": "x"}"#).status == .unprocessableContent)
+            // A taken device id is a 409, and the code it tried stays unspent.
+            let spare = try await client.post("/api/admin/activation-codes", #"{"tenant_id": "ACME"}"#, headers: Self.admin).object()["code"] as! String
+            #expect(try await register(spare, "tab-1").status == .conflict)
+            #expect(try await register(spare, "tab-3").status == .created)
+
+            let status = try await client.get("/api/devices/status", headers: Self.bearer(token))
+            #expect(status.status == .ok)
+            #expect(try status.object()["device_id"] as? String == "tab-1")
+            #expect(try status.object()["last_sync_at"] is NSNull)
+            #expect(try await client.get("/api/devices/status").status == .unauthorized)
+            #expect(try await client.get("/api/devices/status", headers: Self.bearer("forged")).status == .unauthorized)
+            #expect(try await client.get("/api/devices/status", headers: [.authorization: "Bearer \(token)", .tenantID: "OTHER"]).status == .forbidden)
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func syncJudgesEachRecord(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            let token = try await Self.device(client, "tab-1")
+            let now = Timestamp.now().microseconds / 1000
+            let t = now - 3_600_000
+            let first = try await Self.sync(client, token, [
+                Self.record(1, at: t, device: "tab-1"),
+                Self.record(2, at: t + 30_000, device: "tab-1"),                 // within ±30 s, inclusive: conflict
+                Self.record(3, at: t + 30_001, device: "tab-1"),
+                Self.record(4, employee: "emp-2", at: t, device: "tab-9"),         // DEVICE_ID_MISMATCH
+                Self.record(5, employee: "emp-2", type: "LUNCH", at: t, device: "tab-1"),
+                Self.record(6, employee: "emp-2", at: now + 600_000, device: "tab-1"),
+            ]).object()
+            #expect(first["success"] as? Bool == true)
+            #expect(first["synced_count"] as? Int == 2)
+            let synced = try #require(first["synced_records"] as? [[String: Any]])
+            #expect(synced.map { $0["local_id"] as? Int } == [1, 3])
+            let conflicts = try #require(first["conflicts"] as? [[String: Any]])
+            #expect(conflicts.map { $0["local_id"] as? Int } == [2])
+            #expect(conflicts.first?["reason"] as? String == "DUPLICATE_TIMESTAMP")
+            #expect((conflicts.first?["existing_record"] as? [String: Any])?["server_id"] as? Int == synced[0]["server_id"] as? Int)
+            let errors = try #require(first["errors"] as? [[String: Any]])
+            #expect(errors.map { $0["error"] as? String } == ["DEVICE_ID_MISMATCH", "INVALID_TYPE", "FUTURE_TIMESTAMP"])
+
+            // A retry answers the same server ids and stores nothing.
+            let retry = try await Self.sync(client, token, [Self.record(1, at: t, device: "tab-1"), Self.record(3, at: t + 30_001, device: "tab-1")]).object()
+            #expect((retry["synced_records"] as? [[String: Any]])?.map { $0["server_id"] as? Int } == synced.map { $0["server_id"] as? Int })
+
+            // Too many, or malformed: nothing stored.
+            let many = (0..<101).map { Self.record(100 + $0, employee: "bulk-\($0)", at: t, device: "tab-1") }
+            #expect(try await Self.sync(client, token, many).status == .contentTooLarge)
+            #expect(try await client.post("/api/attendance/sync", jsonText(["records": [Self.record(200, employee: "e", at: t, device: "tab-1"), ["local_id": "x"]]]),
+                                          headers: Self.bearer(token)).status == .unprocessableContent)
+            #expect(try await client.post("/api/attendance/sync", "{", headers: Self.bearer(token)).status == .badRequest)
+            let listed = try await client.get("/api/admin/attendance?tenant_id=ACME", headers: Self.admin).object()["records"] as? [Any]
+            #expect(listed?.count == 2)
+            #expect(try await client.get("/api/devices/status", headers: Self.bearer(token)).object()["last_sync_at"] as? Int != nil)
+
+            let audits = try await client.post("/api/audit/sync", jsonText(["audits": [["local_id": 1, "action": "MANUAL_FIX", "timestamp": t, "reason": "typo"]]]),
+                                               headers: Self.bearer(token)).object()
+            let again = try await client.post("/api/audit/sync", jsonText(["audits": [["local_id": 1, "action": "MANUAL_FIX", "timestamp": t]]]),
+                                              headers: Self.bearer(token)).object()
+            #expect(audits["synced_count"] as? Int == 1)
+            #expect((audits["synced_audits"] as? [[String: Any]])?.first?["server_id"] as? Int
+                == (again["synced_audits"] as? [[String: Any]])?.first?["server_id"] as? Int)
+            #expect(try await client.post("/api/audit/sync", jsonText(["audits": [["action": "X"]]]), headers: Self.bearer(token)).status == .unprocessableContent)
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func updatesTombstonesAndTenants(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            let a1 = try await Self.device(client, "a-1"), a2 = try await Self.device(client, "a-2")
+            let b1 = try await Self.device(client, "b-1", tenant: "BETA")
+            let t = Timestamp.now().microseconds / 1000 - 7_200_000
+            _ = try await Self.sync(client, a1, (0..<5).map { Self.record($0, employee: "e\($0)", at: t, device: "a-1") })
+            // Tenant B's employee e0 at the same instant is no duplicate of tenant A's.
+            let beta = try await Self.sync(client, b1, [Self.record(0, employee: "e0", at: t, device: "b-1")]).object()
+            #expect(beta["synced_count"] as? Int == 1)
+
+            let page1 = try await client.get("/api/attendance/updates?since=0&limit=3", headers: Self.bearer(a2)).object()
+            #expect((page1["updates"] as? [[String: Any]])?.map { $0["employee_id"] as? String } == ["e0", "e1", "e2"])
+            #expect(page1["has_more"] as? Bool == true)
+            let mark = try #require(page1["last_sync_timestamp"] as? Int)
+            let page2 = try await client.get("/api/attendance/updates?since=\(mark)", headers: Self.bearer(a2)).object()
+            #expect((page2["updates"] as? [[String: Any]])?.map { $0["employee_id"] as? String } == ["e3", "e4"])
+            #expect(page2["has_more"] as? Bool == false)
+            let mark2 = try #require(page2["last_sync_timestamp"] as? Int)
+
+            let target = try #require((page1["updates"] as? [[String: Any]])?.first?["server_id"] as? Int)
+            let deleteRequest = { (tenant: String) in
+                try await client.execute(uri: "/api/admin/attendance/\(target)", method: .delete,
+                                         headers: Self.admin.merging([.tenantID: tenant]), body: ByteBuffer(string: #"{"reason": "wrong person"}"#))
+            }
+            #expect(try await deleteRequest("BETA").status == .notFound)
+            #expect(try await deleteRequest("ACME").status == .ok)
+            let page3 = try await client.get("/api/attendance/updates?since=\(mark2)", headers: Self.bearer(a1)).object()
+            let tombstone = try #require((page3["updates"] as? [[String: Any]])?.first)
+            #expect(tombstone["action"] as? String == "DELETED")
+            #expect(tombstone["deletion_reason"] as? String == "wrong person")
+            #expect((page3["updates"] as? [Any])?.count == 1)
+
+            let betaFeed = try await client.get("/api/attendance/updates?since=0", headers: Self.bearer(b1)).object()
+            #expect((betaFeed["updates"] as? [[String: Any]])?.map { $0["device_id"] as? String } == ["b-1"])
+            let betaDevices = try await client.get("/api/admin/devices", headers: Self.admin.merging([.tenantID: "BETA"])).object()
+            #expect((betaDevices["devices"] as? [[String: Any]])?.map { $0["device_id"] as? String } == ["b-1"])
+            #expect(try await client.get("/api/admin/devices", headers: Self.admin).status == .badRequest)
+            #expect(try await client.get("/api/attendance/updates?since=-1", headers: Self.bearer(a1)).status == .badRequest)
+
+            let csv = try await client.get("/api/admin/attendance.csv?tenant_id=ACME", headers: Self.admin).text
+            #expect(csv.hasPrefix("server_id,employee_id,type,timestamp,time,device_id\r\n"))
+            #expect(csv.components(separatedBy: "\r\n").filter { !$0.isEmpty }.count == 5)   // header + 4 live records
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func deactivatedDevicesAreRefusedEverywhere(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            let token = try await Self.device(client, "tab-1")
+            let deactivate = { (tenant: String) in
+                try await client.execute(uri: "/api/admin/devices/tab-1/deactivate", method: .put,
+                                         headers: Self.admin.merging([.tenantID: tenant]), body: ByteBuffer(string: #"{"reason": "stolen"}"#))
+            }
+            #expect(try await deactivate("BETA").status == .notFound)
+            let done = try await deactivate("ACME")
+            #expect(try done.object() as NSDictionary == ["success": true, "message": "Device deactivated."])
+            #expect(try await deactivate("ACME").status == .ok)
+            let t = Timestamp.now().microseconds / 1000
+            for response in [
+                try await client.get("/api/devices/status", headers: Self.bearer(token)),
+                try await Self.sync(client, token, [Self.record(1, at: t, device: "tab-1")]),
+                try await client.get("/api/attendance/updates", headers: Self.bearer(token)),
+                try await client.post("/api/audit/sync", #"{"audits": []}"#, headers: Self.bearer(token)),
+            ] {
+                #expect(response.status == .forbidden)
+                #expect(try response.errorMessage() == "Device is deactivated.")
+            }
+            #expect(try await client.get("/api/admin/attendance?tenant_id=ACME", headers: Self.admin).object()["records"] as? [Any] != nil)
+            let devices = try await client.get("/api/admin/devices?tenant_id=ACME", headers: Self.admin).object()["devices"] as? [[String: Any]]
+            #expect(devices?.first?["is_active"] as? Bool == false)
+        }
+    }
+
+    /// Ten devices race for one code over real sockets: exactly one gets it.
+    @Test(arguments: Engine.available)
+    func oneCodeOneDevice(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp(.live) { client in
+            let port = try #require(client.port)
+            _ = try await client.post("/api/admin/activation-codes", #"{"code": "ACME-RACE"}"#, headers: Self.admin)
+            let results = try await postInParallel(port: port, path: "/api/devices/register",
+                                                   bodies: (0..<10).map { jsonText(["activation_code": "ACME-RACE", "device_id": "racer-\($0)"]) })
+            #expect(results.filter { $0.status == 201 }.count == 1)
+            #expect(results.filter { $0.status == 400 }.count == 9)
+            let devices = try await client.get("/api/admin/devices?tenant_id=ACME", headers: Self.admin).object()["devices"] as? [Any]
+            #expect(devices?.count == 1)
+        }
+    }
+
+    /// Two devices sync while a third polls: what the poller collects is exactly what was stored,
+    /// each record once, although records commit while it reads.
+    @Test(arguments: Engine.available)
+    func pollingWhileOthersSyncMissesAndRepeatsNothing(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp(.live) { client in
+            let port = try #require(client.port)
+            let writers = [try await Self.device(client, "w-1"), try await Self.device(client, "w-2")]
+            let reader = try await Self.device(client, "r-1")
+            let base = Timestamp.now().microseconds / 1000 - 86_400_000
+            let seen = try await withThrowingTaskGroup(of: [Int].self) { group in
+                for (w, token) in writers.enumerated() {
+                    group.addTask {
+                        for batch in 0..<10 {
+                            let records = (0..<10).map { i in
+                                Self.record(batch * 10 + i, employee: "w\(w)-e\(batch * 10 + i)", at: base + Int64(batch * 10 + i) * 60_000, device: "w-\(w + 1)")
+                            }
+                            let results = try await postInParallel(port: port, path: "/api/attendance/sync", bodies: [jsonText(["records": records])],
+                                                                   headers: [("Authorization", "Bearer \(token)")])
+                            #expect(results.first?.status == 200)
+                        }
+                        return []
+                    }
+                }
+                group.addTask {
+                    // Until it has seen 200 records (or 30 s pass), then once more: a repeat would show.
+                    var since = 0, ids: [Int] = [], lastRound = false
+                    let deadline = ContinuousClock.now + .seconds(30)
+                    while ContinuousClock.now < deadline {
+                        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/attendance/updates?since=\(since)&limit=7")
+                        request.headers.add(name: "Authorization", value: "Bearer \(reader)")
+                        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+                        let body = try JSONSerialization.jsonObject(with: Data(buffer: try await response.body.collect(upTo: 1 << 20))) as! [String: Any]
+                        let updates = body["updates"] as! [[String: Any]]
+                        ids += updates.map { $0["server_id"] as! Int }
+                        since = body["last_sync_timestamp"] as! Int
+                        if lastRound { break }
+                        lastRound = ids.count >= 200
+                        if updates.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+                    }
+                    return ids
+                }
+                return try await group.reduce(into: [Int]()) { $0 += $1 }
+            }
+            let stored = try await client.get("/api/admin/attendance?tenant_id=ACME", headers: Self.admin).object()["records"] as! [[String: Any]]
+            #expect(stored.count == 200)
+            #expect(seen.count == Set(seen).count)
+            #expect(Set(seen) == Set(stored.map { $0["server_id"] as! Int }))
+        }
+    }
+}
+
+extension HTTPFields {
+    func merging(_ other: HTTPFields) -> HTTPFields {
+        var fields = self
+        for field in other { fields[field.name] = field.value }
+        return fields
+    }
+}
