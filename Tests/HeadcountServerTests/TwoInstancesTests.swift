@@ -14,41 +14,90 @@ final class ServerProcess {
         let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent(".build/debug/headcount")
         try #require(FileManager.default.isExecutableFile(atPath: binary.path), "build the binary first: swift build")
-        port = Int.random(in: 20_000...40_000)
+        // Below Linux's ephemeral range (32768-60999), so no server of a `.live` test (port 0) and
+        // no client socket can be on it; the process must still be running once /health answers.
+        port = Int.random(in: 20_000...32_000)
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("headcount-instance-\(UUID().uuidString)")
         process.executableURL = binary
         process.arguments = ["serve", "--port", "\(port)", "--database", database, "--data-dir", directory.path,
                              "--admin-key", "test-admin-key-0123456789", "--log-level", "warning"]
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: directory.appendingPathComponent("log").path, contents: nil)
+        let log = try FileHandle(forWritingTo: directory.appendingPathComponent("log"))
+        process.standardOutput = log
+        process.standardError = log
         try process.run()
         for _ in 0..<200 {
-            if (try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/health"), timeout: .seconds(1)))?.status == .ok { return }
+            guard process.isRunning else { break }
+            if (try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/health"), timeout: .seconds(1)))?.status == .ok,
+               process.isRunning { return }
             try await Task.sleep(for: .milliseconds(50))
         }
-        stop()
-        throw CancellationError()
+        await stop()
+        throw InstanceDidNotStart(port: port)
     }
 
-    func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+    struct InstanceDidNotStart: Error, CustomStringConvertible {
+        let port: Int
+        var description: String { "headcount did not start on port \(port) (taken?)" }
+    }
+
+    /// Stops the process without blocking a thread of the test's executor (there are only as
+    /// many as cores): SIGTERM for a graceful stop, SIGKILL if it takes over 10 s.
+    func stop() async {
+        process.terminate()
+        let deadline = ContinuousClock.now + .seconds(10)
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         try? FileManager.default.removeItem(at: directory)
     }
 }
 
+/// Runs `body` with `count` instances on one database and stops them all however it ends.
+func withInstances<T>(_ count: Int, database: String, _ body: ([ServerProcess]) async throws -> T) async throws -> T {
+    var servers: [ServerProcess] = []
+    do {
+        for _ in 0..<count {
+            // A random port may be taken: try another.
+            var attempts = 0
+            while true {
+                do {
+                    servers.append(try await ServerProcess(database: database))
+                    break
+                } catch is ServerProcess.InstanceDidNotStart where attempts < 3 {
+                    attempts += 1
+                }
+            }
+        }
+        let result = try await body(servers)
+        for server in servers { await server.stop() }
+        return result
+    } catch {
+        for server in servers { await server.stop() }
+        throw error
+    }
+}
+
 /// Several stateless instances on one PostgreSQL: the guarantees hold across processes.
+///
+/// Runs only with `HEADCOUNT_TEST_INSTANCES=1` (`.ci/run` runs it on its own, after the rest):
+/// while it ran alongside the other suites, `.live` apps of those suites were seen shutting their
+/// PostgreSQL pool down mid-test and the run hung (in 2 of 3 runs; alone, or with the rest skipped,
+/// it never did). The cause is not found yet; the guarantee it checks is still checked in CI.
 @Suite("Two instances") struct TwoInstancesTests {
-    static var enabled: Bool { Engine.available.contains(.postgres) }
+    static var enabled: Bool {
+        ProcessInfo.processInfo.environment["HEADCOUNT_TEST_INSTANCES"] == "1" && Engine.available.contains(.postgres)
+    }
 
     @Test(.enabled(if: enabled))
     func registrationsSpreadOverTwoInstancesNeverOverbook() async throws {
         guard let base = Engine.postgresURL else { throw MissingPostgres() }
-        let database = try await createPostgresDatabase(base: base)
-        let a = try await ServerProcess(database: database)
-        defer { a.stop() }
-        let b = try await ServerProcess(database: database)
-        defer { b.stop() }
+        try await withInstances(2, database: try await createPostgresDatabase(base: base)) { servers in
+            try await Self.race(servers[0], servers[1])
+        }
+    }
+
+    static func race(_ a: ServerProcess, _ b: ServerProcess) async throws {
 
         @Sendable func post(_ port: Int, _ path: String, _ body: String) async throws -> (UInt, String) {
             var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
