@@ -105,9 +105,8 @@ struct DevicesController {
         router.put("api/admin/devices/{deviceId}/deactivate") { request, context in
             try request.requireAdmin(adminKey)
             let tenant = try request.adminTenant()
-            let id = try EventsController.id("deviceId", context)
-            let body = try? await request.validatedObject(context: context)
-            let reason = body?["reason"]?.stringValue.map { String($0.prefix(500)) }.flatMap { $0.hasControlCharacters ? nil : $0 }
+            let id = try context.pathID("deviceId")
+            let reason = await request.reason(context: context)
             guard try await devices.deactivate(id, tenant: tenant, reason: reason) else { throw APIError.notFound("Device not found.") }
             return try json(SuccessMessage(message: "Device deactivated."))
         }

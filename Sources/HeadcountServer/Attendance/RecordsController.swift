@@ -45,8 +45,7 @@ struct RecordsController {
             try request.requireAdmin(adminKey)
             let tenant = try request.adminTenant()
             guard let id = context.parameters.get("serverId").flatMap(Int64.init) else { throw APIError.notFound("Attendance record not found.") }
-            let reason = (try? await request.validatedObject(context: context))?["reason"]?.stringValue
-                .flatMap { $0.hasControlCharacters ? nil : String($0.prefix(500)) }
+            let reason = await request.reason(context: context)
             guard try await records.delete(serverID: id, tenant: tenant, reason: reason) else { throw APIError.notFound("Attendance record not found.") }
             return try json(SuccessMessage(message: "Attendance record deleted."))
         }
@@ -59,11 +58,8 @@ struct RecordsController {
             let rows = try await list(request).map {
                 CSV.row([String($0.server_id), $0.employee_id, $0.type, String($0.timestamp), Timestamp(microseconds: $0.timestamp * 1000).rfc3339, $0.device_id])
             }
-            return Response(
-                status: .ok,
-                headers: [.contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"attendance.csv\""],
-                body: .init(byteBuffer: ByteBuffer(string: CSV.row(["server_id", "employee_id", "type", "timestamp", "time", "device_id"]) + rows.joined()))
-            )
+            let text = CSV.row(["server_id", "employee_id", "type", "timestamp", "time", "device_id"]) + rows.joined()
+            return CSV.response(filename: "attendance.csv", body: .init(byteBuffer: ByteBuffer(string: text)))
         }
     }
 

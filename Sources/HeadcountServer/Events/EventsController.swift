@@ -25,11 +25,11 @@ struct EventsController {
             return try json(try await events.events(status: status))
         }
         router.get("events/{eventId}") { _, context in
-            guard let event = try await events.event(try Self.id("eventId", context)) else { throw APIError.notFound("Event not found") }
+            guard let event = try await events.event(try context.pathID("eventId")) else { throw APIError.notFound("Event not found") }
             return try json(event)
         }
         router.put("events/{eventId}") { request, context in
-            let id = try Self.id("eventId", context)
+            let id = try context.pathID("eventId")
             var check = Validator(try await request.validatedObject(context: context), partial: true)
             if let sent = check.text("eventId", 1...100, required: false), sent != id {
                 throw APIError(.unprocessableContent, "eventId cannot be changed", fields: [.init(field: "eventId", message: "eventId cannot be changed")])
@@ -39,19 +39,15 @@ struct EventsController {
             return try json(try await events.update(id, changes))
         }
         router.delete("events/{eventId}") { _, context in
-            guard try await events.delete(try Self.id("eventId", context)) else { throw APIError.notFound("Event not found") }
+            guard try await events.delete(try context.pathID("eventId")) else { throw APIError.notFound("Event not found") }
             return try json(["message": "Event deleted successfully"])
         }
         router.get("events/{eventId}/registrations.csv") { _, context in
-            let id = try Self.id("eventId", context)
+            let id = try context.pathID("eventId")
             guard let list = try await registrations.registrations(event: id, status: nil) else { throw APIError.notFound("Event not found") }
             let rows = list.map { CSV.row([$0.userId, $0.eventId, $0.status, $0.position.map(String.init) ?? "", $0.registeredAt]) }
-            let filename = id.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") } ? id : "event"
-            return Response(
-                status: .ok,
-                headers: [.contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"\(filename)-registrations.csv\""],
-                body: .init(byteBuffer: ByteBuffer(string: CSV.row(["userId", "eventId", "status", "position", "registeredAt"]) + rows.joined()))
-            )
+            let text = CSV.row(["userId", "eventId", "status", "position", "registeredAt"]) + rows.joined()
+            return CSV.response(filename: "\(id.slug(or: "event"))-registrations.csv", body: .init(byteBuffer: ByteBuffer(string: text)))
         }
     }
 
@@ -69,11 +65,4 @@ struct EventsController {
         )
     }
 
-    /// A path parameter, percent-decoded.
-    static func id(_ name: String, _ context: AppRequestContext) throws -> String {
-        guard let id = context.parameters.get(name)?.removingPercentEncoding, (1...100).contains(id.count), !id.hasControlCharacters else {
-            throw APIError.notFound("\(name) not found")
-        }
-        return id
-    }
 }

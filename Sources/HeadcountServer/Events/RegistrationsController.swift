@@ -15,11 +15,11 @@ struct RegistrationsController {
             return try json(user, status: .created)
         }
         router.get("users/{userId}") { _, context in
-            guard let user = try await events.user(try EventsController.id("userId", context)) else { throw APIError.notFound("User not found") }
+            guard let user = try await events.user(try context.pathID("userId")) else { throw APIError.notFound("User not found") }
             return try json(user)
         }
         router.get("users/{userId}/registrations") { _, context in
-            let id = try EventsController.id("userId", context)
+            let id = try context.pathID("userId")
             guard try await events.user(id) != nil else { throw APIError.notFound("User not found") }
             return try json(try await registrations.registrations(user: id))
         }
@@ -32,7 +32,7 @@ struct RegistrationsController {
             return try json(try await registrations.register(user: user!, event: event!), status: .created)
         }
         router.post("events/{eventId}/registrations") { request, context in
-            let event = try EventsController.id("eventId", context)
+            let event = try context.pathID("eventId")
             var check = Validator(try await request.validatedObject(context: context))
             let user = check.text("userId", 1...100)
             try check.check()
@@ -43,7 +43,7 @@ struct RegistrationsController {
             if let status, !["confirmed", "waitlisted"].contains(status) {
                 throw APIError(.unprocessableContent, "status must be one of confirmed, waitlisted")
             }
-            guard let list = try await registrations.registrations(event: try EventsController.id("eventId", context), status: status) else {
+            guard let list = try await registrations.registrations(event: try context.pathID("eventId"), status: status) else {
                 throw APIError.notFound("Event not found")
             }
             return try json(list)
@@ -57,7 +57,7 @@ struct RegistrationsController {
     }
 
     private func unregister(_ context: AppRequestContext) async throws -> Response {
-        let user = try EventsController.id("userId", context), event = try EventsController.id("eventId", context)
+        let user = try context.pathID("userId"), event = try context.pathID("eventId")
         guard try await registrations.unregister(user: user, event: event) else { throw APIError.notFound("Registration not found") }
         return try json(["message": "Registration deleted successfully"])
     }

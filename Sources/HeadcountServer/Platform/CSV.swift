@@ -1,3 +1,5 @@
+import Hummingbird
+
 /// RFC 4180 CSV: CRLF line ends, fields quoted when they hold a comma, quote or line break.
 enum CSV {
     static func row(_ fields: [String]) -> String {
@@ -7,5 +9,21 @@ enum CSV {
     static func field(_ value: String) -> String {
         guard value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\r" || $0 == "\n" }) else { return value }
         return "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    /// A CSV download saved as `filename`.
+    static func response(filename: String, body: ResponseBody) -> Response {
+        Response(
+            status: .ok,
+            headers: [.contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"\(filename)\""],
+            body: body
+        )
+    }
+}
+
+extension String {
+    /// This text if it is safe in a file name (letters, digits, `-`, `_`), else `fallback`.
+    func slug(or fallback: String) -> String {
+        !isEmpty && allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") } ? self : fallback
     }
 }

@@ -39,3 +39,12 @@ extension Request {
         return tenant
     }
 }
+
+extension Request {
+    /// The optional `reason` an admin may give with a change: at most 500 characters, ignored when
+    /// the body is absent, malformed or the reason holds control characters.
+    func reason(context: AppRequestContext) async -> String? {
+        guard let text = (try? await validatedObject(context: context))?["reason"]?.stringValue, !text.hasControlCharacters else { return nil }
+        return String(text.prefix(500))
+    }
+}

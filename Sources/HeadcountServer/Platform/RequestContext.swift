@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import Logging
 
@@ -9,5 +10,15 @@ public struct AppRequestContext: RequestContext {
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
+    }
+}
+
+extension AppRequestContext {
+    /// An id path parameter, percent-decoded; one that no record could have is simply not found.
+    func pathID(_ name: String) throws -> String {
+        guard let id = parameters.get(name)?.removingPercentEncoding, (1...100).contains(id.count), !id.hasControlCharacters else {
+            throw APIError.notFound("\(name) not found")
+        }
+        return id
     }
 }

@@ -59,11 +59,7 @@ struct RoomsController {
             guard Timestamp(day: day) != nil else { throw APIError.badRequest("date must be YYYY-MM-DD") }
             let actions = try await repository.actions(room: room, day: day)
             guard !actions.isEmpty else { throw APIError.notFound("no log for \(day)") }
-            return Response(
-                status: .ok,
-                headers: [.contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"\(day)-logs.csv\""],
-                body: .init(byteBuffer: ByteBuffer(string: RoomLog.csv(actions)))
-            )
+            return CSV.response(filename: "\(day)-logs.csv", body: .init(byteBuffer: ByteBuffer(string: RoomLog.csv(actions))))
         }
     }
 

@@ -53,10 +53,10 @@ struct SensorsController {
     private func occupancy(_ request: Request, _ context: AppRequestContext) async throws -> Response {
         let sensor = try Self.sensor(context)
         if let instant = try Self.instant("atInstant", request) {
-            guard let inside = try await repository.inside(sensor: sensor, at: instant) else { throw Self.unknown(sensor) }
+            guard let inside = try await repository.inside(sensor: sensor, at: instant) else { throw Self.unknown }
             return try json(OccupancyResponse(sensor: sensor, inside: inside, atInstant: instant.rfc3339))
         }
-        guard let inside = try await repository.inside(sensor: sensor) else { throw Self.unknown(sensor) }
+        guard let inside = try await repository.inside(sensor: sensor) else { throw Self.unknown }
         return try json(OccupancyResponse(sensor: sensor, inside: inside, atInstant: nil))
     }
 
@@ -69,7 +69,7 @@ struct SensorsController {
         guard (end - start) / bucket.length <= Self.maxBuckets else {
             throw APIError.badRequest("at most \(Self.maxBuckets) buckets: narrow from/to or use a larger bucket")
         }
-        guard try await repository.inside(sensor: sensor) != nil else { throw Self.unknown(sensor) }
+        guard try await repository.inside(sensor: sensor) != nil else { throw Self.unknown }
         let (opening, minutes) = try await repository.minutes(sensor: sensor, from: start, to: end)
         let points = SeriesPoint.fold(from: start, to: end, bucket: bucket, opening: opening, minutes: minutes)
         return try json(SeriesResponse(
@@ -84,7 +84,7 @@ struct SensorsController {
         let from = try Self.instant("from", request)?.microseconds ?? Int64.min
         let to = try Self.instant("to", request)?.microseconds ?? Int64.max
         guard from < to else { throw APIError.badRequest("from must be before to") }
-        guard try await repository.inside(sensor: sensor) != nil else { throw Self.unknown(sensor) }
+        guard try await repository.inside(sensor: sensor) != nil else { throw Self.unknown }
         let repository = self.repository
         let body = ResponseBody { writer in
             try await writer.write(ByteBuffer(string: CSV.row(["ts", "sensor", "in_count", "out_count", "id"])))
@@ -101,15 +101,10 @@ struct SensorsController {
             }
             try await writer.finish(nil)
         }
-        let filename = sensor.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") } ? sensor : "sensor"
-        return Response(
-            status: .ok,
-            headers: [.contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"\(filename)-events.csv\""],
-            body: body
-        )
+        return CSV.response(filename: "\(sensor.slug(or: "sensor"))-events.csv", body: body)
     }
 
-    static func unknown(_ sensor: String) -> APIError { .notFound("sensor not found") }
+    static let unknown = APIError.notFound("sensor not found")
 
     /// The `{sensor}` path parameter, percent-decoded.
     static func sensor(_ context: AppRequestContext) throws -> String {
