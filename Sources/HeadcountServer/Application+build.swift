@@ -58,7 +58,7 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     let routes = RouteTable()
     let router = Router(context: AppRequestContext.self)
     // Middleware first: Hummingbird attaches it to the routes added after it.
-    router.add(middleware: RequestIDMiddleware(maxBodySize: configuration.maxBodySize))
+    router.add(middleware: RequestIDMiddleware(maxBodySize: configuration.maxBodySize, uploadLimits: ["/api/workers": WorkerUpload.maxBodyBytes]))
     router.add(middleware: LogRequestsMiddleware(.debug))
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: CORSMiddleware(
@@ -81,6 +81,8 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     let devices = DevicesRepository(database: services.database)
     DevicesController(devices: devices, adminKey: services.adminKey).addRoutes(to: router)
     RecordsController(devices: devices, records: RecordsRepository(database: services.database), adminKey: services.adminKey).addRoutes(to: router)
+    WorkersController(workers: WorkersRepository(database: services.database, store: services.objectStore), adminKey: services.adminKey).addRoutes(to: router)
+    TimestampsController(timestamps: TimestampsRepository(database: services.database), adminKey: services.adminKey).addRoutes(to: router)
 
     routes.record(router.routes.map { (path: $0.path.description, method: $0.method) })
     return router

@@ -127,15 +127,21 @@ func withParallelClient<T>(_ body: (HTTPClient) async throws -> T) async throws 
 /// POSTs every body to `path` on the live server at `port`, all at once; returns the statuses and
 /// bodies in the order of `bodies`.
 func postInParallel(port: Int, path: String, bodies: [String], headers: [(String, String)] = []) async throws -> [(status: UInt, body: String)] {
+    try await postInParallel(port: port, path: path, bodies: bodies.map { ByteBuffer(string: $0) }, headers: headers)
+}
+
+func postInParallel(port: Int, path: String, bodies: [ByteBuffer], headers: [(String, String)] = []) async throws -> [(status: UInt, body: String)] {
     try await withParallelClient { http in
         try await withThrowingTaskGroup(of: (Int, UInt, String).self) { group in
             for (index, body) in bodies.enumerated() {
                 group.addTask {
                     var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
                     request.method = .POST
-                    request.headers.add(name: "Content-Type", value: "application/json")
+                    if !headers.contains(where: { $0.0.lowercased() == "content-type" }) {
+                        request.headers.add(name: "Content-Type", value: "application/json")
+                    }
                     for (name, value) in headers { request.headers.add(name: name, value: value) }
-                    request.body = .bytes(ByteBuffer(string: body))
+                    request.body = .bytes(body)
                     let response = try await http.execute(request, timeout: .seconds(60))
                     let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
                     return (index, response.status.code, text)

@@ -22,7 +22,7 @@ final class ServerProcess {
         process.arguments = ["serve", "--port", "\(port)", "--database", database, "--data-dir", directory.path,
                              "--admin-key", "test-admin-key-0123456789", "--log-level", "warning"]
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: directory.appendingPathComponent("log").path, contents: nil)
+        _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("log").path, contents: nil)
         let log = try FileHandle(forWritingTo: directory.appendingPathComponent("log"))
         process.standardOutput = log
         process.standardError = log

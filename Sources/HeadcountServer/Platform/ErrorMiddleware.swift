@@ -41,13 +41,15 @@ struct ErrorMiddleware: RouterMiddleware {
 /// and applies the body limit before a byte of an oversized body is read.
 struct RequestIDMiddleware: RouterMiddleware {
     let maxBodySize: Int
+    /// Larger limits for the few routes that take files, by path.
+    var uploadLimits: [String: Int] = [:]
 
     func handle(_ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response) async throws -> Response {
         var context = context
         let given = request.headers[.requestID].flatMap { $0.count <= 128 && $0.allSatisfy { $0.isASCII && !$0.isWhitespace } ? $0 : nil }
         context.requestID = given ?? Self.makeID()
         context.logger[metadataKey: "request_id"] = .string(context.requestID)
-        context.maxUploadSize = maxBodySize
+        context.maxUploadSize = uploadLimits[request.uri.path] ?? maxBodySize
         var response: Response
         if let length = request.headers[.contentLength].flatMap(Int.init), length > context.maxUploadSize {
             response = try ErrorMiddleware.response(.contentTooLarge, "request body is larger than \(context.maxUploadSize) bytes")

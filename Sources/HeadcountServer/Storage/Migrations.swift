@@ -202,6 +202,41 @@ public enum Migrations {
             )
             """,
         ] },
+        Migration(version: 6, name: "workers") { _ in [
+            """
+            CREATE TABLE workers (
+                worker_id TEXT PRIMARY KEY,
+                document_id TEXT NOT NULL UNIQUE,
+                first_name TEXT NOT NULL,
+                last_name TEXT NOT NULL,
+                email TEXT NOT NULL,
+                created_us BIGINT NOT NULL,
+                updated_us BIGINT NOT NULL
+            )
+            """,
+            // The bytes live in the object store under a random key; a row names them.
+            """
+            CREATE TABLE worker_images (
+                worker_id TEXT NOT NULL REFERENCES workers (worker_id),
+                position BIGINT NOT NULL,
+                object_key TEXT NOT NULL UNIQUE,
+                content_type TEXT NOT NULL,
+                byte_count BIGINT NOT NULL,
+                PRIMARY KEY (worker_id, position)
+            )
+            """,
+            """
+            CREATE TABLE worker_timestamps (
+                timestamp_id TEXT PRIMARY KEY,
+                worker_id TEXT NOT NULL REFERENCES workers (worker_id),
+                timestamp_ms BIGINT NOT NULL,
+                event_type TEXT NOT NULL CHECK (event_type IN ('entry', 'exit')),
+                created_us BIGINT NOT NULL
+            )
+            """,
+            "CREATE INDEX worker_timestamps_by_worker ON worker_timestamps (worker_id, timestamp_ms)",
+            "CREATE INDEX worker_timestamps_by_time ON worker_timestamps (timestamp_ms, timestamp_id)",
+        ] },
     ]
 
     /// Applies every migration not yet applied, in one transaction. On PostgreSQL an advisory lock

@@ -1,7 +1,7 @@
 import Foundation
 import Hummingbird
 
-/// Validation of the events family's bodies, with the seed's limits. Well-formed JSON that breaks
+/// Validation of the events and attendance bodies, with the seeds' limits. Well-formed JSON that breaks
 /// a rule is a 422 listing every field at fault.
 struct Validator {
     let body: [String: JSONValue]
@@ -72,8 +72,11 @@ struct Validator {
         return flag
     }
 
-    mutating func oneOf(_ field: String, _ allowed: [String]) -> String? {
-        guard let value = body[field] else { return nil }
+    mutating func oneOf(_ field: String, _ allowed: [String], required: Bool = false) -> String? {
+        guard let value = body[field] else {
+            if required && !partial { fail(field, "\(field) is required") }
+            return nil
+        }
         guard let text = value.stringValue, allowed.contains(text) else {
             fail(field, value == .null ? "\(field) may not be null" : "\(field) must be one of \(allowed.joined(separator: ", "))")
             return nil
@@ -87,6 +90,21 @@ struct Validator {
         let valid = Timestamp(day: text) != nil || Timestamp(rfc3339: text) != nil || Timestamp(rfc3339: text + "Z") != nil
         guard valid else {
             fail(field, "\(field) must be an ISO 8601 date or date-time, e.g. 2024-12-15")
+            return nil
+        }
+        return text
+    }
+
+    /// An email address: one `@` between a local part and a dotted domain, no spaces, at most 254
+    /// characters. Deliverability is the sender's business; this catches what is surely a typo.
+    mutating func email(_ field: String) -> String? {
+        guard let text = text(field, 3...254) else { return nil }
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        let valid = parts.count == 2 && !parts[0].isEmpty && !text.contains(where: \.isWhitespace)
+            && parts[1].split(separator: ".", omittingEmptySubsequences: false).count >= 2
+            && parts[1].split(separator: ".", omittingEmptySubsequences: false).allSatisfy { !$0.isEmpty }
+        guard valid else {
+            fail(field, "\(field) must be an email address, e.g. ana@example.com")
             return nil
         }
         return text
