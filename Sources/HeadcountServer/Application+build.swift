@@ -10,20 +10,24 @@ public struct AppServices: Sendable {
     public let adminKey: String
     let roomLog: RoomLog
     let sensorIngest: SensorIngest
+    let feed: ChangeFeed
 
     public init(configuration: Configuration, logger: Logger) async throws {
         let objectStore = try openObjectStore(configuration.objectStore)
         let adminKey = try AdminKey.resolve(configuration, logger: logger)
         let database = try await openDatabase(configuration.database, logger: logger)
-        self.init(database: database, objectStore: objectStore, adminKey: adminKey, logger: logger)
+        self.init(database: database, objectStore: objectStore, adminKey: adminKey, heartbeat: configuration.streamHeartbeat, logger: logger)
     }
 
-    init(database: any Database, objectStore: any ObjectStore, adminKey: String, logger: Logger) {
+    init(database: any Database, objectStore: any ObjectStore, adminKey: String, heartbeat: Duration = .seconds(15), logger: Logger) {
         self.database = database
         self.objectStore = objectStore
         self.adminKey = adminKey
+        // On PostgreSQL, changes reach the subscribers of every instance through LISTEN/NOTIFY.
+        let relay = (database as? PostgresEngine).map { PostgresRelay(client: $0.client, logger: logger) }
+        feed = ChangeFeed(relay: relay, heartbeat: heartbeat, logger: logger)
         roomLog = RoomLog(repository: RoomsRepository(database: database), store: objectStore, logger: logger)
-        sensorIngest = SensorIngest(database: database)
+        sensorIngest = SensorIngest(database: database, feed: feed)
     }
 }
 
@@ -45,7 +49,7 @@ public func buildApplication(_ configuration: Configuration) async throws -> som
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Headcount"),
-        services: [DatabaseService(database: services.database), services.roomLog],
+        services: [DatabaseService(database: services.database), services.roomLog, services.feed],
         logger: logger
     )
     app.beforeServerStarts {
@@ -70,19 +74,22 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     router.add(middleware: ErrorMiddleware(routes: routes))
     _ = PrometheusMetrics.registry
 
-    SystemController(database: services.database).addRoutes(to: router)
+    SystemController(database: services.database, feed: services.feed).addRoutes(to: router)
     try DocsController().addRoutes(to: router)
-    RoomsController(repository: RoomsRepository(database: services.database), log: services.roomLog).addRoutes(to: router)
-    ReservationsController(repository: ReservationsRepository(database: services.database)).addRoutes(to: router)
+    RoomsController(repository: RoomsRepository(database: services.database), log: services.roomLog, feed: services.feed).addRoutes(to: router)
+    ReservationsController(repository: ReservationsRepository(database: services.database), feed: services.feed).addRoutes(to: router)
     SensorsController(repository: SensorsRepository(database: services.database), ingest: services.sensorIngest).addRoutes(to: router)
-    let events = EventsRepository(database: services.database), registrations = RegistrationsRepository(database: services.database)
+    let events = EventsRepository(database: services.database, feed: services.feed)
+    let registrations = RegistrationsRepository(database: services.database, feed: services.feed)
     EventsController(events: events, registrations: registrations).addRoutes(to: router)
     RegistrationsController(events: events, registrations: registrations).addRoutes(to: router)
     let devices = DevicesRepository(database: services.database)
-    DevicesController(devices: devices, adminKey: services.adminKey).addRoutes(to: router)
-    RecordsController(devices: devices, records: RecordsRepository(database: services.database), adminKey: services.adminKey).addRoutes(to: router)
+    DevicesController(devices: devices, adminKey: services.adminKey, feed: services.feed).addRoutes(to: router)
+    RecordsController(devices: devices, records: RecordsRepository(database: services.database), adminKey: services.adminKey, feed: services.feed).addRoutes(to: router)
     WorkersController(workers: WorkersRepository(database: services.database, store: services.objectStore), adminKey: services.adminKey).addRoutes(to: router)
     TimestampsController(timestamps: TimestampsRepository(database: services.database), adminKey: services.adminKey).addRoutes(to: router)
+    StreamController(feed: services.feed, adminKey: services.adminKey).addRoutes(to: router)
+    try DashboardController().addRoutes(to: router)
 
     routes.record(router.routes.map { (path: $0.path.description, method: $0.method) })
     return router

@@ -12,6 +12,8 @@ public struct Configuration: Sendable {
     public var adminKey: String?
     public var maxBodySize: Int
     public var logLevel: Logger.Level
+    /// How often `/api/stream` sends a heartbeat comment (and so notices a client that left).
+    public var streamHeartbeat: Duration = .seconds(15)
 
     /// The settings, by flag name (`host`, `port`, `database`, `data-dir`, `object-store`, `admin-key`,
     /// `max-body-size`, `log-level`), with their environment variables.

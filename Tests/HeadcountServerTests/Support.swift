@@ -27,7 +27,7 @@ struct MissingPostgres: Error, CustomStringConvertible {
 /// A fresh, empty database and data directory for one test.
 struct TestEnvironment: Sendable {
     let engine: Engine
-    let configuration: Configuration
+    var configuration: Configuration
     let directory: URL
 
     static func make(_ engine: Engine) async throws -> TestEnvironment {
@@ -113,6 +113,9 @@ func jsonText(_ value: Any) -> String {
 func withParallelClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
     var configuration = HTTPClient.Configuration()
     configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
+    // Requests queue for one of the 32 connections; on two cores busy with other suites (debug
+    // builds) the default 10 s wait is not always enough.
+    configuration.timeout.connect = .seconds(120)
     let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     do {
         let result = try await body(client)

@@ -97,6 +97,28 @@ func withInstances<T>(_ count: Int, database: String, _ body: ([ServerProcess]) 
         }
     }
 
+    /// A change made through one instance reaches a stream subscriber of the other within 1 s.
+    @Test(.enabled(if: enabled))
+    func changesReachSubscribersOfTheOtherInstance() async throws {
+        guard let base = Engine.postgresURL else { throw MissingPostgres() }
+        try await withInstances(2, database: try await createPostgresDatabase(base: base)) { servers in
+            try await withParallelClient { http in
+                let stream = try await SSEClient.connect(port: servers[1].port, path: "/api/stream?topics=sensors,rooms", using: http)
+                for (index, server) in servers.enumerated() {
+                    var request = HTTPClientRequest(url: "http://127.0.0.1:\(server.port)/api/webhook")
+                    request.method = .POST
+                    request.headers.add(name: "Content-Type", value: "application/json")
+                    request.body = .bytes(ByteBuffer(string: jsonText(["sensor": "hall", "ts": "2024-05-01T10:00:0\(index)Z", "in_count": 2, "out": 0])))
+                    #expect(try await http.execute(request, timeout: .seconds(10)).status == .ok)
+                    let event = await stream.next(within: 1)
+                    #expect(event?.type == "sensor.occupancy")
+                    #expect(event?.data.contains("\"inside\":\((index + 1) * 2)") == true, "\(String(describing: event))")
+                }
+                stream.close()
+            }
+        }
+    }
+
     static func race(_ a: ServerProcess, _ b: ServerProcess) async throws {
 
         @Sendable func post(_ port: Int, _ path: String, _ body: String) async throws -> (UInt, String) {

@@ -2,12 +2,17 @@ import Foundation
 import Hummingbird
 
 /// The OpenAPI document and an offline Swagger UI for it, read once from the bundled resources.
-struct DocsController {
-    struct Asset: Sendable {
-        let contentType: String
-        let body: ByteBuffer
-    }
+/// A file served from the bundled resources.
+struct Asset: Sendable {
+    let contentType: String
+    let body: ByteBuffer
 
+    var response: Response {
+        Response(status: .ok, headers: [.contentType: contentType, .cacheControl: "public, max-age=3600"], body: .init(byteBuffer: body))
+    }
+}
+
+struct DocsController {
     let openAPI: Asset
     let assets: [String: Asset]
 
@@ -22,16 +27,12 @@ struct DocsController {
     }
 
     func addRoutes(to router: Router<AppRequestContext>) {
-        router.get("openapi.json") { _, _ in serve(openAPI) }
-        router.get("docs") { _, _ in serve(assets[""]!) }
+        router.get("openapi.json") { _, _ in openAPI.response }
+        router.get("docs") { _, _ in assets[""]!.response }
         router.get("docs/{file}") { _, context in
             guard let asset = assets[context.parameters.get("file") ?? ""] else { throw APIError.notFound() }
-            return serve(asset)
+            return asset.response
         }
-    }
-
-    private func serve(_ asset: Asset) -> Response {
-        Response(status: .ok, headers: [.contentType: asset.contentType, .cacheControl: "public, max-age=3600"], body: .init(byteBuffer: asset.body))
     }
 
     static let page = """

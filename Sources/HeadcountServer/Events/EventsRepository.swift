@@ -59,16 +59,19 @@ struct EventChanges: Sendable {
 /// The SQL of events and users. Registrations, and the waitlist, are in `RegistrationsRepository`.
 struct EventsRepository: Sendable {
     let database: any Database
+    let feed: ChangeFeed
 
     /// Creates an event; nil if its id is taken.
     func create(id: String, _ fields: EventChanges) async throws -> Event? {
         let values = [("event_id", id as any Encodable & Sendable), ("created_us", Timestamp.now().microseconds)] + fields.assignments
-        return try await database.transaction { db in
+        let event = try await database.transaction { db in
             try await db.raw("""
                 INSERT INTO events (\(unsafeRaw: values.map(\.0).joined(separator: ", "))) VALUES (\(binds: values.map(\.1)))
                 ON CONFLICT (event_id) DO NOTHING RETURNING \(Event.columns)
                 """).first().map(Event.init)
         }
+        if let event { feed.publish(.events, "event.created", event) }
+        return event
     }
 
     func events(status: String?) async throws -> [Event] {
@@ -87,7 +90,7 @@ struct EventsRepository: Sendable {
     /// Applies the changes sent. Raising the capacity confirms waitlisted people, oldest first, in
     /// the same transaction; lowering it below the number confirmed is a 409.
     func update(_ id: String, _ changes: EventChanges) async throws -> Event {
-        try await database.transaction { db in
+        let event = try await database.transaction { db in
             guard let event = try await Self.lock(id, db: db)?.event else { throw APIError.notFound("Event not found") }
             if let capacity = changes.capacity, capacity < event.confirmedCount {
                 throw APIError.conflict("capacity \(capacity) is below the \(event.confirmedCount) people already confirmed")
@@ -101,16 +104,20 @@ struct EventsRepository: Sendable {
             try await RegistrationsRepository.promote(event: id, seats: min(seats, event.waitlistCount), db: db)
             return try await db.raw("SELECT \(Event.columns) FROM events WHERE event_id = \(bind: id)").first().map(Event.init)!
         }
+        feed.publish(.events, "event.updated", event)
+        return event
     }
 
     /// Deletes an event and its registrations; false if there was no such event.
     func delete(_ id: String) async throws -> Bool {
-        try await database.transaction { db in
+        let deleted = try await database.transaction { db in
             guard try await Self.lock(id, db: db) != nil else { return false }
             try await db.raw("DELETE FROM registrations WHERE event_id = \(bind: id)").run()
             try await db.raw("DELETE FROM events WHERE event_id = \(bind: id)").run()
             return true
         }
+        if deleted { feed.publish(.events, "event.deleted", ["eventId": id]) }
+        return deleted
     }
 
     /// Locks an event's row for the rest of the transaction (bumping its version) and reads it.

@@ -39,16 +39,30 @@ struct Registration: Encodable, Sendable {
     }
 }
 
+/// What the change feed says when an event's registrations change: who, and the counts after.
+struct RegistrationChange: Encodable, Sendable {
+    let eventId: String
+    var userId: String?
+    var status: String?
+    var position: Int64?
+    /// Users confirmed from the waitlist by this change, oldest first.
+    var promoted: [String]?
+    let capacity: Int64
+    let confirmedCount: Int64
+    let waitlistCount: Int64
+}
+
 /// Registrations and the waitlist. Every change locks the event's row first, so the seat count it
 /// reads stays true until it commits, on one instance or many; `confirmed <= capacity` in the
 /// schema catches what a bug here would not.
 struct RegistrationsRepository: Sendable {
     let database: any Database
+    let feed: ChangeFeed
 
     /// Registers a user: confirmed while seats are free, then waitlisted if the event has a
     /// waitlist, else 409. Checks, in order: unknown user, unknown event, already registered, full.
     func register(user: String, event id: String) async throws -> Registration {
-        try await database.transaction { db in
+        let (registration, change) = try await database.transaction { db in
             guard let (event, seq, at) = try await EventsRepository.lock(id, registeringAt: Timestamp.now().microseconds, user: user, db: db) else {
                 guard try await db.raw("SELECT 1 AS known FROM users WHERE user_id = \(bind: user)").first() != nil else {
                     throw APIError.notFound("User not found")
@@ -69,34 +83,47 @@ struct RegistrationsRepository: Sendable {
             let counter: SQLQueryString = confirmed ? "confirmed = confirmed + 1" : "waitlisted = waitlisted + 1"
             try await db.raw("UPDATE events SET \(counter) WHERE event_id = \(bind: id)").run()
             // The newest registration is last in the waitlist.
-            return Registration(userId: user, eventId: id, status: status, registeredAt: at, position: confirmed ? nil : event.waitlistCount + 1)
+            let position = confirmed ? nil : event.waitlistCount + 1
+            return (Registration(userId: user, eventId: id, status: status, registeredAt: at, position: position),
+                    RegistrationChange(eventId: id, userId: user, status: status, position: position, capacity: event.capacity,
+                                       confirmedCount: event.confirmedCount + (confirmed ? 1 : 0), waitlistCount: event.waitlistCount + (confirmed ? 0 : 1)))
         }
+        feed.publish(.events, "event.registration", change)
+        return registration
     }
 
     /// Removes a registration; a freed seat goes to the oldest waitlisted, in the same transaction.
     /// False if there was no such registration.
     func unregister(user: String, event id: String) async throws -> Bool {
-        try await database.transaction { db in
-            guard try await EventsRepository.lock(id, db: db) != nil else { return false }
+        let change: RegistrationChange? = try await database.transaction { db in
+            guard let event = try await EventsRepository.lock(id, db: db)?.event else { return nil }
             guard let removed = try await db.raw("""
                 DELETE FROM registrations WHERE event_id = \(bind: id) AND user_id = \(bind: user) RETURNING status
                 """).first()?.decode(column: "status", as: String.self)
-            else { return false }
+            else { return nil }
             let counter: SQLQueryString = removed == "confirmed" ? "confirmed = confirmed - 1" : "waitlisted = waitlisted - 1"
             try await db.raw("UPDATE events SET \(counter) WHERE event_id = \(bind: id)").run()
-            if removed == "confirmed" { try await Self.promote(event: id, seats: 1, db: db) }
-            return true
+            let promoted = removed == "confirmed" ? try await Self.promote(event: id, seats: 1, db: db) : []
+            let freed: Int64 = removed == "confirmed" ? 1 : 0
+            return RegistrationChange(eventId: id, userId: user, status: "cancelled", promoted: promoted, capacity: event.capacity,
+                                      confirmedCount: event.confirmedCount - freed + Int64(promoted.count),
+                                      waitlistCount: event.waitlistCount - (1 - freed) - Int64(promoted.count))
         }
+        guard let change else { return false }
+        feed.publish(.events, "event.cancellation", change)
+        return true
     }
 
-    /// Confirms up to `seats` waitlisted registrations, oldest first. The caller holds the event's lock.
-    static func promote(event id: String, seats: Int64, db: any SQLDatabase) async throws {
-        guard seats > 0 else { return }
+    /// Confirms up to `seats` waitlisted registrations, oldest first, and returns their users.
+    /// The caller holds the event's lock.
+    @discardableResult
+    static func promote(event id: String, seats: Int64, db: any SQLDatabase) async throws -> [String] {
+        guard seats > 0 else { return [] }
         let promoted = try await db.raw("""
             SELECT user_id FROM registrations WHERE event_id = \(bind: id) AND status = 'waitlisted'
             ORDER BY registered_us, seq LIMIT \(literal: Int(seats))
-            """).all().map { try $0.decode(column: "user_id", as: String.self) as any Encodable & Sendable }
-        guard !promoted.isEmpty else { return }
+            """).all().map { try $0.decode(column: "user_id", as: String.self) }
+        guard !promoted.isEmpty else { return [] }
         try await db.raw("""
             UPDATE registrations SET status = 'confirmed' WHERE event_id = \(bind: id) AND user_id IN (\(binds: promoted))
             """).run()
@@ -104,6 +131,7 @@ struct RegistrationsRepository: Sendable {
             UPDATE events SET confirmed = confirmed + \(bind: promoted.count), waitlisted = waitlisted - \(bind: promoted.count)
             WHERE event_id = \(bind: id)
             """).run()
+        return promoted
     }
 
     /// An event's registrations in registration order; nil for an unknown event.

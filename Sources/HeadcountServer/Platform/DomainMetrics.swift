@@ -1,10 +1,12 @@
 import SQLKit
 
-/// The domain gauges of `/metrics`: people inside per room, occupancy per sensor, seats per event.
-/// Read from the database at scrape time, so every instance reports the same, current values and a
-/// deleted event simply stops appearing.
+/// The domain gauges of `/metrics`: people inside per room, occupancy per sensor, seats per event,
+/// active devices per tenant. Read from the database at scrape time, so every instance reports the
+/// same, current values and a deleted event simply stops appearing. This instance's change feed
+/// adds its own: stream subscribers and how late the last change reached it.
 struct DomainMetrics: Sendable {
     let database: any Database
+    let feed: ChangeFeed
 
     func render() async throws -> String {
         try await database.read { db in
@@ -37,6 +39,13 @@ struct DomainMetrics: Sendable {
             }
             gauge("headcount_event_registrations", "Registrations of each event by status.", seats)
             gauge("headcount_event_capacity", "Seats of each event.", capacities)
+            let devices = try await db.raw("SELECT tenant_id, CAST(SUM(is_active) AS BIGINT) AS active FROM devices GROUP BY tenant_id").all()
+            gauge("headcount_tenant_active_devices", "Active devices of each tenant.", try devices.map {
+                ([("tenant", try $0.decode(column: "tenant_id", as: String.self))], try $0.decode(column: "active", as: Int64.self))
+            })
+            gauge("headcount_stream_subscribers", "Clients of /api/stream on this instance.", [([], Int64(feed.subscriberCount))])
+            text += "# HELP headcount_change_feed_lag_seconds From publishing the latest change to this instance's feed receiving it.\n"
+            text += "# TYPE headcount_change_feed_lag_seconds gauge\nheadcount_change_feed_lag_seconds \(feed.lagSeconds)\n"
             return text
         }
     }

@@ -3,6 +3,7 @@ import Hummingbird
 /// `/`, `/health` and `/metrics` (request metrics, then the domain gauges).
 struct SystemController {
     let database: any Database
+    let feed: ChangeFeed
 
     static let version = "0.1.0"
 
@@ -22,7 +23,7 @@ struct SystemController {
         }
         router.get("metrics") { _, _ in
             var body = ByteBuffer(bytes: PrometheusMetrics.registry.emitToBuffer())
-            body.writeString(try await DomainMetrics(database: database).render())
+            body.writeString(try await DomainMetrics(database: database, feed: feed).render())
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: body))
         }
     }

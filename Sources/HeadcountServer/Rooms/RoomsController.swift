@@ -8,6 +8,7 @@ struct RoomsController {
 
     let repository: RoomsRepository
     let log: RoomLog
+    let feed: ChangeFeed
 
     struct ActionResponse: Encodable {
         let status: String
@@ -26,7 +27,17 @@ struct RoomsController {
         let days: [String]
     }
 
+    struct RoomView: Encodable {
+        let room: String
+        let occupants: [String]
+        let count: Int
+    }
+
     func addRoutes(to router: Router<AppRequestContext>) {
+        // New: every room at once, for the dashboard.
+        router.get("api/rooms") { _, _ in
+            try json(["rooms": try await repository.rooms().map { RoomView(room: $0.room, occupants: $0.occupants, count: $0.occupants.count) }])
+        }
         addRoutes(to: router.group("people")) { _ in Self.defaultRoom }
         addRoutes(to: router.group("rooms/{roomId}/people")) { context in try Self.roomID(context) }
     }
@@ -69,6 +80,9 @@ struct RoomsController {
         let name = try Self.name(in: body)
         let result = try await repository.record(action, name: name, room: room)
         log.changed(room: room, day: result.logged.at.day)
+        feed.publish(.rooms, "room.\(action.rawValue)", [
+            "room": JSONValue.string(room), "name": .string(name), "inside": .int(Int64(result.occupants.count)), "at": .string(result.logged.at.rfc3339),
+        ])
         return try json(ActionResponse(status: action == .register ? "registered" : "unregistered", occupants: result.occupants))
     }
 

@@ -51,6 +51,22 @@ struct RoomsRepository: Sendable {
         try await database.read { db in try await Self.occupants(room: room, db: db) }
     }
 
+    /// Every room that has seen an action, with who is inside now, in order of arrival.
+    func rooms() async throws -> [(room: String, occupants: [String])] {
+        try await database.read { db in
+            let rows = try await db.raw("""
+                SELECT r.room, o.name FROM rooms r LEFT JOIN room_occupants o ON o.room = r.room ORDER BY r.room, o.seq
+                """).all()
+            var rooms: [(room: String, occupants: [String])] = []
+            for row in rows {
+                let room = try row.decode(column: "room", as: String.self)
+                if rooms.last?.room != room { rooms.append((room, [])) }
+                if let name = try row.decode(column: "name", as: String?.self) { rooms[rooms.count - 1].occupants.append(name) }
+            }
+            return rooms
+        }
+    }
+
     private static func occupants(room: String, db: any SQLDatabase) async throws -> [String] {
         try await db.raw("SELECT name FROM room_occupants WHERE room = \(bind: room) ORDER BY seq")
             .all().map { try $0.decode(column: "name", as: String.self) }

@@ -4,6 +4,7 @@ import Synchronization
 /// transaction per request, the posts waiting while a transaction runs are stored together in the
 /// next one (a few statements for the lot). Each caller is answered only after that commit, with
 /// its own events' outcome; a failed transaction fails every caller in it and stores nothing.
+/// After each commit, every sensor it changed has its new occupancy published once.
 final class SensorIngest: Sendable {
     private struct Submission {
         let events: [SensorEvent]
@@ -18,10 +19,12 @@ final class SensorIngest: Sendable {
     /// Events per transaction; a submission is never split, so one batch may go past it.
     private let maxEvents = 2000
     private let database: any Database
+    private let feed: ChangeFeed
     private let state = Mutex(State())
 
-    init(database: any Database) {
+    init(database: any Database, feed: ChangeFeed) {
         self.database = database
+        self.feed = feed
     }
 
     /// Stores the events (all or none); returns, per event, whether it was new (false: a duplicate id).
@@ -41,7 +44,10 @@ final class SensorIngest: Sendable {
         while let batch = nextBatch() {
             let events = batch.flatMap(\.events)
             do {
-                let accepted = try await database.transaction { db in try await SensorsRepository.ingest(events, db: db) }
+                let (accepted, inside) = try await database.transaction { db in try await SensorsRepository.ingest(events, db: db) }
+                for (sensor, inside) in inside.sorted(by: { $0.key < $1.key }) {
+                    feed.publish(.sensors, "sensor.occupancy", ["sensor": JSONValue.string(sensor), "inside": .int(inside)])
+                }
                 var offset = 0
                 for submission in batch {
                     submission.done.resume(returning: Array(accepted[offset..<(offset + submission.events.count)]))

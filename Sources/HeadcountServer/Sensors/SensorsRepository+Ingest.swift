@@ -2,11 +2,12 @@ import SQLKit
 
 extension SensorsRepository {
     /// Stores a batch of events in the caller's transaction and keeps every sensor's totals and
-    /// minute rollups current. Returns, per event, whether it was stored (false: its id was seen).
+    /// minute rollups current. Returns, per event, whether it was stored (false: its id was seen),
+    /// and the occupancy of each sensor the batch changed.
     ///
     /// A batch costs three statements however many events and sensors it holds, when the events
     /// arrive in time order; a late event also rewrites its minute and shifts the minutes after it.
-    static func ingest(_ events: [SensorEvent], db: any SQLDatabase) async throws -> [Bool] {
+    static func ingest(_ events: [SensorEvent], db: any SQLDatabase) async throws -> (accepted: [Bool], inside: [String: Int64]) {
         // The first of each (sensor, id) in the batch is a candidate; the database decides the rest.
         // Inserting in (sensor, id) order keeps concurrent batches from deadlocking on the unique index.
         var seen = Set<[String]>()
@@ -22,7 +23,7 @@ extension SensorsRepository {
         // Stable sort by time: events at the same instant keep their arrival order.
         let bySensor = Dictionary(grouping: events.indices.filter { accepted[$0] }.map { events[$0] }, by: \.sensor)
             .mapValues { $0.enumerated().sorted { ($0.element.ts, $0.offset) < ($1.element.ts, $1.offset) }.map(\.element) }
-        guard !bySensor.isEmpty else { return accepted }
+        guard !bySensor.isEmpty else { return (accepted, [:]) }
         let totals = try await applyTotals(bySensor, db: db)
 
         var inOrder: [(events: [SensorEvent], insideBefore: Int64)] = []
@@ -35,7 +36,7 @@ extension SensorsRepository {
             }
         }
         try await appendMinutes(inOrder, db: db)
-        return accepted
+        return (accepted, Dictionary(uniqueKeysWithValues: totals.map { ($0.0, $0.1.inside) }))
     }
 
     /// Inserts events, ignoring those whose (sensor, id) is already stored; returns the ids stored.

@@ -1,0 +1,204 @@
+// Headcount's live dashboard: loads the current state over the JSON API, then follows
+// /api/stream. No framework and no build step; every name from the server goes in as text.
+"use strict";
+
+const HOURS = 6;
+const state = { rooms: new Map(), sensors: new Map(), events: new Map() };
+let stream = null;
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (key === "class") node.className = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : String(child));
+  return node;
+}
+
+async function getJSON(url, headers = {}) {
+  const response = await fetch(url, { headers });
+  if (!response.ok) throw new Error(`${url}: ${response.status}`);
+  return response.json();
+}
+
+function replaceChildren(container, nodes, emptyText) {
+  container.replaceChildren(...(nodes.length ? nodes : [el("p", { class: "empty" }, emptyText)]));
+}
+
+// Sensors: the number now and a line of the last hours, drawn as SVG.
+async function loadSensors() {
+  const { sensors } = await getJSON("/api/sensors");
+  const to = new Date(), from = new Date(to - HOURS * 3600e3);
+  state.sensors = new Map();
+  await Promise.all(sensors.map(async (name) => {
+    const path = `/api/sensors/${encodeURIComponent(name)}`;
+    const [now, series] = await Promise.all([
+      getJSON(`${path}/occupancy`),
+      getJSON(`${path}/occupancy/series?from=${from.toISOString()}&to=${to.toISOString()}&bucket=5m`),
+    ]);
+    const points = series.series.map((b) => ({ t: Date.parse(b.start), v: b.last }));
+    state.sensors.set(name, { inside: now.inside, points });
+  }));
+  renderSensors();
+}
+
+function chart(points) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  const end = Date.now(), start = end - HOURS * 3600e3;
+  const visible = points.filter((p) => p.t >= start);
+  const max = Math.max(1, ...visible.map((p) => p.v));
+  svg.setAttribute("viewBox", "0 0 300 48");
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `occupancy over the last ${HOURS} hours`);
+  const line = document.createElementNS(svg.namespaceURI, "polyline");
+  line.setAttribute("points", visible.map((p) => `${((p.t - start) / (end - start) * 300).toFixed(1)},${(46 - p.v / max * 44).toFixed(1)}`).join(" "));
+  line.setAttribute("fill", "none");
+  line.setAttribute("stroke", "#2563eb");
+  line.setAttribute("stroke-width", "2");
+  svg.append(line);
+  return svg;
+}
+
+function renderSensors() {
+  const cards = [...state.sensors.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([name, s]) =>
+    el("article", { class: "card", "data-sensor": name },
+      el("h3", {}, name), el("div", { class: "big" }, s.inside), el("div", { class: "muted" }, "inside"), chart(s.points)));
+  replaceChildren(document.getElementById("sensors"), cards, "No sensor has posted yet.");
+}
+
+// Rooms: who is inside, in order of arrival.
+async function loadRooms() {
+  const { rooms } = await getJSON("/api/rooms");
+  state.rooms = new Map(rooms.map((r) => [r.room, r.occupants]));
+  renderRooms();
+}
+
+function renderRooms() {
+  const cards = [...state.rooms.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([room, people]) =>
+    el("article", { class: "card", "data-room": room },
+      el("h3", {}, room), el("div", { class: "big" }, people.length), el("div", { class: "muted" }, "inside"),
+      el("ul", {}, ...people.map((name) => el("li", {}, name)))));
+  replaceChildren(document.getElementById("rooms"), cards, "Nobody has registered in a room yet.");
+}
+
+// Events: seats taken of capacity, and the waitlist.
+async function loadEvents() {
+  const events = await getJSON("/events");
+  state.events = new Map(events.map((e) => [e.eventId, e]));
+  renderEvents();
+}
+
+function renderEvents() {
+  const cards = [...state.events.values()].map((e) => {
+    const share = Math.min(100, Math.round(e.confirmedCount / e.capacity * 100));
+    return el("article", { class: "card", "data-event": e.eventId },
+      el("h3", {}, e.title),
+      el("div", { class: "muted" }, `${e.date} · ${e.location}`),
+      el("div", { class: "bar" }, el("span", { class: share >= 100 ? "full" : "", style: `width:${share}%` })),
+      el("div", {}, `${e.confirmedCount} of ${e.capacity} seats`, e.hasWaitlist ? ` · ${e.waitlistCount} waiting` : ""));
+  });
+  replaceChildren(document.getElementById("events"), cards, "No events yet.");
+}
+
+// Devices: an admin's view of one tenant, with the key kept for this tab only.
+async function loadDevices() {
+  const key = sessionStorage.getItem("adminKey"), tenant = sessionStorage.getItem("tenant");
+  const container = document.getElementById("devices");
+  if (!key || !tenant) return;
+  try {
+    const { devices } = await getJSON(`/api/admin/devices?tenant_id=${encodeURIComponent(tenant)}`, { "X-Admin-Token": key });
+    const rows = devices.map((d) => el("tr", {},
+      el("td", {}, d.device_id), el("td", {}, d.is_active ? "active" : "deactivated"),
+      el("td", {}, d.last_sync_at ? new Date(d.last_sync_at).toLocaleString() : "never synced")));
+    container.replaceChildren(rows.length
+      ? el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "device"), el("th", {}, "status"), el("th", {}, "last sync"))), el("tbody", {}, ...rows))
+      : el("p", { class: "empty" }, `Tenant ${tenant} has no devices.`));
+  } catch (error) {
+    container.replaceChildren(el("p", { class: "empty" }, `Could not load devices (${error.message}).`));
+  }
+}
+
+// The stream: each change updates the state it concerns.
+const handlers = {
+  "sensor.occupancy"(d) {
+    const sensor = state.sensors.get(d.sensor) || { inside: 0, points: [] };
+    sensor.inside = d.inside;
+    sensor.points.push({ t: Date.now(), v: d.inside });
+    state.sensors.set(d.sensor, sensor);
+    renderSensors();
+    flash(`[data-sensor="${CSS.escape(d.sensor)}"]`);
+  },
+  "room.register"(d) {
+    const people = state.rooms.get(d.room) || [];
+    if (!people.includes(d.name)) people.push(d.name);
+    state.rooms.set(d.room, people);
+    renderRooms();
+  },
+  "room.unregister"(d) {
+    state.rooms.set(d.room, (state.rooms.get(d.room) || []).filter((name) => name !== d.name));
+    renderRooms();
+  },
+  "event.created"(d) { state.events.set(d.eventId, d); renderEvents(); },
+  "event.updated"(d) { state.events.set(d.eventId, d); renderEvents(); },
+  "event.deleted"(d) { state.events.delete(d.eventId); renderEvents(); },
+  "event.registration"(d) { updateCounts(d); },
+  "event.cancellation"(d) { updateCounts(d); },
+  "device.registered": loadDevices,
+  "device.deactivated": loadDevices,
+  "attendance.sync": loadDevices,
+  reset: loadAll,
+};
+
+function updateCounts(d) {
+  const event = state.events.get(d.eventId);
+  if (!event) return;
+  Object.assign(event, { capacity: d.capacity, confirmedCount: d.confirmedCount, waitlistCount: d.waitlistCount });
+  renderEvents();
+}
+
+function flash(selector) {
+  const node = document.querySelector(selector);
+  if (node) node.classList.add("flash");
+}
+
+function logChange(type, data) {
+  const feed = document.getElementById("feed");
+  feed.prepend(el("li", {}, new Date().toLocaleTimeString(), " ", el("code", {}, type), " ", data.slice(0, 120)));
+  while (feed.children.length > 20) feed.lastChild.remove();
+}
+
+function connect() {
+  if (stream) stream.close();
+  const key = sessionStorage.getItem("adminKey");
+  const topics = "rooms,sensors,events,reservations" + (key ? ",attendance" : "");
+  stream = new EventSource(`/api/stream?topics=${topics}` + (key ? `&admin_key=${encodeURIComponent(key)}` : ""));
+  const status = document.getElementById("connection");
+  stream.onopen = () => { status.dataset.state = "live"; status.textContent = "live"; };
+  stream.onerror = () => { status.dataset.state = "error"; status.textContent = "reconnecting…"; };
+  for (const type of [...Object.keys(handlers), "reservation.set", "attendance.deleted", "overflow"]) {
+    stream.addEventListener(type, (message) => {
+      logChange(type, message.data);
+      const handler = handlers[type];
+      if (handler) handler(message.data ? JSON.parse(message.data) : {});
+    });
+  }
+}
+
+async function loadAll() {
+  await Promise.all([loadSensors(), loadRooms(), loadEvents(), loadDevices()].map((p) => p.catch((e) => console.error(e))));
+}
+
+document.getElementById("devices-form").addEventListener("submit", (submit) => {
+  submit.preventDefault();
+  sessionStorage.setItem("adminKey", document.getElementById("admin-key").value);
+  sessionStorage.setItem("tenant", document.getElementById("tenant").value.trim());
+  loadDevices();
+  connect();
+});
+
+// Subscribe first, so nothing that changes while the state loads is missed.
+connect();
+loadAll();
+setInterval(renderSensors, 60e3); // the charts' time axis moves on
