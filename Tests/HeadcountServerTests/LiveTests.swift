@@ -247,12 +247,12 @@ final class SSEClient: Sendable {
         let feed = ChangeFeed(subscriberBuffer: 3, logger: Logger(label: "test"))
         let subscription = feed.subscribe([.sensors], after: nil)
         for n in 0..<10 {
-            feed.publish(.sensors, "sensor.occupancy", ["inside": n])
+            feed.deliver([.init(topic: "sensors", type: "sensor.occupancy", data: #"{"inside":\#(n)}"#, at: Timestamp.now().microseconds)])
         }
-        var received = 0
-        for await _ in subscription.items { received += 1 }
-        #expect(received == 3)
-        #expect(feed.wasCutOff(subscription.id))
+        // Three were kept, then the mailbox closed: the reader gets those three and the end.
+        #expect(await subscription.mailbox.take()?.count == 3)
+        #expect(await subscription.mailbox.take() == nil)
+        #expect(subscription.mailbox.wasCutOff)
         #expect(feed.subscriberCount == 0)
         // The feed still holds every change for those who resume.
         #expect(feed.subscribe([.sensors], after: 0).replay.count == 10)

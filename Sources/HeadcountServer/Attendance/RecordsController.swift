@@ -58,25 +58,31 @@ struct RecordsController {
         }
         router.get("api/admin/attendance") { request, _ in
             try request.requireAdmin(adminKey)
-            return try json(["records": try await list(request)])
+            let (tenant, from, to) = try Self.period(request)
+            return try json(["records": try await records.records(tenant: tenant, from: from, to: to)])
         }
         router.get("api/admin/attendance.csv") { request, _ in
             try request.requireAdmin(adminKey)
-            let rows = try await list(request).map {
-                CSV.row([String($0.server_id), $0.employee_id, $0.type, String($0.timestamp), Timestamp(microseconds: $0.timestamp * 1000).rfc3339, $0.device_id])
+            let (tenant, from, to) = try Self.period(request)
+            let records = self.records
+            return CSV.stream(filename: "attendance.csv", header: ["server_id", "employee_id", "type", "timestamp", "time", "device_id"]) {
+                (cursor: (timestamp: Int64, serverID: Int64)?) in
+                let page = try await records.records(tenant: tenant, from: from, to: to, after: cursor, limit: 2000)
+                let rows = page.map {
+                    [String($0.server_id), $0.employee_id, $0.type, String($0.timestamp), Timestamp(microseconds: $0.timestamp * 1000).rfc3339, $0.device_id]
+                }
+                return (rows, page.last.map { ($0.timestamp, $0.server_id) })
             }
-            let text = CSV.row(["server_id", "employee_id", "type", "timestamp", "time", "device_id"]) + rows.joined()
-            return CSV.response(filename: "attendance.csv", body: .init(byteBuffer: ByteBuffer(string: text)))
         }
     }
 
     /// An admin's tenant and period: `from <= timestamp < to`, epoch milliseconds, both optional.
-    private func list(_ request: Request) async throws -> [StoredRecord] {
+    private static func period(_ request: Request) throws -> (tenant: String, from: Int64, to: Int64) {
         let tenant = try request.adminTenant()
-        let from = try Self.integer("from", request) ?? 0
-        let to = try Self.integer("to", request) ?? Int64.max
+        let from = try integer("from", request) ?? 0
+        let to = try integer("to", request) ?? Int64.max
         guard from < to else { throw APIError.badRequest("from must be before to") }
-        return try await records.records(tenant: tenant, from: from, to: to)
+        return (tenant, from, to)
     }
 
     /// The array `key` of a sync body: more than 100 items is a 413 before anything else is read.

@@ -184,12 +184,17 @@ struct RecordsRepository: Sendable {
         }
     }
 
-    /// A tenant's live records with `from <= timestamp < to` (epoch ms), in time order.
-    func records(tenant: String, from: Int64, to: Int64) async throws -> [StoredRecord] {
+    /// A tenant's live records with `from <= timestamp < to` (epoch ms), in time order; with a
+    /// cursor, those after it, and at most `limit`.
+    func records(tenant: String, from: Int64, to: Int64, after cursor: (timestamp: Int64, serverID: Int64)? = nil, limit: Int? = nil) async throws -> [StoredRecord] {
         try await database.read { db in
-            try await db.raw("""
+            let after: SQLQueryString = cursor.map {
+                " AND (timestamp_ms > \(bind: $0.timestamp) OR (timestamp_ms = \(bind: $0.timestamp) AND server_id > \(bind: $0.serverID)))"
+            } ?? ""
+            let page: SQLQueryString = limit.map { " LIMIT \(literal: $0)" } ?? ""
+            return try await db.raw("""
                 SELECT \(StoredRecord.columns) FROM attendance_records WHERE tenant_id = \(bind: tenant) AND deleted_us IS NULL
-                    AND timestamp_ms >= \(bind: from) AND timestamp_ms < \(bind: to) ORDER BY timestamp_ms, server_id
+                    AND timestamp_ms >= \(bind: from) AND timestamp_ms < \(bind: to)\(after) ORDER BY timestamp_ms, server_id\(page)
                 """).all().map(StoredRecord.init)
         }
     }

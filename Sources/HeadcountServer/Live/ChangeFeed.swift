@@ -11,6 +11,8 @@ struct Change: Sendable {
     let type: String
     /// The event's JSON object, as text.
     let data: String
+    /// The change as a server-sent event, formatted once for every subscriber.
+    let text: String
 }
 
 enum Topic: String, CaseIterable, Sendable {
@@ -25,9 +27,9 @@ protocol ChangeRelay: Sendable {
 }
 
 /// The in-process change feed. Changes are published after their commit, numbered in the order
-/// this instance receives them, kept for resumption (the last `retained`), and handed to each
-/// subscriber through a bounded buffer: a subscriber that falls `subscriberBuffer` changes behind
-/// is cut off (and told so) rather than slowing down writers or growing without limit.
+/// this instance receives them, kept for resumption (the last `retained`), and posted to each
+/// subscriber's mailbox: a subscriber that falls `subscriberBuffer` changes behind is cut off (and
+/// told so) rather than slowing down writers or growing without limit.
 final class ChangeFeed: Service, Sendable {
     /// What a relay carries between instances.
     struct Message: Codable, Sendable {
@@ -38,14 +40,9 @@ final class ChangeFeed: Service, Sendable {
         let at: Int64
     }
 
-    enum Item: Sendable {
-        case change(Change)
-        case heartbeat
-    }
-
     struct Subscription: Sendable {
         let id: Int
-        let items: AsyncStream<Item>
+        let mailbox: Mailbox
         /// Retained changes after the `Last-Event-ID` the subscriber gave.
         let replay: [Change]
         /// False when a `Last-Event-ID` was given that this feed no longer (or never) held.
@@ -54,7 +51,7 @@ final class ChangeFeed: Service, Sendable {
 
     private struct Subscriber {
         let topics: Set<Topic>
-        let continuation: AsyncStream<Item>.Continuation
+        let mailbox: Mailbox
     }
 
     private struct State {
@@ -62,7 +59,6 @@ final class ChangeFeed: Service, Sendable {
         var nextID: Int64 = 1
         var subscribers: [Int: Subscriber] = [:]
         var nextSubscriber = 0
-        var cutOff = Set<Int>()
         var lagMicroseconds: Int64 = 0
     }
 
@@ -72,66 +68,76 @@ final class ChangeFeed: Service, Sendable {
     let retainedCount: Int
     let subscriberBuffer: Int
     let heartbeat: Duration
+    /// The shortest time between two writes to one subscriber: changes that arrive meanwhile go
+    /// out together, so a busy feed costs each stream a few writes a second, not one per change.
+    let flushInterval: Duration
     private let relay: (any ChangeRelay)?
     private let logger: Logger
     private let state = Mutex(State())
+    /// Without a relay, changes are delivered from here, off the publishing writer's path.
+    private let local = Mutex<Outbox<Message>?>(nil)
 
-    init(relay: (any ChangeRelay)? = nil, retained: Int = 10_000, subscriberBuffer: Int = 1_000, heartbeat: Duration = .seconds(15), logger: Logger) {
+    init(relay: (any ChangeRelay)? = nil, retained: Int = 10_000, subscriberBuffer: Int = 1_000, heartbeat: Duration = .seconds(15),
+         flushInterval: Duration = .milliseconds(100), logger: Logger) {
         self.relay = relay
+        self.flushInterval = flushInterval
         self.retainedCount = retained
         self.subscriberBuffer = subscriberBuffer
         self.heartbeat = heartbeat
         self.logger = logger
+        if relay == nil {
+            local.withLock { $0 = Outbox { [weak self] messages in self?.deliver(messages) } }
+        }
     }
 
     /// Publishes a change that has committed. Never waits on subscribers.
     func publish(_ topic: Topic, _ type: String, _ data: some Encodable) {
         guard let encoded = try? JSONEncoder.feed.encode(data) else { return }
         let message = Message(topic: topic.rawValue, type: type, data: String(decoding: encoded, as: UTF8.self), at: Timestamp.now().microseconds)
-        if let relay { relay.send(message) } else { deliver(message) }
+        if let relay { relay.send(message) } else { local.withLock { $0 }?.send(message) }
     }
 
-    /// Numbers a change and hands it to the subscribers of its topic.
-    func deliver(_ message: Message) {
-        guard let topic = Topic(rawValue: message.topic) else { return }
-        let overflowing: [AsyncStream<Item>.Continuation] = state.withLock { state in
-            let change = Change(id: state.nextID, topic: topic, type: message.type, data: message.data)
-            state.nextID += 1
-            state.retained.append(change)
-            if state.retained.count > retainedCount { state.retained.removeFirst() }
-            state.lagMicroseconds = max(0, Timestamp.now().microseconds - message.at)
-            return Self.send(.change(change), to: &state) { $0.topics.contains(topic) }
+    /// Numbers changes and posts them to the subscribers of their topics, each subscriber's share
+    /// in one go.
+    func deliver(_ messages: [Message]) {
+        state.withLock { state in
+            var changes: [Change] = []
+            for message in messages {
+                guard let topic = Topic(rawValue: message.topic) else { continue }
+                let id = state.nextID
+                state.nextID += 1
+                changes.append(Change(id: id, topic: topic, type: message.type, data: message.data,
+                                      text: "id: \(epoch)-\(id)\nevent: \(message.type)\ndata: \(message.data)\n\n"))
+                state.lagMicroseconds = max(0, Timestamp.now().microseconds - message.at)
+            }
+            state.retained.append(contentsOf: changes)
+            if state.retained.count > retainedCount { state.retained.removeFirst(state.retained.count - retainedCount) }
+            for (id, subscriber) in state.subscribers {
+                let share = changes.filter { subscriber.topics.contains($0.topic) }.map(Mailbox.Item.change)
+                if !share.isEmpty, !subscriber.mailbox.post(share) { state.subscribers.removeValue(forKey: id) }
+            }
         }
-        overflowing.forEach { $0.finish() }
     }
 
     /// Subscribes to `topics`, first replaying what was retained after `lastEventID`.
     func subscribe(_ topics: Set<Topic>, after lastEventID: Int64?) -> Subscription {
-        let (items, continuation) = AsyncStream.makeStream(of: Item.self, bufferingPolicy: .bufferingOldest(subscriberBuffer))
-        let (id, replay, resumed) = state.withLock { state in
+        let mailbox = Mailbox(capacity: subscriberBuffer)
+        return state.withLock { state in
             let id = state.nextSubscriber
             state.nextSubscriber += 1
-            state.subscribers[id] = Subscriber(topics: topics, continuation: continuation)
-            guard let lastEventID else { return (id, [Change](), true) }
+            state.subscribers[id] = Subscriber(topics: topics, mailbox: mailbox)
+            guard let lastEventID else { return Subscription(id: id, mailbox: mailbox, replay: [], resumed: true) }
             let oldest = state.retained.first?.id ?? state.nextID
-            guard lastEventID >= oldest - 1, lastEventID < state.nextID else { return (id, [], false) }
-            return (id, state.retained.filter { $0.id > lastEventID && topics.contains($0.topic) }, true)
+            guard lastEventID >= oldest - 1, lastEventID < state.nextID else { return Subscription(id: id, mailbox: mailbox, replay: [], resumed: false) }
+            let replay = Array(state.retained.filter { $0.id > lastEventID && topics.contains($0.topic) })
+            return Subscription(id: id, mailbox: mailbox, replay: replay, resumed: true)
         }
-        continuation.onTermination = { [weak self] _ in self?.unsubscribe(id) }
-        return Subscription(id: id, items: items, replay: replay, resumed: resumed)
     }
 
-    /// Ends a subscription (its stream finishes).
+    /// Ends a subscription: its mailbox closes once emptied.
     func end(_ id: Int) {
-        state.withLock { $0.subscribers.removeValue(forKey: id) }?.continuation.finish()
+        state.withLock { $0.subscribers.removeValue(forKey: id) }?.mailbox.close()
     }
-
-    /// Whether the subscription was cut off for falling behind; asked once, when its stream ends.
-    func wasCutOff(_ id: Int) -> Bool {
-        state.withLock { $0.cutOff.remove(id) != nil }
-    }
-
-    func eventID(_ change: Change) -> String { "\(epoch)-\(change.id)" }
 
     /// The feed position a `Last-Event-ID` names; -1 (not resumable) for another feed's id.
     func position(_ eventID: String) -> Int64 {
@@ -156,8 +162,11 @@ final class ChangeFeed: Service, Sendable {
                 }
                 group.addTask {
                     while (try? await Task.sleep(for: self.heartbeat)) != nil {
-                        let overflowing = self.state.withLock { Self.send(.heartbeat, to: &$0) { _ in true } }
-                        overflowing.forEach { $0.finish() }
+                        self.state.withLock { state in
+                            for (id, subscriber) in state.subscribers where !subscriber.mailbox.post([.heartbeat]) {
+                                state.subscribers.removeValue(forKey: id)
+                            }
+                        }
                     }
                 }
                 await group.waitForAll()
@@ -165,29 +174,83 @@ final class ChangeFeed: Service, Sendable {
         }
         let all = state.withLock { state in
             defer { state.subscribers.removeAll() }
-            return state.subscribers.values.map(\.continuation)
+            return state.subscribers.values.map(\.mailbox)
         }
-        all.forEach { $0.finish() }
+        all.forEach { $0.close() }
+    }
+}
+
+/// One subscriber's undelivered items. Posting never waits; the reader takes everything waiting at
+/// once, so a busy stream writes many changes per write instead of one write per change.
+final class Mailbox: Sendable {
+    enum Item: Sendable {
+        case change(Change)
+        case heartbeat
     }
 
-    private func unsubscribe(_ id: Int) {
-        _ = state.withLock { $0.subscribers.removeValue(forKey: id) }
+    private struct State {
+        var items: [Item] = []
+        var reader: CheckedContinuation<[Item]?, Never>?
+        var closed = false
+        var cutOff = false
     }
 
-    /// Yields to the matching subscribers; those whose buffer is full are removed and marked cut
-    /// off, and their continuations returned to be finished outside the lock (finishing runs
-    /// `onTermination`, which takes the lock).
-    private static func send(_ item: Item, to state: inout State, where matches: (Subscriber) -> Bool) -> [AsyncStream<Item>.Continuation] {
-        var overflowing: [AsyncStream<Item>.Continuation] = []
-        for (id, subscriber) in state.subscribers where matches(subscriber) {
-            if case .dropped = subscriber.continuation.yield(item) {
-                state.subscribers.removeValue(forKey: id)
-                state.cutOff.insert(id)
-                overflowing.append(subscriber.continuation)
+    let capacity: Int
+    private let state = Mutex(State())
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    /// Adds items; false (and the mailbox closes, marked cut off) when they do not fit or it is closed.
+    func post(_ items: [Item]) -> Bool {
+        let (accepted, reader): (Bool, CheckedContinuation<[Item]?, Never>?) = state.withLock { state in
+            guard !state.closed else { return (false, nil) }
+            guard state.items.count + items.count <= capacity else {
+                state.closed = true
+                state.cutOff = true
+                return (false, nil)
             }
+            // A waiting reader found the mailbox empty: these items are all it gets.
+            if let reader = state.reader {
+                state.reader = nil
+                return (true, reader)
+            }
+            state.items.append(contentsOf: items)
+            return (true, nil)
         }
-        return overflowing
+        reader?.resume(returning: items)
+        return accepted
     }
+
+    /// Everything waiting, waiting for something if there is nothing; nil once closed and empty.
+    func take() async -> [Item]? {
+        await withCheckedContinuation { reader in
+            let ready: [Item]?? = state.withLock { state in
+                if !state.items.isEmpty {
+                    defer { state.items.removeAll(keepingCapacity: true) }
+                    return state.items
+                }
+                if state.closed { return .some(nil) }
+                state.reader = reader
+                return nil
+            }
+            if let ready { reader.resume(returning: ready) }
+        }
+    }
+
+    /// No more items; a waiting reader gets nil.
+    func close() {
+        let reader = state.withLock { state in
+            state.closed = true
+            defer { state.reader = nil }
+            return state.reader
+        }
+        reader?.resume(returning: nil)
+    }
+
+    /// Whether it closed because its reader fell `capacity` items behind.
+    var wasCutOff: Bool { state.withLock { $0.cutOff } }
 }
 
 extension JSONEncoder {

@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import PostgresNIO
-import Synchronization
 
 /// Carries changes between instances with PostgreSQL `NOTIFY`: every instance (the publishing one
 /// too) `LISTEN`s and delivers what it hears to its own subscribers, so all instances see every
@@ -14,28 +13,12 @@ final class PostgresRelay: ChangeRelay {
 
     private let client: PostgresClient
     private let logger: Logger
-    private let outbox = Mutex((pending: [String](), sending: false))
+    private let outbox: Outbox<String>
 
     init(client: PostgresClient, logger: Logger) {
         self.client = client
         self.logger = logger
-    }
-
-    func send(_ message: ChangeFeed.Message) {
-        guard let payload = try? String(decoding: JSONEncoder.feed.encode(message), as: UTF8.self), payload.utf8.count <= Self.maxPayload else {
-            logger.warning("change \(message.type) too large to relay; not sent")
-            return
-        }
-        let lead = outbox.withLock { outbox in
-            outbox.pending.append(payload)
-            defer { outbox.sending = true }
-            return !outbox.sending
-        }
-        if lead { Task { await drain() } }
-    }
-
-    private func drain() async {
-        while let payloads = nextPayloads() {
+        outbox = Outbox { payloads in
             do {
                 try await client.query("""
                     SELECT pg_notify(\(Self.channel), payload) FROM unnest(\(payloads)::text[]) WITH ORDINALITY AS t (payload, n) ORDER BY n
@@ -46,15 +29,12 @@ final class PostgresRelay: ChangeRelay {
         }
     }
 
-    private func nextPayloads() -> [String]? {
-        outbox.withLock { outbox in
-            guard !outbox.pending.isEmpty else {
-                outbox.sending = false
-                return nil
-            }
-            defer { outbox.pending.removeAll() }
-            return outbox.pending
+    func send(_ message: ChangeFeed.Message) {
+        guard let payload = try? String(decoding: JSONEncoder.feed.encode(message), as: UTF8.self), payload.utf8.count <= Self.maxPayload else {
+            logger.warning("change \(message.type) too large to relay; not sent")
+            return
         }
+        outbox.send(payload)
     }
 
     func run(into feed: ChangeFeed) async throws {
@@ -62,7 +42,7 @@ final class PostgresRelay: ChangeRelay {
             try await connection.listen(on: Self.channel) { notifications in
                 for try await notification in notifications {
                     if let message = try? JSONDecoder().decode(ChangeFeed.Message.self, from: Data(notification.payload.utf8)) {
-                        feed.deliver(message)
+                        feed.deliver([message])
                     }
                 }
             }

@@ -43,20 +43,21 @@ struct StreamController {
         if !subscription.resumed {
             opening += event("reset", #"{"reason":"the feed no longer holds the changes after Last-Event-ID; reload the state"}"#)
         }
-        try await writer.write(ByteBuffer(string: opening + subscription.replay.map { event($0, feed) }.joined()))
-        for await item in subscription.items {
-            switch item {
-            case .change(let change): try await writer.write(ByteBuffer(string: event(change, feed)))
-            case .heartbeat: try await writer.write(ByteBuffer(string: ": heartbeat\n\n"))
-            }
+        try await writer.write(ByteBuffer(string: opening + subscription.replay.map(\.text).joined()))
+        // Everything that arrived since the last write goes out in one write.
+        while let items = await subscription.mailbox.take() {
+            let text = items.map { item in
+                switch item {
+                case .change(let change): change.text
+                case .heartbeat: ": heartbeat\n\n"
+                }
+            }.joined()
+            try await writer.write(ByteBuffer(string: text))
+            try await Task.sleep(for: feed.flushInterval)
         }
-        if feed.wasCutOff(subscription.id) {
+        if subscription.mailbox.wasCutOff {
             try await writer.write(ByteBuffer(string: event("overflow", #"{"reason":"this client fell \#(feed.subscriberBuffer) changes behind; reconnect"}"#)))
         }
-    }
-
-    static func event(_ change: Change, _ feed: ChangeFeed) -> String {
-        "id: \(feed.eventID(change))\nevent: \(change.type)\ndata: \(change.data)\n\n"
     }
 
     static func event(_ type: String, _ data: String) -> String {

@@ -11,6 +11,26 @@ enum CSV {
         return "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
+    /// A CSV download written a page at a time, so memory holds one page however long the file:
+    /// `next` gives the rows after a cursor (nil: from the start) and the cursor of its last row;
+    /// no rows ends the file.
+    static func stream<Cursor: Sendable>(
+        filename: String, header: [String], next: @escaping @Sendable (Cursor?) async throws -> (rows: [[String]], cursor: Cursor?)
+    ) -> Response {
+        response(filename: filename, body: ResponseBody { writer in
+            try await writer.write(ByteBuffer(string: row(header)))
+            var cursor: Cursor?
+            while true {
+                let page = try await next(cursor)
+                guard !page.rows.isEmpty else { break }
+                try await writer.write(ByteBuffer(string: page.rows.map(row).joined()))
+                guard let last = page.cursor else { break }
+                cursor = last
+            }
+            try await writer.finish(nil)
+        })
+    }
+
     /// A CSV download saved as `filename`.
     static func response(filename: String, body: ResponseBody) -> Response {
         Response(

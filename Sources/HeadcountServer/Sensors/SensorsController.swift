@@ -86,22 +86,15 @@ struct SensorsController {
         guard from < to else { throw APIError.badRequest("from must be before to") }
         guard try await repository.inside(sensor: sensor) != nil else { throw Self.unknown }
         let repository = self.repository
-        let body = ResponseBody { writer in
-            try await writer.write(ByteBuffer(string: CSV.row(["ts", "sensor", "in_count", "out_count", "id"])))
-            var cursor: (ts: Int64, seq: Int64)?
-            while true {
-                let page = try await repository.events(sensor: sensor, from: from, to: to, after: cursor, limit: 2000)
-                guard let last = page.last else { break }
-                let text = page.map { stored in
-                    let e = stored.event
-                    return CSV.row([e.ts.rfc3339, e.sensor, String(e.inCount), String(e.outCount), e.id ?? ""])
-                }.joined()
-                try await writer.write(ByteBuffer(string: text))
-                cursor = (last.event.ts.microseconds, last.seq)
+        return CSV.stream(filename: "\(sensor.slug(or: "sensor"))-events.csv", header: ["ts", "sensor", "in_count", "out_count", "id"]) {
+            (cursor: (ts: Int64, seq: Int64)?) in
+            let page = try await repository.events(sensor: sensor, from: from, to: to, after: cursor, limit: 2000)
+            let rows = page.map { stored in
+                let e = stored.event
+                return [e.ts.rfc3339, e.sensor, String(e.inCount), String(e.outCount), e.id ?? ""]
             }
-            try await writer.finish(nil)
+            return (rows, page.last.map { ($0.event.ts.microseconds, $0.seq) })
         }
-        return CSV.response(filename: "\(sensor.slug(or: "sensor"))-events.csv", body: body)
     }
 
     static let unknown = APIError.notFound("sensor not found")
