@@ -54,6 +54,9 @@ import Testing
             let listed = try await client.get("/api/admin/activation-codes?tenant_id=ACME", headers: Self.admin).object()
             #expect((listed["codes"] as? [[String: Any]])?.map { $0["code"] as? String } == ["ACME-ABC123", "ACME-OLD"])
             #expect(try await client.get("/api/admin/activation-codes", headers: Self.admin).status == .badRequest)
+            for path in ["/api/admin/activation-codes", "/api/admin/devices", "/api/admin/attendance", "/api/admin/attendance.csv"] {
+                #expect(try await client.get("\(path)?tenant_id=AC%00ME", headers: Self.admin).status == .badRequest, "\(path)")
+            }
 
             let register = { (code: String, device: String) in
                 try await client.post("/api/devices/register", jsonText(["activation_code": code, "device_id": device, "device_name": "Tab"]))

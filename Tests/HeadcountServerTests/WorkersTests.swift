@@ -194,6 +194,7 @@ import Testing
             #expect((try JSONSerialization.jsonObject(with: Data(buffer: mine.body)) as? [[String: Any]])?.map { $0["id"] as? String } == [id])
             #expect(try await client.get("/api/timestamps/\(id)", headers: Self.admin).object()["event_type"] as? String == "entry")
             #expect(try await client.get("/api/timestamps/nope", headers: Self.admin).status == .notFound)
+            #expect(try await client.get("/api/timestamps?worker_id=%00", headers: Self.admin).text == "[]")
 
             let put = { (path: String, body: String) in
                 try await client.execute(uri: path, method: .put, headers: Self.admin, body: ByteBuffer(string: body))

@@ -24,6 +24,8 @@ struct TimestampsController {
         router.get("api/timestamps") { request, _ in
             try request.requireAdmin(adminKey)
             let worker = request.uri.queryParameters["worker_id"].map(String.init)
+            // No worker id holds control characters (PostgreSQL cannot even compare U+0000): nobody's timestamps.
+            if let worker, worker.hasControlCharacters { return try json([WorkerTimestamp]()) }
             return try json(try await timestamps.timestamps(worker: worker))
         }
         router.get("api/timestamps/{timestampId}") { request, context in

@@ -31,11 +31,13 @@ extension Request {
         }
     }
 
-    /// The tenant an admin route acts on: `X-Tenant-ID` or `?tenant_id=`; else 400.
+    /// The tenant an admin route acts on: `X-Tenant-ID` or `?tenant_id=`; else 400. No tenant has
+    /// control characters (and PostgreSQL cannot even compare U+0000), so one with them is a 400 too.
     func adminTenant() throws -> String {
         guard let tenant = headers[.tenantID] ?? uri.queryParameters["tenant_id"].map(String.init), !tenant.isEmpty else {
             throw APIError.badRequest("tenant required: send X-Tenant-ID or ?tenant_id=")
         }
+        guard !tenant.hasControlCharacters else { throw APIError.badRequest("tenant must not contain control characters") }
         return tenant
     }
 }
