@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import HummingbirdTesting
+import Logging
 import NIOCore
 import Testing
 @testable import HeadcountServer
@@ -301,6 +302,43 @@ import Testing
             #expect(confirmed <= capacity)
             // Nobody waits while a seat is free.
             #expect(confirmed == min(capacity, 120))
+        }
+    }
+
+    /// The CSV export is written a page at a time; positions carry on across pages and agree with
+    /// the JSON listing, also after a promotion.
+    @Test(arguments: Engine.available)
+    func registrationsExportPagesAgreeWithTheListing(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        let listed = try await environment.withApp { client in
+            _ = try await client.post("/events", jsonText(Self.event("paged", capacity: 3, waitlist: true)))
+            for n in 0..<10 {
+                _ = try await client.post("/users", jsonText(["userId": "p\(n)", "name": "P \(n)"]))
+                _ = try await client.post("/events/paged/registrations", jsonText(["userId": "p\(n)"]))
+            }
+            _ = try await client.execute(uri: "/events/paged/registrations/p1", method: .delete)
+            let listing = try Self.array(try await client.get("/events/paged/registrations"))
+            let rows = listing.map { [$0["userId"] as! String, "paged", $0["status"] as! String, ($0["position"] as? Int).map(String.init) ?? "", $0["registeredAt"] as! String] }
+            let csv = try await client.get("/events/paged/registrations.csv").text
+            #expect(csv == CSV.row(["userId", "eventId", "status", "position", "registeredAt"]) + rows.map(CSV.row).joined())
+            #expect(try await client.get("/events/nope/registrations.csv").status == .notFound)
+            return rows
+        }
+        #expect(listed.map { $0[3] } == ["", "", "", "1", "2", "3", "4", "5", "6"])
+
+        // The same rows, three at a time.
+        let database = try await openDatabase(environment.configuration.database, logger: Logger(label: "test"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await database.run() }
+            defer { group.cancelAll() }
+            let repository = RegistrationsRepository(database: database, feed: ChangeFeed(logger: Logger(label: "test")))
+            var paged: [[String]] = [], cursor: RegistrationsRepository.Cursor?
+            repeat {
+                let page = try await repository.page(event: "paged", after: cursor, limit: 3)
+                paged += page.registrations.map { [$0.userId, $0.eventId, $0.status, $0.position.map(String.init) ?? "", $0.registeredAt] }
+                cursor = page.registrations.isEmpty ? nil : page.cursor
+            } while cursor != nil
+            #expect(paged == listed)
         }
     }
 }

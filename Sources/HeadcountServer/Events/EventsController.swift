@@ -44,10 +44,13 @@ struct EventsController {
         }
         router.get("events/{eventId}/registrations.csv") { _, context in
             let id = try context.pathID("eventId")
-            guard let list = try await registrations.registrations(event: id, status: nil) else { throw APIError.notFound("Event not found") }
-            let rows = list.map { CSV.row([$0.userId, $0.eventId, $0.status, $0.position.map(String.init) ?? "", $0.registeredAt]) }
-            let text = CSV.row(["userId", "eventId", "status", "position", "registeredAt"]) + rows.joined()
-            return CSV.response(filename: "\(id.slug(or: "event"))-registrations.csv", body: .init(byteBuffer: ByteBuffer(string: text)))
+            guard try await events.event(id) != nil else { throw APIError.notFound("Event not found") }
+            let registrations = self.registrations
+            let header = ["userId", "eventId", "status", "position", "registeredAt"]
+            return CSV.stream(filename: "\(id.slug(or: "event"))-registrations.csv", header: header) { (cursor: RegistrationsRepository.Cursor?) in
+                let page = try await registrations.page(event: id, after: cursor, limit: 2000)
+                return (page.registrations.map { [$0.userId, $0.eventId, $0.status, $0.position.map(String.init) ?? "", $0.registeredAt] }, page.cursor)
+            }
         }
     }
 

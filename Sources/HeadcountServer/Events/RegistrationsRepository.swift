@@ -144,6 +144,36 @@ struct RegistrationsRepository: Sendable {
         }
     }
 
+    /// Where a page of an event's registrations ended, and how many waitlisted came before it.
+    struct Cursor: Sendable {
+        let registeredUs: Int64
+        let seq: Int64
+        let waiting: Int64
+    }
+
+    /// Up to `limit` of an event's registrations in registration order, after `cursor`, each
+    /// waitlisted one numbered on from the cursor; for exports that must not hold a whole event.
+    func page(event id: String, after cursor: Cursor?, limit: Int) async throws -> (registrations: [Registration], cursor: Cursor?) {
+        try await database.read { db in
+            let after: SQLQueryString = cursor.map {
+                " AND (registered_us > \(bind: $0.registeredUs) OR (registered_us = \(bind: $0.registeredUs) AND seq > \(bind: $0.seq)))"
+            } ?? ""
+            var waiting = cursor?.waiting ?? 0
+            var last: Cursor?
+            let page = try await db.raw("""
+                SELECT user_id, status, registered_us, seq FROM registrations WHERE event_id = \(bind: id)\(after)
+                ORDER BY registered_us, seq LIMIT \(literal: limit)
+                """).all().map { row in
+                let status = try row.decode(column: "status", as: String.self), at = try row.decode(column: "registered_us", as: Int64.self)
+                if status == "waitlisted" { waiting += 1 }
+                last = Cursor(registeredUs: at, seq: try row.decode(column: "seq", as: Int64.self), waiting: waiting)
+                return Registration(userId: try row.decode(column: "user_id", as: String.self), eventId: id, status: status,
+                                    registeredAt: at, position: status == "waitlisted" ? waiting : nil)
+            }
+            return (page, last)
+        }
+    }
+
     /// A user's registrations, oldest first, with each event's title.
     func registrations(user: String) async throws -> [Registration] {
         try await database.read { db in
