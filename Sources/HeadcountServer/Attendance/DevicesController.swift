@@ -55,13 +55,13 @@ struct DevicesController {
             if let given {
                 tenant = String(given.prefix { $0 != "-" })
                 guard given.contains("-"), Self.isTenant(tenant), !given.contains(where: \.isWhitespace) else {
-                    throw Self.invalid("code", "code must be TENANT-REST, the tenant being letters, digits or _")
+                    throw APIError.invalid("code", "code must be TENANT-REST, the tenant being letters, digits or _")
                 }
-                if let tenantField, tenantField != tenant { throw Self.invalid("tenant_id", "tenant_id differs from the code's prefix") }
+                if let tenantField, tenantField != tenant { throw APIError.invalid("tenant_id", "tenant_id differs from the code's prefix") }
                 code = given
             } else {
                 guard let tenantField, Self.isTenant(tenantField) else {
-                    throw Self.invalid("tenant_id", "give a code, or a tenant_id of letters, digits or _ to generate one")
+                    throw APIError.invalid("tenant_id", "give a code, or a tenant_id of letters, digits or _ to generate one")
                 }
                 tenant = tenantField
                 code = "\(tenant)-\(Self.randomSuffix())"
@@ -117,10 +117,6 @@ struct DevicesController {
 
     static func isTenant(_ text: String) -> Bool {
         (1...50).contains(text.count) && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
-    }
-
-    static func invalid(_ field: String, _ message: String) -> APIError {
-        APIError(.unprocessableContent, message, fields: [.init(field: field, message: message)])
     }
 
     /// Eight characters from an alphabet without look-alikes.

@@ -38,7 +38,7 @@ struct RecordsController {
                       case .int = body["timestamp"]
                 else {
                     let message = "audits[\(index)]: local_id, action and timestamp are required"
-                    throw APIError(.unprocessableContent, message, fields: [.init(field: "audits[\(index)]", message: message)])
+                    throw APIError.invalid("audits[\(index)]", message)
                 }
                 return (local, String(decoding: try JSONEncoder().encode(item), as: UTF8.self))
             }

@@ -37,20 +37,20 @@ struct WorkerUpload {
 
     private init(parts: [(name: String, body: ByteBuffer)]) throws {
         guard let text = parts.first(where: { $0.name == "personal_data_json" })?.body else {
-            throw Self.invalid("personal_data_json", "personal_data_json is required")
+            throw APIError.invalid("personal_data_json", "personal_data_json is required")
         }
         guard let value = try? JSONDecoder().decode(JSONValue.self, from: text) else {
             throw APIError.badRequest("personal_data_json is not valid JSON")
         }
-        guard case .object(let personalData) = value else { throw Self.invalid("personal_data_json", "personal_data_json must be a JSON object") }
+        guard case .object(let personalData) = value else { throw APIError.invalid("personal_data_json", "personal_data_json must be a JSON object") }
         let images = parts.filter { $0.name == "images" }
         guard (1...Self.maxImages).contains(images.count) else {
-            throw Self.invalid("images", "send 1 to \(Self.maxImages) images")
+            throw APIError.invalid("images", "send 1 to \(Self.maxImages) images")
         }
         self.personalData = personalData
         self.images = try images.enumerated().map { index, part in
             guard let (type, ext) = Self.imageType(part.body) else {
-                throw Self.invalid("images[\(index)]", "images[\(index)] is not a JPEG or PNG image")
+                throw APIError.invalid("images[\(index)]", "images[\(index)] is not a JPEG or PNG image")
             }
             return Image(bytes: part.body, contentType: type, fileExtension: ext)
         }
@@ -62,10 +62,6 @@ struct WorkerUpload {
         if head.starts(with: [0xFF, 0xD8, 0xFF]) { return ("image/jpeg", "jpg") }
         if head == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], bytes.readableBytes > 8 { return ("image/png", "png") }
         return nil
-    }
-
-    static func invalid(_ field: String, _ message: String) -> APIError {
-        APIError(.unprocessableContent, message, fields: [.init(field: field, message: message)])
     }
 
     /// The `boundary` parameter of a `multipart/form-data` content type.
@@ -126,7 +122,7 @@ struct WorkerUpload {
                 throw APIError(.contentTooLarge, limit)
             }
             guard parts.filter({ $0.name == "images" }).count <= WorkerUpload.maxImages else {
-                throw WorkerUpload.invalid("images", "send 1 to \(WorkerUpload.maxImages) images")
+                throw APIError.invalid("images", "send 1 to \(WorkerUpload.maxImages) images")
             }
         }
     }

@@ -32,7 +32,7 @@ struct EventsController {
             let id = try context.pathID("eventId")
             var check = Validator(try await request.validatedObject(context: context), partial: true)
             if let sent = check.text("eventId", 1...100, required: false), sent != id {
-                throw APIError(.unprocessableContent, "eventId cannot be changed", fields: [.init(field: "eventId", message: "eventId cannot be changed")])
+                throw APIError.invalid("eventId", "eventId cannot be changed")
             }
             let changes = Self.changes(&check)
             try check.check()

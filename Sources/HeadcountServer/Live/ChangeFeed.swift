@@ -8,10 +8,7 @@ import Synchronization
 struct Change: Sendable {
     let id: Int64
     let topic: Topic
-    let type: String
-    /// The event's JSON object, as text.
-    let data: String
-    /// The change as a server-sent event, formatted once for every subscriber.
+    /// The change as a server-sent event (id, type and JSON data), formatted once for every subscriber.
     let text: String
 }
 
@@ -106,8 +103,7 @@ final class ChangeFeed: Service, Sendable {
                 guard let topic = Topic(rawValue: message.topic) else { continue }
                 let id = state.nextID
                 state.nextID += 1
-                changes.append(Change(id: id, topic: topic, type: message.type, data: message.data,
-                                      text: "id: \(epoch)-\(id)\nevent: \(message.type)\ndata: \(message.data)\n\n"))
+                changes.append(Change(id: id, topic: topic, text: "id: \(epoch)-\(id)\nevent: \(message.type)\ndata: \(message.data)\n\n"))
                 state.lagMicroseconds = max(0, Timestamp.now().microseconds - message.at)
             }
             state.retained.append(contentsOf: changes)

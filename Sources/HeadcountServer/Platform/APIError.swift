@@ -22,6 +22,10 @@ public struct APIError: Error, Sendable {
     public static func badRequest(_ message: String) -> APIError { .init(.badRequest, message) }
     public static func notFound(_ message: String = "not found") -> APIError { .init(.notFound, message) }
     public static func conflict(_ message: String) -> APIError { .init(.conflict, message) }
+    /// A 422 for one field at fault.
+    public static func invalid(_ field: String, _ message: String) -> APIError {
+        .init(.unprocessableContent, message, fields: [.init(field: field, message: message)])
+    }
 }
 
 struct ErrorBody: Encodable {

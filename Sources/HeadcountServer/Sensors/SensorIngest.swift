@@ -45,13 +45,14 @@ final class SensorIngest: Sendable {
             let events = batch.flatMap(\.events)
             do {
                 let (accepted, inside) = try await database.transaction { db in try await SensorsRepository.ingest(events, db: db) }
-                for (sensor, inside) in inside.sorted(by: { $0.key < $1.key }) {
-                    feed.publish(.sensors, "sensor.occupancy", ["sensor": JSONValue.string(sensor), "inside": .int(inside)])
-                }
                 var offset = 0
                 for submission in batch {
                     submission.done.resume(returning: Array(accepted[offset..<(offset + submission.events.count)]))
                     offset += submission.events.count
+                }
+                // Callers first: publishing is not what they wait for.
+                for (sensor, inside) in inside.sorted(by: { $0.key < $1.key }) {
+                    feed.publish(.sensors, "sensor.occupancy", ["sensor": JSONValue.string(sensor), "inside": .int(inside)])
                 }
             } catch {
                 batch.forEach { $0.done.resume(throwing: error) }
