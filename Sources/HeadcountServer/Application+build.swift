@@ -13,7 +13,7 @@ public struct AppServices: Sendable {
     let feed: ChangeFeed
 
     public init(configuration: Configuration, logger: Logger) async throws {
-        let objectStore = try openObjectStore(configuration.objectStore)
+        let objectStore = try await openObjectStore(configuration.objectStore)
         let adminKey = try AdminKey.resolve(configuration, logger: logger)
         let database = try await openDatabase(configuration.database, logger: logger)
         self.init(database: database, objectStore: objectStore, adminKey: adminKey, heartbeat: configuration.streamHeartbeat, logger: logger)

@@ -41,7 +41,7 @@ public struct Configuration: Sendable {
             throw ConfigurationError("--port '\(portText)' is not a port number; use 0-65535, e.g. --port 8080")
         }
         let database = try DatabaseLocation.parse(value("database") ?? "sqlite://\(dataDirectory)/headcount.sqlite")
-        let objectStore = try ObjectStoreLocation.parse(value("object-store") ?? "file://\(dataDirectory)/objects")
+        let objectStore = try ObjectStoreLocation.parse(value("object-store") ?? "file://\(dataDirectory)/objects", environment: environment)
         let adminKey = value("admin-key")
         if let adminKey, adminKey.count < 16 {
             throw ConfigurationError("--admin-key is too short (\(adminKey.count) characters); use at least 16")
@@ -92,16 +92,65 @@ public enum DatabaseLocation: Sendable, Equatable {
 
 public enum ObjectStoreLocation: Sendable, Equatable {
     case file(root: String)
+    case s3(S3Location)
 
-    public static func parse(_ text: String) throws(ConfigurationError) -> ObjectStoreLocation {
+    /// `file://<directory>`, or `s3://bucket[/prefix]` with the endpoint, region and credentials
+    /// read from `HEADCOUNT_S3_ENDPOINT`, `HEADCOUNT_S3_REGION`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and (optional) `AWS_SESSION_TOKEN`.
+    public static func parse(_ text: String, environment: [String: String] = [:]) throws(ConfigurationError) -> ObjectStoreLocation {
+        if text.hasPrefix("s3://") { return .s3(try S3Location.parse(text, environment: environment)) }
         guard text.hasPrefix("file://") else {
-            throw ConfigurationError("--object-store '\(text)' is not supported; use file://<directory>")
+            throw ConfigurationError("--object-store '\(text)' is not supported; use file://<directory> or s3://bucket/prefix")
         }
         let root = String(text.dropFirst("file://".count))
         guard !root.isEmpty else {
             throw ConfigurationError("--object-store '\(text)' names no directory; use e.g. file://headcount-data/objects")
         }
         return .file(root: root)
+    }
+}
+
+/// An S3-compatible bucket, addressed path-style (`<endpoint>/<bucket>/<prefix><key>`), which every
+/// S3-compatible server understands.
+public struct S3Location: Sendable, Equatable, CustomStringConvertible {
+    public var endpoint: URL
+    public var region: String
+    public var bucket: String
+    /// Empty, or ends with `/`.
+    public var prefix: String
+    public var accessKey: String
+    public var secretKey: String
+    public var sessionToken: String?
+
+    /// Never the secret.
+    public var description: String { "s3://\(bucket)/\(prefix) at \(endpoint.absoluteString)" }
+
+    static func parse(_ text: String, environment: [String: String]) throws(ConfigurationError) -> S3Location {
+        func env(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        let path = text.dropFirst("s3://".count)
+        let bucket = String(path.prefix { $0 != "/" })
+        // S3's bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens.
+        guard (3...63).contains(bucket.count),
+              bucket.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "." || $0 == "-") }),
+              bucket.first!.isLetter || bucket.first!.isNumber
+        else {
+            throw ConfigurationError("--object-store '\(text)' has no valid bucket name (3-63 lowercase letters, digits, dots, hyphens); use e.g. s3://headcount/prod")
+        }
+        let prefixPath = path.dropFirst(bucket.count).split(separator: "/").joined(separator: "/")
+        let region = env("HEADCOUNT_S3_REGION") ?? env("AWS_REGION") ?? "us-east-1"
+        let endpointText = env("HEADCOUNT_S3_ENDPOINT") ?? "https://s3.\(region).amazonaws.com"
+        guard let endpoint = URL(string: endpointText), ["http", "https"].contains(endpoint.scheme ?? ""), endpoint.host != nil,
+              endpoint.path.isEmpty || endpoint.path == "/", endpoint.query == nil
+        else {
+            throw ConfigurationError("HEADCOUNT_S3_ENDPOINT '\(endpointText)' is not an http(s) URL without a path; use e.g. http://127.0.0.1:9000")
+        }
+        guard let accessKey = env("AWS_ACCESS_KEY_ID"), let secretKey = env("AWS_SECRET_ACCESS_KEY") else {
+            throw ConfigurationError("--object-store \(text) needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        }
+        return S3Location(
+            endpoint: endpoint, region: region, bucket: bucket, prefix: prefixPath.isEmpty ? "" : prefixPath + "/",
+            accessKey: accessKey, secretKey: secretKey, sessionToken: env("AWS_SESSION_TOKEN")
+        )
     }
 }
 

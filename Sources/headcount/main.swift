@@ -9,7 +9,7 @@ struct Settings: ParsableArguments {
     @Option(help: "Port to listen on (HEADCOUNT_PORT; default 8080).") var port: String?
     @Option(help: "sqlite://path.sqlite, a bare path, or postgres://user:pass@host:5432/db (HEADCOUNT_DATABASE; default sqlite://<data-dir>/headcount.sqlite).") var database: String?
     @Option(name: .customLong("data-dir"), help: "Directory for the SQLite file, objects and admin key (HEADCOUNT_DATA_DIR; default headcount-data).") var dataDir: String?
-    @Option(name: .customLong("object-store"), help: "file://<directory> (HEADCOUNT_OBJECT_STORE; default file://<data-dir>/objects).") var objectStore: String?
+    @Option(name: .customLong("object-store"), help: "file://<directory>, or s3://bucket/prefix with HEADCOUNT_S3_ENDPOINT, HEADCOUNT_S3_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (HEADCOUNT_OBJECT_STORE; default file://<data-dir>/objects).") var objectStore: String?
     @Option(name: .customLong("admin-key"), help: "Admin key (HEADCOUNT_ADMIN_KEY; default generated into <data-dir>/admin.key).") var adminKey: String?
     @Option(name: .customLong("max-body-size"), help: "Largest JSON body, e.g. 1MiB (HEADCOUNT_MAX_BODY_SIZE; default 1MiB).") var maxBodySize: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (HEADCOUNT_LOG_LEVEL; default info).") var logLevel: String?

@@ -29,6 +29,37 @@ import Testing
         #expect(try Configuration.resolve(flags: ["database": "sqlite:///abs/h.sqlite"], environment: [:]).database == .sqlite(path: "/abs/h.sqlite"))
     }
 
+    @Test func s3ObjectStoresTakeTheirEndpointAndCredentialsFromTheEnvironment() throws {
+        let credentials = ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secret"]
+        let aws = try Configuration.resolve(flags: ["object-store": "s3://hc-logs"], environment: credentials)
+        #expect(aws.objectStore == .s3(S3Location(
+            endpoint: URL(string: "https://s3.us-east-1.amazonaws.com")!, region: "us-east-1", bucket: "hc-logs", prefix: "",
+            accessKey: "AKID", secretKey: "secret")))
+        let local = try Configuration.resolve(flags: [:], environment: credentials.merging([
+            "HEADCOUNT_OBJECT_STORE": "s3://hc-logs//prod/eu/", "HEADCOUNT_S3_ENDPOINT": "http://127.0.0.1:9000",
+            "HEADCOUNT_S3_REGION": "eu-west-1", "AWS_SESSION_TOKEN": "token",
+        ]) { $1 })
+        guard case .s3(let s3) = local.objectStore else { Issue.record("not S3"); return }
+        #expect(s3.endpoint.absoluteString == "http://127.0.0.1:9000" && s3.region == "eu-west-1")
+        #expect(s3.prefix == "prod/eu/" && s3.sessionToken == "token")
+        #expect(!"\(s3)".contains("secret"), "the secret is never printed")
+    }
+
+    @Test(arguments: [
+        ("s3://Bad_Bucket", ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"], "no valid bucket name"),
+        ("s3://hc-data", ["AWS_ACCESS_KEY_ID": "a"], "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+        ("s3://hc-data", ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "HEADCOUNT_S3_ENDPOINT": "ftp://x"], "HEADCOUNT_S3_ENDPOINT 'ftp://x'"),
+        ("s3://hc-data", ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "HEADCOUNT_S3_ENDPOINT": "http://h/path"], "without a path"),
+    ])
+    func badS3SettingsSayWhatAndHow(store: String, environment: [String: String], expected: String) {
+        #expect {
+            _ = try Configuration.resolve(flags: ["object-store": store], environment: environment)
+        } throws: { error in
+            let text = (error as? ConfigurationError)?.description ?? ""
+            return text.contains(expected) && !text.contains("\n")
+        }
+    }
+
     @Test(arguments: [
         ("port", "eighty", "--port 'eighty'"), ("port", "70000", "--port '70000'"),
         ("database", "mysql://x", "unknown scheme"), ("database", "postgres://", "not a PostgreSQL URL"),

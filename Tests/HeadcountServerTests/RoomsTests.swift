@@ -113,9 +113,9 @@ import Testing
         }
     }
 
-    @Test(arguments: Engine.available)
-    func dailyLogsAreListedServedAndWrittenToTheObjectStore(engine: Engine) async throws {
-        let environment = try await TestEnvironment.make(engine)
+    @Test(arguments: Engine.available, Store.available)
+    func dailyLogsAreListedServedAndWrittenToTheObjectStore(engine: Engine, store: Store) async throws {
+        let environment = try await TestEnvironment.make(engine, store: store)
         try await environment.withApp { client in
             _ = try await client.post("/people/register", jsonText(["name": "Doe, \"Jane\""]))
             _ = try await client.post("/people/unregister", jsonText(["name": "Doe, \"Jane\""]))
@@ -134,19 +134,18 @@ import Testing
             #expect(try await client.get("/people/logs/today.csv").status == .badRequest)
 
             // Written to the object store within about a second.
-            let file = environment.objectRoot.appendingPathComponent("\(day)-logs.csv")
             var stored: String?
             for _ in 0..<40 where stored != csv.text {
                 try await Task.sleep(for: .milliseconds(100))
-                stored = try? String(contentsOf: file, encoding: .utf8)
+                stored = try await environment.storedText("\(day)-logs.csv")
             }
             #expect(stored == csv.text)
         }
     }
 
-    @Test(arguments: Engine.available)
-    func namedRoomsAreSeparate(engine: Engine) async throws {
-        let environment = try await TestEnvironment.make(engine)
+    @Test(arguments: Engine.available, Store.available)
+    func namedRoomsAreSeparate(engine: Engine, store: Store) async throws {
+        let environment = try await TestEnvironment.make(engine, store: store)
         try await environment.withApp { client in
             _ = try await client.post("/rooms/lab-2/people/register", #"{"name": "Ada"}"#)
             _ = try await client.post("/people/register", #"{"name": "Grace"}"#)
@@ -167,15 +166,14 @@ import Testing
             #expect(bad.status == .badRequest)
             #expect(try await client.get("/rooms/\(String(repeating: "r", count: 65))/people/status").status == .badRequest)
         }
-        let file = environment.objectRoot.appendingPathComponent("rooms/lab-2/\(Timestamp.now().day)-logs.csv")
-        #expect(try String(contentsOf: file, encoding: .utf8).contains(",Ada,register\r\n"))
+        #expect(try await environment.storedText("rooms/lab-2/\(Timestamp.now().day)-logs.csv")?.contains(",Ada,register\r\n") == true)
     }
 
     /// 200 people arrive at once, over real sockets: every one is inside, and every one is a row
     /// of the day's CSV in the object store (the original lost 43 of 50 rows under 10 threads).
-    @Test(arguments: Engine.available)
-    func parallelRegistrationsAreAllKept(engine: Engine) async throws {
-        let environment = try await TestEnvironment.make(engine)
+    @Test(arguments: Engine.available, Store.available)
+    func parallelRegistrationsAreAllKept(engine: Engine, store: Store) async throws {
+        let environment = try await TestEnvironment.make(engine, store: store)
         let names = (0..<200).map { "person-\($0)" }
         try await environment.withApp(.live) { client in
             let port = try #require(client.port)
@@ -198,7 +196,7 @@ import Testing
             #expect(Set(status["occupants"] as? [String] ?? []) == Set(names))
         }
         // The application has shut down: its last flush has written the day whole.
-        let csv = try String(contentsOf: environment.objectRoot.appendingPathComponent("\(Timestamp.now().day)-logs.csv"), encoding: .utf8)
+        let csv = try #require(try await environment.storedText("\(Timestamp.now().day)-logs.csv"))
         let logged = csv.components(separatedBy: "\r\n").dropFirst().filter { !$0.isEmpty }.map { $0.split(separator: ",")[2] }
         #expect(logged.count == 200)
         #expect(Set(logged.map(String.init)) == Set(names))

@@ -24,13 +24,36 @@ struct MissingPostgres: Error, CustomStringConvertible {
     var description: String { "HEADCOUNT_TEST_POSTGRES_URL is not set: start one with scripts/dev-postgres" }
 }
 
-/// A fresh, empty database and data directory for one test.
+/// The object stores the tests of objects (room logs, worker images) run on. S3 is the server
+/// `scripts/dev-s3` starts (`HEADCOUNT_S3_ENDPOINT`, `HEADCOUNT_TEST_S3_BUCKET`, AWS credentials);
+/// in CI (`CI=true`) a missing one fails the run instead of skipping.
+enum Store: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case file, s3
+
+    var testDescription: String { rawValue }
+
+    static let s3Bucket = ProcessInfo.processInfo.environment["HEADCOUNT_TEST_S3_BUCKET"]
+    static let available: [Store] =
+        s3Bucket != nil || ProcessInfo.processInfo.environment["CI"] != nil ? [.file, .s3] : [.file]
+
+    /// A location of its own in the test bucket, under a fresh prefix.
+    static func freshS3Location() throws -> ObjectStoreLocation {
+        guard let bucket = s3Bucket else { throw MissingS3() }
+        return try ObjectStoreLocation.parse("s3://\(bucket)/test-\(UUID().uuidString.lowercased())", environment: ProcessInfo.processInfo.environment)
+    }
+}
+
+struct MissingS3: Error, CustomStringConvertible {
+    var description: String { "HEADCOUNT_TEST_S3_BUCKET is not set: start an S3 server with eval \"$(scripts/dev-s3)\"" }
+}
+
+/// A fresh, empty database, data directory and object store for one test.
 struct TestEnvironment: Sendable {
     let engine: Engine
     var configuration: Configuration
     let directory: URL
 
-    static func make(_ engine: Engine) async throws -> TestEnvironment {
+    static func make(_ engine: Engine, store: Store = .file) async throws -> TestEnvironment {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("headcount-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let database: String
@@ -41,14 +64,23 @@ struct TestEnvironment: Sendable {
             guard let base = Engine.postgresURL else { throw MissingPostgres() }
             database = try await createPostgresDatabase(base: base)
         }
-        let configuration = try Configuration.resolve(
+        var configuration = try Configuration.resolve(
             flags: ["database": database, "data-dir": directory.path, "admin-key": "test-admin-key-0123456789", "log-level": "warning"],
             environment: [:]
         )
+        if store == .s3 { configuration.objectStore = try Store.freshS3Location() }
         return TestEnvironment(engine: engine, configuration: configuration, directory: directory)
     }
 
     var objectRoot: URL { directory.appendingPathComponent("objects") }
+
+    /// The environment's object store, opened as the application opens it.
+    func objects() async throws -> any ObjectStore { try await openObjectStore(configuration.objectStore) }
+
+    /// The object under `key` as text, nil when there is none.
+    func storedText(_ key: String) async throws -> String? {
+        try await objects().get(key).map { String(buffer: $0) }
+    }
 
     /// Builds the application on this environment and runs `test` against it.
     func withApp<T: Sendable>(_ setup: TestingSetup = .router, _ test: @Sendable (any TestClientProtocol) async throws -> T) async throws -> T {

@@ -55,14 +55,13 @@ import Testing
     }
 
     /// The objects stored under the store's `workers/` prefix.
-    static func storedImages(_ environment: TestEnvironment) -> [String] {
-        let root = environment.objectRoot.appendingPathComponent("workers")
-        return ((try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+    static func storedImages(_ environment: TestEnvironment) async throws -> [String] {
+        try await environment.objects().list(prefix: "workers/")
     }
 
-    @Test(arguments: Engine.available)
-    func workerLifecycle(engine: Engine) async throws {
-        let environment = try await TestEnvironment.make(engine)
+    @Test(arguments: Engine.available, Store.available)
+    func workerLifecycle(engine: Engine, store: Store) async throws {
+        let environment = try await TestEnvironment.make(engine, store: store)
         try await environment.withApp { client in
             // Well over the 1 MiB JSON limit, which a form of images does not have.
             let face = Self.jpeg(3 << 19), side = Self.png()
@@ -74,7 +73,7 @@ import Testing
             #expect((worker["created_at"] as? Int64 ?? 0) > 1_700_000_000_000)
             let urls = try #require(worker["image_urls"] as? [String])
             #expect(urls == ["/api/workers/w%2F1/images/1", "/api/workers/w%2F1/images/2"])
-            #expect(Self.storedImages(environment).count == 2)
+            #expect(try await Self.storedImages(environment).count == 2)
 
             // The images come back byte for byte, typed by their content, to the admin only.
             let first = try await client.get(urls[0], headers: Self.admin)
@@ -116,7 +115,7 @@ import Testing
             let stamp = try await client.post("/api/timestamps", #"{"worker_id": "w/1", "event_type": "entry"}"#, headers: Self.admin)
             #expect(stamp.status == .created)
             #expect(try await client.execute(uri: "/api/workers/w%2F1", method: .delete, headers: Self.admin).status == .noContent)
-            #expect(Self.storedImages(environment).isEmpty)
+            #expect(try await Self.storedImages(environment).isEmpty)
             #expect(try await client.get(urls[0], headers: Self.admin).status == .notFound)
             #expect(try await client.get("/api/workers/w%2F1", headers: Self.admin).status == .notFound)
             #expect(try await client.get("/api/timestamps", headers: Self.admin).text == "[]")
@@ -124,12 +123,12 @@ import Testing
         }
     }
 
-    @Test(arguments: Engine.available)
-    func badUploadsStoreNothing(engine: Engine) async throws {
-        let environment = try await TestEnvironment.make(engine)
+    @Test(arguments: Engine.available, Store.available)
+    func badUploadsStoreNothing(engine: Engine, store: Store) async throws {
+        let environment = try await TestEnvironment.make(engine, store: store)
         try await environment.withApp { client in
             #expect(try await Self.upload(client, [Self.person("keep"), Self.image(Self.jpeg())]).status == .created)
-            let before = Self.storedImages(environment)
+            let before = try await Self.storedImages(environment)
 
             let cases: [(String, [Part], HTTPResponse.Status)] = [
                 ("no personal data", [Self.image(Self.jpeg())], .unprocessableContent),
@@ -161,7 +160,7 @@ import Testing
 
             let listed = try await client.get("/api/workers", headers: Self.admin)
             #expect((try JSONSerialization.jsonObject(with: Data(buffer: listed.body)) as? [[String: Any]])?.map { $0["id"] as? String } == ["keep"])
-            #expect(Self.storedImages(environment) == before)
+            #expect(try await Self.storedImages(environment) == before)
         }
     }
 
@@ -213,9 +212,9 @@ import Testing
     }
 
     /// Ten uploads race for one worker id: one wins, and the losers' images are not left behind.
-    @Test(arguments: Engine.available)
-    func oneWorkerPerID(engine: Engine) async throws {
-        let environment = try await TestEnvironment.make(engine)
+    @Test(arguments: Engine.available, Store.available)
+    func oneWorkerPerID(engine: Engine, store: Store) async throws {
+        let environment = try await TestEnvironment.make(engine, store: store)
         try await environment.withApp(.live) { client in
             let port = try #require(client.port)
             let bodies = (0..<10).map { Self.form([Self.person("racer", document: "D-\($0)"), Self.image(Self.jpeg(seed: UInt8($0)))]) }
@@ -224,7 +223,7 @@ import Testing
             ])
             #expect(results.filter { $0.status == 201 }.count == 1)
             #expect(results.filter { $0.status == 409 }.count == 9)
-            #expect(Self.storedImages(environment).count == 1)
+            #expect(try await Self.storedImages(environment).count == 1)
         }
     }
 

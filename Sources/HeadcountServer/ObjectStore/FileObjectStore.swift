@@ -13,14 +13,9 @@ public struct FileObjectStore: ObjectStore {
         try FileManager.default.createDirectory(at: self.root, withIntermediateDirectories: true)
     }
 
-    /// The file of a key. Keys are `/`-separated names; none may be empty, `.` or `..`,
-    /// so no key reaches outside the root.
+    /// The file of a key (see `validateObjectKey`).
     func url(for key: String) throws -> URL {
-        let parts = key.split(separator: "/", omittingEmptySubsequences: false)
-        guard !key.isEmpty, key.utf8.count <= 1024, !key.contains("\0"),
-              parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && !$0.hasPrefix(".tmp-") })
-        else { throw InvalidObjectKey(key: key) }
-        return parts.reduce(root) { $0.appendingPathComponent(String($1)) }
+        try validateObjectKey(key).reduce(root) { $0.appendingPathComponent(String($1)) }
     }
 
     public func put(_ key: String, _ data: ByteBuffer, contentType: String) async throws {

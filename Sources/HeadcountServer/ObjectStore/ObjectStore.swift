@@ -15,8 +15,21 @@ public struct InvalidObjectKey: Error, CustomStringConvertible {
     public var description: String { "invalid object key '\(key)'" }
 }
 
-public func openObjectStore(_ location: ObjectStoreLocation) throws -> any ObjectStore {
+/// The keys every store takes: `/`-separated names, none empty, `.`, `..` or a temporary file's
+/// name, no NUL, at most 1,024 bytes (S3's limit). So a key means the same on every store, and no
+/// key reaches outside a file store's root.
+func validateObjectKey(_ key: String) throws -> [Substring] {
+    let parts = key.split(separator: "/", omittingEmptySubsequences: false)
+    guard !key.isEmpty, key.utf8.count <= 1024, !key.contains("\0"),
+          parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && !$0.hasPrefix(".tmp-") })
+    else { throw InvalidObjectKey(key: key) }
+    return parts
+}
+
+/// Opens the configured store; an S3 bucket is checked to be reachable first.
+public func openObjectStore(_ location: ObjectStoreLocation) async throws -> any ObjectStore {
     switch location {
     case .file(let root): try FileObjectStore(root: root)
+    case .s3(let s3): try await S3ObjectStore.open(s3)
     }
 }
