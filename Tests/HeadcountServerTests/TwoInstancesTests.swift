@@ -93,7 +93,7 @@ func withInstances<T>(_ count: Int, database: String, _ body: ([ServerProcess]) 
     func registrationsSpreadOverTwoInstancesNeverOverbook() async throws {
         guard let base = Engine.postgresURL else { throw MissingPostgres() }
         try await withInstances(2, database: try await createPostgresDatabase(base: base)) { servers in
-            try await Self.race(servers[0], servers[1])
+            try await Self.race(servers[0].port, servers[1].port)
         }
     }
 
@@ -119,7 +119,9 @@ func withInstances<T>(_ count: Int, database: String, _ body: ([ServerProcess]) 
         }
     }
 
-    static func race(_ a: ServerProcess, _ b: ServerProcess) async throws {
+    /// 200 registrations for 50 seats, alternating between the servers on ports `aPort` and `bPort`;
+    /// then 25 confirmed leave at once. `tag` keeps the users and the event apart from other runs'.
+    static func race(_ aPort: Int, _ bPort: Int, tag: String = "") async throws {
 
         @Sendable func post(_ port: Int, _ path: String, _ body: String) async throws -> (UInt, String) {
             var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
@@ -129,14 +131,14 @@ func withInstances<T>(_ count: Int, database: String, _ body: ([ServerProcess]) 
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
             return (response.status.code, String(buffer: try await response.body.collect(upTo: 1 << 20)))
         }
-        for i in 0..<200 { _ = try await post(i % 2 == 0 ? a.port : b.port, "/users", jsonText(["userId": "u\(i)", "name": "User \(i)"])) }
-        _ = try await post(a.port, "/events", jsonText(EventsTests.event("shared", capacity: 50, waitlist: true)))
+        let event = "shared\(tag)"
+        for i in 0..<200 { _ = try await post(i % 2 == 0 ? aPort : bPort, "/users", jsonText(["userId": "u\(i)\(tag)", "name": "User \(i)"])) }
+        _ = try await post(aPort, "/events", jsonText(EventsTests.event(event, capacity: 50, waitlist: true)))
 
         // 200 registrations at once, alternating between the instances.
-        let (aPort, bPort) = (a.port, b.port)
         let responses = try await withThrowingTaskGroup(of: (UInt, String).self) { group in
             for i in 0..<200 {
-                group.addTask { try await post(i % 2 == 0 ? aPort : bPort, "/events/shared/registrations", jsonText(["userId": "u\(i)"])) }
+                group.addTask { try await post(i % 2 == 0 ? aPort : bPort, "/events/\(event)/registrations", jsonText(["userId": "u\(i)\(tag)"])) }
             }
             return try await group.reduce(into: [(UInt, String)]()) { $0.append($1) }
         }
@@ -150,7 +152,7 @@ func withInstances<T>(_ count: Int, database: String, _ body: ([ServerProcess]) 
         try await withThrowingTaskGroup(of: UInt.self) { group in
             for (i, user) in confirmed.prefix(25).enumerated() {
                 group.addTask {
-                    var request = HTTPClientRequest(url: "http://127.0.0.1:\(i % 2 == 0 ? aPort : bPort)/events/shared/registrations/\(user)")
+                    var request = HTTPClientRequest(url: "http://127.0.0.1:\(i % 2 == 0 ? aPort : bPort)/events/\(event)/registrations/\(user)")
                     request.method = .DELETE
                     return try await HTTPClient.shared.execute(request, timeout: .seconds(60)).status.code
                 }
@@ -158,7 +160,7 @@ func withInstances<T>(_ count: Int, database: String, _ body: ([ServerProcess]) 
             for try await status in group { #expect(status == 200) }
         }
         let oldest = results.filter { ($0.1["position"] as? Int ?? .max) <= 25 }.compactMap { $0.1["userId"] as? String }
-        let list = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(b.port)/events/shared/registrations?status=confirmed"), timeout: .seconds(60))
+        let list = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(bPort)/events/\(event)/registrations?status=confirmed"), timeout: .seconds(60))
         let rows = try #require(try JSONSerialization.jsonObject(with: Data(buffer: try await list.body.collect(upTo: 1 << 20))) as? [[String: Any]])
         #expect(rows.count == 50)
         #expect(Set(oldest).isSubset(of: Set(rows.compactMap { $0["userId"] as? String })))
