@@ -99,29 +99,29 @@ public struct S3ObjectStore: ObjectStore {
             _ = try validateObjectKey(key)
             path += "/" + SigV4.encode(location.prefix + key, keepSlash: true)
         }
-        let queryText = query.map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(separator: "&")
-        let payloadHash = SigV4.hexSHA256(body.map { Array($0.readableBytesView) } ?? [])
+        let payloadHash = body.map { $0.withUnsafeReadableBytes { SigV4.hexSHA256($0) } } ?? SigV4.hexSHA256([UInt8]())
+        var attempt = 1
         var delay = firstBackoff
-        for attempt in 1... {
+        while true {
             do {
-                let response = try await sendOnce(method, path: path, queryText: queryText, query: query, body: body, headers: headers, payloadHash: payloadHash)
+                let response = try await sendOnce(method, path: path, query: query, body: body, headers: headers, payloadHash: payloadHash)
                 if response.status < 500 || attempt == attempts { return response }
             } catch where attempt < attempts && !(error is CancellationError) {}
             // Full jitter, so instances that failed together do not retry together.
             try await Task.sleep(for: delay * Double.random(in: 0.5...1.5))
             delay *= 2
+            attempt += 1
         }
-        fatalError("unreachable")
     }
 
     private func sendOnce(
-        _ method: String, path: String, queryText: String, query: [(String, String)], body: ByteBuffer?,
-        headers: [(String, String)], payloadHash: String
+        _ method: String, path: String, query: [(String, String)], body: ByteBuffer?, headers: [(String, String)], payloadHash: String
     ) async throws -> Response {
-        let base = location.endpoint.absoluteString.hasSuffix("/") ? String(location.endpoint.absoluteString.dropLast()) : location.endpoint.absoluteString
-        var request = HTTPClientRequest(url: base + path + (queryText.isEmpty ? "" : "?" + queryText))
+        let endpoint = location.endpoint
+        let host = endpoint.port.map { "\(endpoint.host!):\($0)" } ?? endpoint.host!
+        let queryText = query.map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(separator: "&")
+        var request = HTTPClientRequest(url: "\(endpoint.scheme!)://\(host)\(path)" + (queryText.isEmpty ? "" : "?" + queryText))
         request.method = HTTPMethod(rawValue: method)
-        let host = location.endpoint.port.map { "\(location.endpoint.host!):\($0)" } ?? location.endpoint.host!
         request.headers.add(name: "Host", value: host)
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         for (name, value) in signer.sign(method: method, host: host, path: path, query: query, payloadHash: payloadHash, date: Date()) {
