@@ -46,13 +46,15 @@ struct StreamController {
         try await writer.write(ByteBuffer(string: opening + subscription.replay.map(\.text).joined()))
         // Everything that arrived since the last write goes out in one write.
         while let items = await subscription.mailbox.take() {
-            let text = items.map { item in
+            // Straight into one buffer: a busy feed's text is copied once per subscriber, not twice.
+            var buffer = ByteBufferAllocator().buffer(capacity: items.count * 192)
+            for item in items {
                 switch item {
-                case .change(let change): change.text
-                case .heartbeat: ": heartbeat\n\n"
+                case .change(let change): buffer.writeString(change.text)
+                case .heartbeat: buffer.writeString(": heartbeat\n\n")
                 }
-            }.joined()
-            try await writer.write(ByteBuffer(string: text))
+            }
+            try await writer.write(buffer)
             try await Task.sleep(for: feed.flushInterval)
         }
         if subscription.mailbox.wasCutOff {
