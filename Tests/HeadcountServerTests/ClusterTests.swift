@@ -18,15 +18,10 @@ import Testing
     /// Names of this run's rows: the cluster's database outlives a test.
     let tag = "-" + UUID().uuidString.prefix(8).lowercased()
 
+    /// A request through nginx, its body read as JSON.
     static func call(_ method: HTTPMethod, _ path: String, _ body: String? = nil, headers: [(String, String)] = [], using http: HTTPClient = .shared) async throws -> (status: UInt, json: Any?) {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port!)\(path)")
-        request.method = method
-        request.headers.add(name: "Content-Type", value: "application/json")
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
-        if let body { request.body = .bytes(ByteBuffer(string: body)) }
-        let response = try await http.execute(request, timeout: .seconds(60))
-        let bytes = try await response.body.collect(upTo: 16 << 20)
-        return (response.status.code, try? JSONSerialization.jsonObject(with: Data(buffer: bytes), options: [.fragmentsAllowed]))
+        let response = try await send(method, port: port!, path, body: body.map { ByteBuffer(string: $0) }, headers: headers, using: http)
+        return (response.status, try? JSONSerialization.jsonObject(with: Data(response.body.utf8), options: [.fragmentsAllowed]))
     }
 
     @Test(.enabled(if: enabled))
@@ -55,9 +50,7 @@ import Testing
         func logged(_ csv: String?) -> [String] {
             (csv ?? "").components(separatedBy: "\r\n").dropFirst().filter { !$0.isEmpty }.map { String($0.split(separator: ",")[2]) }
         }
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(Self.port!)/rooms/\(room)/people/logs/\(day).csv")
-        request.method = .GET
-        let served = String(buffer: try await HTTPClient.shared.execute(request, timeout: .seconds(30)).body.collect(upTo: 1 << 20))
+        let served = try await send(.GET, port: Self.port!, "/rooms/\(room)/people/logs/\(day).csv").body
         #expect(logged(served).count == 200 && Set(logged(served)) == names)
 
         let location = try ObjectStoreLocation.parse(

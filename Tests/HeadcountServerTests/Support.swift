@@ -4,6 +4,7 @@ import HTTPTypes
 import HummingbirdTesting
 import Logging
 import NIOCore
+import NIOHTTP1
 import PostgresNIO
 import Testing
 @testable import HeadcountServer
@@ -170,16 +171,8 @@ func postInParallel(port: Int, path: String, bodies: [ByteBuffer], headers: [(St
         try await withThrowingTaskGroup(of: (Int, UInt, String).self) { group in
             for (index, body) in bodies.enumerated() {
                 group.addTask {
-                    var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-                    request.method = .POST
-                    if !headers.contains(where: { $0.0.lowercased() == "content-type" }) {
-                        request.headers.add(name: "Content-Type", value: "application/json")
-                    }
-                    for (name, value) in headers { request.headers.add(name: name, value: value) }
-                    request.body = .bytes(body)
-                    let response = try await http.execute(request, timeout: .seconds(60))
-                    let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
-                    return (index, response.status.code, text)
+                    let response = try await send(.POST, port: port, path, body: body, headers: headers, using: http)
+                    return (index, response.status, response.body)
                 }
             }
             var results = Array(repeating: (status: UInt(0), body: ""), count: bodies.count)
@@ -187,4 +180,19 @@ func postInParallel(port: Int, path: String, bodies: [ByteBuffer], headers: [(St
             return results
         }
     }
+}
+
+/// One request to the live server at `port` over a real socket; a body is JSON unless `headers`
+/// give a `Content-Type`.
+func send(_ method: HTTPMethod, port: Int, _ path: String, body: ByteBuffer? = nil, headers: [(String, String)] = [],
+          using http: HTTPClient = .shared) async throws -> (status: UInt, body: String) {
+    var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+    request.method = method
+    if body != nil, !headers.contains(where: { $0.0.lowercased() == "content-type" }) {
+        request.headers.add(name: "Content-Type", value: "application/json")
+    }
+    for (name, value) in headers { request.headers.add(name: name, value: value) }
+    if let body { request.body = .bytes(body) }
+    let response = try await http.execute(request, timeout: .seconds(60))
+    return (response.status.code, String(buffer: try await response.body.collect(upTo: 16 << 20)))
 }

@@ -105,11 +105,8 @@ func withInstances<T>(_ count: Int, database: String, _ body: ([ServerProcess]) 
             try await withParallelClient { http in
                 let stream = try await SSEClient.connect(port: servers[1].port, path: "/api/stream?topics=sensors,rooms", using: http)
                 for (index, server) in servers.enumerated() {
-                    var request = HTTPClientRequest(url: "http://127.0.0.1:\(server.port)/api/webhook")
-                    request.method = .POST
-                    request.headers.add(name: "Content-Type", value: "application/json")
-                    request.body = .bytes(ByteBuffer(string: jsonText(["sensor": "hall", "ts": "2024-05-01T10:00:0\(index)Z", "in_count": 2, "out": 0])))
-                    #expect(try await http.execute(request, timeout: .seconds(10)).status == .ok)
+                    let body = ByteBuffer(string: jsonText(["sensor": "hall", "ts": "2024-05-01T10:00:0\(index)Z", "in_count": 2, "out": 0]))
+                    #expect(try await send(.POST, port: server.port, "/api/webhook", body: body, using: http).status == 200)
                     let event = await stream.next(within: 1)
                     #expect(event?.type == "sensor.occupancy")
                     #expect(event?.data.contains("\"inside\":\((index + 1) * 2)") == true, "\(String(describing: event))")
@@ -124,12 +121,7 @@ func withInstances<T>(_ count: Int, database: String, _ body: ([ServerProcess]) 
     static func race(_ aPort: Int, _ bPort: Int, tag: String = "") async throws {
 
         @Sendable func post(_ port: Int, _ path: String, _ body: String) async throws -> (UInt, String) {
-            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-            request.method = .POST
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: body))
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
-            return (response.status.code, String(buffer: try await response.body.collect(upTo: 1 << 20)))
+            try await send(.POST, port: port, path, body: ByteBuffer(string: body))
         }
         let event = "shared\(tag)"
         for i in 0..<200 { _ = try await post(i % 2 == 0 ? aPort : bPort, "/users", jsonText(["userId": "u\(i)\(tag)", "name": "User \(i)"])) }
@@ -151,17 +143,13 @@ func withInstances<T>(_ count: Int, database: String, _ body: ([ServerProcess]) 
         let confirmed = results.filter { $0.1["status"] as? String == "confirmed" }.compactMap { $0.1["userId"] as? String }
         try await withThrowingTaskGroup(of: UInt.self) { group in
             for (i, user) in confirmed.prefix(25).enumerated() {
-                group.addTask {
-                    var request = HTTPClientRequest(url: "http://127.0.0.1:\(i % 2 == 0 ? aPort : bPort)/events/\(event)/registrations/\(user)")
-                    request.method = .DELETE
-                    return try await HTTPClient.shared.execute(request, timeout: .seconds(60)).status.code
-                }
+                group.addTask { try await send(.DELETE, port: i % 2 == 0 ? aPort : bPort, "/events/\(event)/registrations/\(user)").status }
             }
             for try await status in group { #expect(status == 200) }
         }
         let oldest = results.filter { ($0.1["position"] as? Int ?? .max) <= 25 }.compactMap { $0.1["userId"] as? String }
-        let list = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(bPort)/events/\(event)/registrations?status=confirmed"), timeout: .seconds(60))
-        let rows = try #require(try JSONSerialization.jsonObject(with: Data(buffer: try await list.body.collect(upTo: 1 << 20))) as? [[String: Any]])
+        let list = try await send(.GET, port: bPort, "/events/\(event)/registrations?status=confirmed")
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(list.body.utf8)) as? [[String: Any]])
         #expect(rows.count == 50)
         #expect(Set(oldest).isSubset(of: Set(rows.compactMap { $0["userId"] as? String })))
     }

@@ -238,12 +238,11 @@ import Testing
                 try await withThrowingTaskGroup(of: UInt.self) { group in
                     for index in 0..<30 {
                         group.addTask {
-                            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)" + (index == 10 ? "/api/workers/leaving" : "/api/timestamps"))
-                            request.method = index == 10 ? .DELETE : .POST
-                            request.headers.add(name: "X-Admin-Token", value: Self.adminKey)
-                            request.headers.add(name: "Content-Type", value: "application/json")
-                            if index != 10 { request.body = .bytes(ByteBuffer(string: #"{"worker_id": "leaving", "event_type": "entry"}"#)) }
-                            return try await http.execute(request, timeout: .seconds(60)).status.code
+                            let admin = [("X-Admin-Token", Self.adminKey)]
+                            return index == 10
+                                ? try await send(.DELETE, port: port, "/api/workers/leaving", headers: admin, using: http).status
+                                : try await send(.POST, port: port, "/api/timestamps", body: ByteBuffer(string: #"{"worker_id": "leaving", "event_type": "entry"}"#),
+                                                 headers: admin, using: http).status
                         }
                     }
                     return try await group.reduce(into: [UInt]()) { $0.append($1) }
