@@ -1,21 +1,25 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import SQLKit
 import SQLiteKit
 import ServiceLifecycle
 import Synchronization
 
-/// SQLite in WAL mode: all writes through one connection, batched by `GroupCommit`; reads spread
-/// over a few more connections (WAL readers never block the writer, nor it them).
+/// SQLite in WAL mode: all writes through one connection on its own thread, batched by
+/// `GroupCommit`; reads spread over a few more connections (WAL readers never block the writer,
+/// nor it them).
 final class SQLiteEngine: Database {
     let engine = DatabaseEngine.sqlite
+    private let writerThread: WriterThread
     private let writer: SQLiteConnection
     private let readers: [SQLiteConnection]
     private let writes: GroupCommit
     private let nextReader = Atomic<Int>(0)
 
-    private init(writer: SQLiteConnection, readers: [SQLiteConnection]) {
+    private init(writerThread: WriterThread, writer: SQLiteConnection, readers: [SQLiteConnection]) {
+        self.writerThread = writerThread
         self.writer = writer
         self.readers = readers
         self.writes = GroupCommit(db: writer.sql(queryLogLevel: .trace))
@@ -26,7 +30,8 @@ final class SQLiteEngine: Database {
         if !directory.isEmpty {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
-        let writer = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        let writerThread = WriterThread()
+        let writer = try await SQLiteConnection.open(storage: .file(path: path), threadPool: writerThread.pool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
         for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"] {
             _ = try await writer.sql().raw(SQLQueryString(pragma)).all()
         }
@@ -36,7 +41,7 @@ final class SQLiteEngine: Database {
             _ = try await reader.sql().raw("PRAGMA busy_timeout=5000").all()
             readers.append(reader)
         }
-        return SQLiteEngine(writer: writer, readers: readers)
+        return SQLiteEngine(writerThread: writerThread, writer: writer, readers: readers)
     }
 
     func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
@@ -55,7 +60,7 @@ final class SQLiteEngine: Database {
                 succeed: { continuation.resume(returning: result.withLock { $0! }) },
                 fail: { continuation.resume(throwing: $0) }
             )
-            Task { await writes.submit(job) }
+            Task(executorPreference: writerThread) { [writes] in await writes.submit(job) }
         }
     }
 
@@ -72,5 +77,6 @@ final class SQLiteEngine: Database {
             let closed: EventLoopFuture<Void> = connection.close()
             try? await closed.get()
         }
+        await writerThread.shutdown()
     }
 }
