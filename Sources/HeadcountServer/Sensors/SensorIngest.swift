@@ -35,7 +35,7 @@ final class SensorIngest: Sendable {
                 defer { state.running = true }
                 return !state.running
             }
-            if lead { Task { await self.drain() } }
+            if lead { Task(executorPreference: database.writerExecutor) { await self.drain() } }
         }
     }
 

@@ -17,6 +17,10 @@ public protocol Database: Sendable {
     /// `COMMIT` when it returns and `ROLLBACK` when it throws.
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
 
+    /// Where a task that does nothing but issue transactions back to back is best run: SQLite's
+    /// writer thread; nil (no preference) on PostgreSQL.
+    var writerExecutor: (any TaskExecutor)? { get }
+
     /// Keeps the engine's connections alive until graceful shutdown, then closes them.
     func run() async throws
 

@@ -17,6 +17,7 @@ final class SQLiteEngine: Database {
     private let readers: [SQLiteConnection]
     private let writes: GroupCommit
     private let nextReader = Atomic<Int>(0)
+    var writerExecutor: (any TaskExecutor)? { writerThread }
 
     private init(writerThread: WriterThread, writer: SQLiteConnection, readers: [SQLiteConnection]) {
         self.writerThread = writerThread
