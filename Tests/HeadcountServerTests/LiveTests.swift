@@ -242,19 +242,64 @@ final class SSEClient: Sendable {
         }
     }
 
-    /// A subscriber that stops reading is cut off once its buffer is full, and writers never wait.
+    /// A subscriber that stops reading is cut off once it is too far behind, and writers never wait.
     @Test func aSlowSubscriberIsCutOff() async throws {
         let feed = ChangeFeed(subscriberBuffer: 3, logger: Logger(label: "test"))
         let subscription = feed.subscribe([.sensors], after: nil)
         for n in 0..<10 {
             feed.deliver([.init(topic: "sensors", type: "sensor.occupancy", data: #"{"inside":\#(n)}"#, at: Timestamp.now().microseconds)])
         }
-        // Three were kept, then the mailbox closed: the reader gets those three and the end.
-        #expect(await subscription.mailbox.take()?.count == 3)
-        #expect(await subscription.mailbox.take() == nil)
-        #expect(subscription.mailbox.wasCutOff)
+        // Its stream is told, then ends.
+        let told = try #require(await feed.next(subscription.id))
+        #expect(String(buffer: told).hasPrefix("event: overflow\n"))
+        #expect(await feed.next(subscription.id) == nil)
         #expect(feed.subscriberCount == 0)
-        // The feed still holds every change for those who resume.
-        #expect(feed.subscribe([.sensors], after: 0).replay.count == 10)
+        // The feed still holds every change for those who resume: one write, in order.
+        let resumed = feed.subscribe([.sensors], after: 0)
+        let replay = String(buffer: try #require(await feed.next(resumed.id)))
+        #expect(replay.components(separatedBy: "event: sensor.occupancy").count == 11)
+        #expect(replay.contains(#"data: {"inside":0}"#) && replay.hasSuffix(#"data: {"inside":9}"# + "\n\n"))
+    }
+
+    /// A subscriber gets only its topics, and no more than one write per flush interval however
+    /// busy the feed is.
+    @Test func streamsReadTheirTopicsFromTheLog() async throws {
+        let feed = ChangeFeed(flushInterval: .milliseconds(200), logger: Logger(label: "test"))
+        let service = Task { try await feed.run() }
+        defer { service.cancel() }
+        let rooms = feed.subscribe([.rooms], after: nil)
+        func publish(_ topic: String, _ n: Int) {
+            feed.deliver([.init(topic: topic, type: "t", data: "\(n)", at: Timestamp.now().microseconds)])
+        }
+        // Far more changes of another topic than a subscriber may fall behind by: not its news.
+        for n in 0..<2_000 { publish("sensors", n) }
+        publish("rooms", 1)
+        let first = String(buffer: try #require(await feed.next(rooms.id)))
+        #expect(first.hasSuffix("data: 1\n\n") && !first.contains("event: overflow"))
+        publish("rooms", 2)
+        publish("sensors", 3)
+        publish("rooms", 4)
+        let second = String(buffer: try #require(await feed.next(rooms.id)))
+        #expect(second.hasPrefix("id: ") && second.hasSuffix("data: 4\n\n") && second.contains("data: 2\n\n") && !second.contains("data: 3\n"))
+
+        // A change every millisecond for a second: every one arrives, in a handful of writes.
+        let started = ContinuousClock.now
+        let busy = Task {
+            for n in 0..<1_000 {
+                publish("rooms", 10_000 + n)
+                try await Task.sleep(for: .milliseconds(1))
+            }
+        }
+        var (writes, received) = (0, "")
+        while !received.hasSuffix("data: 10999\n\n") {
+            received += String(buffer: try #require(await feed.next(rooms.id)))
+            writes += 1
+        }
+        try await busy.value
+        #expect(received.components(separatedBy: "event: t\n").count == 1_001)
+        let intervals = Int((ContinuousClock.now - started) / .milliseconds(200))
+        #expect(writes <= intervals + 2, "one write per flush interval, not one per change: \(writes) writes in \(intervals) intervals")
+        feed.end(rooms.id)
+        #expect(await feed.next(rooms.id) == nil)
     }
 }

@@ -1,6 +1,7 @@
 import DequeModule
 import Foundation
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 
@@ -24,9 +25,11 @@ protocol ChangeRelay: Sendable {
 }
 
 /// The in-process change feed. Changes are published after their commit, numbered in the order
-/// this instance receives them, kept for resumption (the last `retained`), and posted to each
-/// subscriber's mailbox: a subscriber that falls `subscriberBuffer` changes behind is cut off (and
-/// told so) rather than slowing down writers or growing without limit.
+/// this instance receives them and kept in one log (the last `retained`), which is both what a
+/// `Last-Event-ID` resumes from and what every stream reads: a change is stored once, however many
+/// subscribers there are, and each stream copies out its topics' share when it next writes. A
+/// subscriber that falls `subscriberBuffer` changes behind is cut off (and told so) rather than
+/// slowing down writers or holding the log.
 final class ChangeFeed: Service, Sendable {
     /// What a relay carries between instances.
     struct Message: Codable, Sendable {
@@ -39,23 +42,44 @@ final class ChangeFeed: Service, Sendable {
 
     struct Subscription: Sendable {
         let id: Int
-        let mailbox: Mailbox
-        /// Retained changes after the `Last-Event-ID` the subscriber gave.
-        let replay: [Change]
         /// False when a `Last-Event-ID` was given that this feed no longer (or never) held.
         let resumed: Bool
     }
 
+    /// What a parked stream is told when it wakes.
+    private enum Step {
+        case write(ByteBuffer), end, again
+    }
+
     private struct Subscriber {
-        let topics: Set<Topic>
-        let mailbox: Mailbox
+        let id: Int
+        /// Its topics, as a mask of `Topic.bit`s.
+        let topics: Int
+        /// The last position this subscriber has read (or has nothing to read up to).
+        var cursor: Int64
+        /// Its changes after the cursor.
+        var unread = 0
+        var heartbeatDue = false
+        /// Whether a flush interval has passed since its last write, so it may write again.
+        var rested = true
+        var reader: CheckedContinuation<Step, Never>?
+
+        /// Its reader, taken, when it is parked and may write something now.
+        mutating func wakeIfDue() -> CheckedContinuation<Step, Never>? {
+            guard rested, unread > 0 || heartbeatDue else { return nil }
+            defer { reader = nil }
+            return reader
+        }
     }
 
     private struct State {
-        var retained = Deque<Change>()
+        var log = Deque<Change>()
         var nextID: Int64 = 1
-        var subscribers: [Int: Subscriber] = [:]
+        /// Few enough to scan; kept in an array so that each is updated in place.
+        var subscribers: [Subscriber] = []
         var nextSubscriber = 0
+        /// Subscribers cut off and not yet told.
+        var cutOff = Set<Int>()
         var lagMicroseconds: Int64 = 0
     }
 
@@ -65,8 +89,9 @@ final class ChangeFeed: Service, Sendable {
     let retainedCount: Int
     let subscriberBuffer: Int
     let heartbeat: Duration
-    /// The shortest time between two writes to one subscriber: changes that arrive meanwhile go
-    /// out together, so a busy feed costs each stream a few writes a second, not one per change.
+    /// How often a stream may write: changes that arrive meanwhile go out together, so a busy feed
+    /// costs each stream a few writes a second, not one per change; a quiet feed's change goes out
+    /// at once.
     let flushInterval: Duration
     private let relay: (any ChangeRelay)?
     private let logger: Logger
@@ -94,45 +119,121 @@ final class ChangeFeed: Service, Sendable {
         if let relay { relay.send(message) } else { local.withLock { $0 }?.send(message) }
     }
 
-    /// Numbers changes and posts them to the subscribers of their topics, each subscriber's share
-    /// in one go.
+    /// Numbers changes, adds them to the log and wakes the rested subscribers they concern.
     func deliver(_ messages: [Message]) {
-        state.withLock { state in
-            var changes: [Change] = []
+        let woken = state.withLock { state in
+            var added = Array(repeating: 0, count: Topic.allCases.count)
             for message in messages {
                 guard let topic = Topic(rawValue: message.topic) else { continue }
                 let id = state.nextID
                 state.nextID += 1
-                changes.append(Change(id: id, topic: topic, text: "id: \(epoch)-\(id)\nevent: \(message.type)\ndata: \(message.data)\n\n"))
+                state.log.append(Change(id: id, topic: topic, text: "id: \(epoch)-\(id)\nevent: \(message.type)\ndata: \(message.data)\n\n"))
+                added[topic.index] += 1
                 state.lagMicroseconds = max(0, Timestamp.now().microseconds - message.at)
             }
-            state.retained.append(contentsOf: changes)
-            if state.retained.count > retainedCount { state.retained.removeFirst(state.retained.count - retainedCount) }
-            for (id, subscriber) in state.subscribers {
-                let share = changes.filter { subscriber.topics.contains($0.topic) }.map(Mailbox.Item.change)
-                if !share.isEmpty, !subscriber.mailbox.post(share) { state.subscribers.removeValue(forKey: id) }
+            if state.log.count > retainedCount { state.log.removeFirst(state.log.count - retainedCount) }
+            var woken: [CheckedContinuation<Step, Never>] = []
+            for i in state.subscribers.indices {
+                let count = Topic.allCases.reduce(0) { $0 + (state.subscribers[i].topics & $1.bit != 0 ? added[$1.index] : 0) }
+                if count == 0 {
+                    // Nothing for it: a subscriber with nothing unread has read up to here too.
+                    if state.subscribers[i].unread == 0 { state.subscribers[i].cursor = state.nextID - 1 }
+                    continue
+                }
+                state.subscribers[i].unread += count
+                if state.subscribers[i].unread > subscriberBuffer {
+                    state.cutOff.insert(state.subscribers[i].id)
+                    state.subscribers[i].rested = true  // so that it is woken, to be told
+                }
+                state.subscribers[i].wakeIfDue().map { woken.append($0) }
+            }
+            state.subscribers.removeAll { state.cutOff.contains($0.id) }
+            return woken
+        }
+        woken.forEach { $0.resume(returning: .again) }
+    }
+
+    /// Subscribes to `topics`; with a `lastEventID` this feed still holds, the changes after it
+    /// come first.
+    func subscribe(_ topics: Set<Topic>, after lastEventID: Int64?) -> Subscription {
+        state.withLock { state in
+            let id = state.nextSubscriber
+            state.nextSubscriber += 1
+            var subscriber = Subscriber(id: id, topics: topics.reduce(0) { $0 | $1.bit }, cursor: state.nextID - 1)
+            var resumed = true
+            if let lastEventID {
+                let oldest = state.log.first?.id ?? state.nextID
+                if lastEventID >= oldest - 1, lastEventID < state.nextID {
+                    subscriber.cursor = lastEventID
+                    subscriber.unread = state.log.reduce(0) { $0 + ($1.id > lastEventID && topics.contains($1.topic) ? 1 : 0) }
+                } else {
+                    resumed = false
+                }
+            }
+            state.subscribers.append(subscriber)
+            return Subscription(id: id, resumed: resumed)
+        }
+    }
+
+    /// What subscription `id`'s stream writes next: its changes since its last write (waiting for
+    /// some, and at most one write per flush interval), then nil once it has ended; a subscriber
+    /// that was cut off gets an `overflow` event first.
+    func next(_ id: Int) async -> ByteBuffer? {
+        while true {
+            let step = await withCheckedContinuation { (reader: CheckedContinuation<Step, Never>) in
+                let now: Step? = state.withLock { state in
+                    guard let i = state.subscribers.firstIndex(where: { $0.id == id }) else {
+                        return state.cutOff.remove(id) != nil ? overflow : .end
+                    }
+                    guard state.subscribers[i].rested, state.subscribers[i].unread > 0 || state.subscribers[i].heartbeatDue else {
+                        state.subscribers[i].reader = reader
+                        return nil
+                    }
+                    return collect(&state.subscribers[i], from: state.log, upTo: state.nextID - 1) ?? {
+                        state.subscribers.remove(at: i)
+                        return overflow
+                    }()
+                }
+                if let now { reader.resume(returning: now) }
+            }
+            switch step {
+            case .write(let buffer): return buffer
+            case .end: return nil
+            case .again: continue
             }
         }
     }
 
-    /// Subscribes to `topics`, first replaying what was retained after `lastEventID`.
-    func subscribe(_ topics: Set<Topic>, after lastEventID: Int64?) -> Subscription {
-        let mailbox = Mailbox(capacity: subscriberBuffer)
-        return state.withLock { state in
-            let id = state.nextSubscriber
-            state.nextSubscriber += 1
-            state.subscribers[id] = Subscriber(topics: topics, mailbox: mailbox)
-            guard let lastEventID else { return Subscription(id: id, mailbox: mailbox, replay: [], resumed: true) }
-            let oldest = state.retained.first?.id ?? state.nextID
-            guard lastEventID >= oldest - 1, lastEventID < state.nextID else { return Subscription(id: id, mailbox: mailbox, replay: [], resumed: false) }
-            let replay = Array(state.retained.filter { $0.id > lastEventID && topics.contains($0.topic) })
-            return Subscription(id: id, mailbox: mailbox, replay: replay, resumed: true)
+    /// A subscriber's unread changes (and heartbeat) in one buffer; nil when the log has moved past
+    /// what it had not read (other topics were busy): as good as cut off.
+    private func collect(_ subscriber: inout Subscriber, from log: Deque<Change>, upTo newest: Int64) -> Step? {
+        var buffer = ByteBufferAllocator().buffer(capacity: subscriber.unread * 128 + 16)
+        if subscriber.unread > 0 {
+            let start = subscriber.cursor + 1 - log.first!.id
+            guard start >= 0 else { return nil }
+            for i in Int(start)..<log.count where log[i].topic.bit & subscriber.topics != 0 {
+                buffer.writeString(log[i].text)
+            }
         }
+        if subscriber.heartbeatDue { buffer.writeString(": heartbeat\n\n") }
+        subscriber.cursor = newest
+        subscriber.unread = 0
+        subscriber.heartbeatDue = false
+        subscriber.rested = false
+        return .write(buffer)
     }
 
-    /// Ends a subscription: its mailbox closes once emptied.
+    private var overflow: Step {
+        .write(ByteBuffer(string: StreamController.event("overflow", #"{"reason":"this client fell \#(subscriberBuffer) changes behind; reconnect"}"#)))
+    }
+
+    /// Ends a subscription; its stream's `next` returns nil.
     func end(_ id: Int) {
-        state.withLock { $0.subscribers.removeValue(forKey: id) }?.mailbox.close()
+        state.withLock { state -> CheckedContinuation<Step, Never>? in
+            state.cutOff.remove(id)
+            guard let i = state.subscribers.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.subscribers.remove(at: i).reader
+        }?.resume(returning: .end)
     }
 
     /// The feed position a `Last-Event-ID` names; -1 (not resumable) for another feed's id.
@@ -144,7 +245,20 @@ final class ChangeFeed: Service, Sendable {
     var subscriberCount: Int { state.withLock { $0.subscribers.count } }
     var lagSeconds: Double { Double(state.withLock { $0.lagMicroseconds }) / 1_000_000 }
 
-    /// Sends heartbeats (and runs the relay) until graceful shutdown, then ends every subscription.
+    /// Applies `change` to every subscriber and wakes those it gives something to write: every
+    /// flush interval each one rests, every heartbeat each one has a heartbeat due.
+    private func wake(_ change: (inout Subscriber) -> Void) {
+        let woken = state.withLock { state in
+            state.subscribers.indices.compactMap { i in
+                change(&state.subscribers[i])
+                return state.subscribers[i].wakeIfDue()
+            }
+        }
+        woken.forEach { $0.resume(returning: .again) }
+    }
+
+    /// Paces the streams and sends heartbeats (and runs the relay) until graceful shutdown, then
+    /// ends every subscription.
     func run() async throws {
         try? await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
@@ -157,96 +271,27 @@ final class ChangeFeed: Service, Sendable {
                     }
                 }
                 group.addTask {
-                    while (try? await Task.sleep(for: self.heartbeat)) != nil {
-                        self.state.withLock { state in
-                            for (id, subscriber) in state.subscribers where !subscriber.mailbox.post([.heartbeat]) {
-                                state.subscribers.removeValue(forKey: id)
-                            }
-                        }
-                    }
+                    while (try? await Task.sleep(for: self.flushInterval)) != nil { self.wake { $0.rested = true } }
+                }
+                group.addTask {
+                    while (try? await Task.sleep(for: self.heartbeat)) != nil { self.wake { $0.heartbeatDue = true } }
                 }
                 await group.waitForAll()
             }
         }
-        let all = state.withLock { state in
+        let readers = state.withLock { state in
             defer { state.subscribers.removeAll() }
-            return state.subscribers.values.map(\.mailbox)
+            return state.subscribers.compactMap(\.reader)
         }
-        all.forEach { $0.close() }
+        readers.forEach { $0.resume(returning: .end) }
     }
 }
 
-/// One subscriber's undelivered items. Posting never waits; the reader takes everything waiting at
-/// once, so a busy stream writes many changes per write instead of one write per change.
-final class Mailbox: Sendable {
-    enum Item: Sendable {
-        case change(Change)
-        case heartbeat
-    }
-
-    private struct State {
-        var items: [Item] = []
-        var reader: CheckedContinuation<[Item]?, Never>?
-        var closed = false
-        var cutOff = false
-    }
-
-    let capacity: Int
-    private let state = Mutex(State())
-
-    init(capacity: Int) {
-        self.capacity = capacity
-    }
-
-    /// Adds items; false (and the mailbox closes, marked cut off) when they do not fit or it is closed.
-    func post(_ items: [Item]) -> Bool {
-        let (accepted, reader): (Bool, CheckedContinuation<[Item]?, Never>?) = state.withLock { state in
-            guard !state.closed else { return (false, nil) }
-            guard state.items.count + items.count <= capacity else {
-                state.closed = true
-                state.cutOff = true
-                return (false, nil)
-            }
-            // A waiting reader found the mailbox empty: these items are all it gets.
-            if let reader = state.reader {
-                state.reader = nil
-                return (true, reader)
-            }
-            state.items.append(contentsOf: items)
-            return (true, nil)
-        }
-        reader?.resume(returning: items)
-        return accepted
-    }
-
-    /// Everything waiting, waiting for something if there is nothing; nil once closed and empty.
-    func take() async -> [Item]? {
-        await withCheckedContinuation { reader in
-            let ready: [Item]?? = state.withLock { state in
-                if !state.items.isEmpty {
-                    defer { state.items.removeAll(keepingCapacity: true) }
-                    return state.items
-                }
-                if state.closed { return .some(nil) }
-                state.reader = reader
-                return nil
-            }
-            if let ready { reader.resume(returning: ready) }
-        }
-    }
-
-    /// No more items; a waiting reader gets nil.
-    func close() {
-        let reader = state.withLock { state in
-            state.closed = true
-            defer { state.reader = nil }
-            return state.reader
-        }
-        reader?.resume(returning: nil)
-    }
-
-    /// Whether it closed because its reader fell `capacity` items behind.
-    var wasCutOff: Bool { state.withLock { $0.cutOff } }
+extension Topic {
+    /// Its place in `allCases`, for counting by topic without a dictionary.
+    var index: Int { Topic.allCases.firstIndex(of: self)! }
+    /// Its bit in a mask of topics.
+    var bit: Int { 1 << index }
 }
 
 extension JSONEncoder {

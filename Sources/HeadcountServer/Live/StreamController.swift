@@ -43,22 +43,9 @@ struct StreamController {
         if !subscription.resumed {
             opening += event("reset", #"{"reason":"the feed no longer holds the changes after Last-Event-ID; reload the state"}"#)
         }
-        try await writer.write(ByteBuffer(string: opening + subscription.replay.map(\.text).joined()))
-        // Everything that arrived since the last write goes out in one write.
-        while let items = await subscription.mailbox.take() {
-            // Straight into one buffer: a busy feed's text is copied once per subscriber, not twice.
-            var buffer = ByteBufferAllocator().buffer(capacity: items.count * 192)
-            for item in items {
-                switch item {
-                case .change(let change): buffer.writeString(change.text)
-                case .heartbeat: buffer.writeString(": heartbeat\n\n")
-                }
-            }
+        try await writer.write(ByteBuffer(string: opening))
+        while let buffer = await feed.next(subscription.id) {
             try await writer.write(buffer)
-            try await Task.sleep(for: feed.flushInterval)
-        }
-        if subscription.mailbox.wasCutOff {
-            try await writer.write(ByteBuffer(string: event("overflow", #"{"reason":"this client fell \#(feed.subscriberBuffer) changes behind; reconnect"}"#)))
         }
     }
 

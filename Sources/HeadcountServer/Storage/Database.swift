@@ -29,6 +29,8 @@ public protocol Database: Sendable {
 }
 
 extension Database {
+    var writerExecutor: (any TaskExecutor)? { nil }
+
     /// Whether the database answers a trivial query.
     public func isHealthy() async -> Bool {
         (try? await read { db in try await db.raw("SELECT 1 AS ok").first() }) != nil

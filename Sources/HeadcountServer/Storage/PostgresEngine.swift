@@ -7,7 +7,6 @@ import SQLKit
 /// PostgreSQL through a `PostgresClient` pool: the engine for several stateless instances.
 final class PostgresEngine: Database {
     let engine = DatabaseEngine.postgres
-    let writerExecutor: (any TaskExecutor)? = nil
     let client: PostgresClient
 
     init(url: String, logger: Logger) throws {
