@@ -242,44 +242,51 @@ final class SSEClient: Sendable {
         }
     }
 
-    /// A subscriber that stops reading is cut off once it is too far behind, and writers never wait.
+    /// A subscriber that stops reading is cut off once the feed drops changes it has not read, and
+    /// writers never wait for it.
     @Test func aSlowSubscriberIsCutOff() async throws {
-        let feed = ChangeFeed(subscriberBuffer: 3, logger: Logger(label: "test"))
+        let feed = ChangeFeed(retained: 5, logger: Logger(label: "test"))
         let subscription = feed.subscribe([.sensors], after: nil)
-        for n in 0..<10 {
+        for n in 1...10 {
             feed.deliver([.init(topic: "sensors", type: "sensor.occupancy", data: #"{"inside":\#(n)}"#, at: Timestamp.now().microseconds)])
         }
         // Its stream is told, then ends.
-        let told = try #require(await feed.next(subscription.id))
-        #expect(String(buffer: told).hasPrefix("event: overflow\n"))
-        #expect(await feed.next(subscription.id) == nil)
+        let told = try #require(await feed.nextText(subscription.id))
+        #expect(told.hasPrefix("event: overflow\n"))
+        #expect(await feed.nextText(subscription.id) == nil)
         #expect(feed.subscriberCount == 0)
-        // The feed still holds every change for those who resume: one write, in order.
-        let resumed = feed.subscribe([.sensors], after: 0)
-        let replay = String(buffer: try #require(await feed.next(resumed.id)))
-        #expect(replay.components(separatedBy: "event: sensor.occupancy").count == 11)
-        #expect(replay.contains(#"data: {"inside":0}"#) && replay.hasSuffix(#"data: {"inside":9}"# + "\n\n"))
+        // The feed holds its last five changes for those who resume: one write, in order.
+        let resumed = feed.subscribe([.sensors], after: 5)
+        #expect(resumed.resumed)
+        let replay = try #require(await feed.nextText(resumed.id))
+        #expect(replay.components(separatedBy: "event: sensor.occupancy").count == 6)
+        #expect(replay.hasPrefix("id: \(feed.epoch)-6\n") && replay.hasSuffix(#"data: {"inside":10}"# + "\n\n"))
+        #expect(!feed.subscribe([.sensors], after: 4).resumed)
+        // Changes delivered together are stored together; resuming inside them starts at the right one.
+        feed.deliver((11...13).map { .init(topic: "sensors", type: "sensor.occupancy", data: #"{"inside":\#($0)}"#, at: Timestamp.now().microseconds) })
+        let inside = try #require(await feed.nextText(feed.subscribe([.sensors], after: 11).id))
+        #expect(inside.hasPrefix("id: \(feed.epoch)-12\n") && inside.components(separatedBy: "event: ").count == 3)
     }
 
     /// A subscriber gets only its topics, and no more than one write per flush interval however
     /// busy the feed is.
     @Test func streamsReadTheirTopicsFromTheLog() async throws {
-        let feed = ChangeFeed(flushInterval: .milliseconds(200), logger: Logger(label: "test"))
+        let feed = ChangeFeed(retained: 1_500, flushInterval: .milliseconds(200), logger: Logger(label: "test"))
         let service = Task { try await feed.run() }
         defer { service.cancel() }
         let rooms = feed.subscribe([.rooms], after: nil)
         func publish(_ topic: String, _ n: Int) {
             feed.deliver([.init(topic: topic, type: "t", data: "\(n)", at: Timestamp.now().microseconds)])
         }
-        // Far more changes of another topic than a subscriber may fall behind by: not its news.
+        // More changes of another topic than the feed holds: not its news, so it is not behind.
         for n in 0..<2_000 { publish("sensors", n) }
         publish("rooms", 1)
-        let first = String(buffer: try #require(await feed.next(rooms.id)))
+        let first = try #require(await feed.nextText(rooms.id))
         #expect(first.hasSuffix("data: 1\n\n") && !first.contains("event: overflow"))
         publish("rooms", 2)
         publish("sensors", 3)
         publish("rooms", 4)
-        let second = String(buffer: try #require(await feed.next(rooms.id)))
+        let second = try #require(await feed.nextText(rooms.id))
         #expect(second.hasPrefix("id: ") && second.hasSuffix("data: 4\n\n") && second.contains("data: 2\n\n") && !second.contains("data: 3\n"))
 
         // A change every millisecond for a second: every one arrives, in a handful of writes.
@@ -292,7 +299,7 @@ final class SSEClient: Sendable {
         }
         var (writes, received) = (0, "")
         while !received.hasSuffix("data: 10999\n\n") {
-            received += String(buffer: try #require(await feed.next(rooms.id)))
+            received += try #require(await feed.nextText(rooms.id))
             writes += 1
         }
         try await busy.value
@@ -300,6 +307,13 @@ final class SSEClient: Sendable {
         let intervals = Int((ContinuousClock.now - started) / .milliseconds(200))
         #expect(writes <= intervals + 2, "one write per flush interval, not one per change: \(writes) writes in \(intervals) intervals")
         feed.end(rooms.id)
-        #expect(await feed.next(rooms.id) == nil)
+        #expect(await feed.nextText(rooms.id) == nil)
+    }
+}
+
+extension ChangeFeed {
+    /// What `next` gives a stream, as the text it writes.
+    func nextText(_ id: Int) async -> String? {
+        await next(id).map { $0.map { String(buffer: $0) }.joined() }
     }
 }

@@ -5,12 +5,24 @@ import NIOCore
 import ServiceLifecycle
 import Synchronization
 
-/// One accepted change, as subscribers of `/api/stream` see it.
-struct Change: Sendable {
-    let id: Int64
+/// Consecutive changes of one topic delivered together, as subscribers of `/api/stream` see them:
+/// server-sent events (id, type and JSON data), formatted once for every subscriber, in one buffer
+/// so that a stream copies a run at a time rather than a change at a time.
+struct Run: Sendable {
     let topic: Topic
-    /// The change as a server-sent event (id, type and JSON data), formatted once for every subscriber.
-    let text: String
+    let firstID: Int64
+    /// Where each change's event starts in `text`.
+    var starts: [Int] = []
+    var text = ByteBuffer()
+
+    var count: Int { starts.count }
+    var lastID: Int64 { firstID + Int64(count) - 1 }
+
+    /// The events after change `id` (the whole run when `id` precedes it).
+    func events(after id: Int64) -> ByteBuffer {
+        let skip = Int(max(0, id + 1 - firstID))
+        return skip == 0 ? text : text.getSlice(at: starts[skip], length: text.readableBytes - starts[skip])!
+    }
 }
 
 enum Topic: String, CaseIterable, Sendable {
@@ -25,11 +37,11 @@ protocol ChangeRelay: Sendable {
 }
 
 /// The in-process change feed. Changes are published after their commit, numbered in the order
-/// this instance receives them and kept in one log (the last `retained`), which is both what a
-/// `Last-Event-ID` resumes from and what every stream reads: a change is stored once, however many
-/// subscribers there are, and each stream copies out its topics' share when it next writes. A
-/// subscriber that falls `subscriberBuffer` changes behind is cut off (and told so) rather than
-/// slowing down writers or holding the log.
+/// this instance receives them and kept in one log (at least the last `retained`), which is both
+/// what a `Last-Event-ID` resumes from and what every stream reads: a change is stored once, however
+/// many subscribers there are, and each stream copies out its topics' share when it next writes. A
+/// subscriber so far behind that the log has dropped changes it has not read is cut off (and told
+/// so): writers never wait for it, and the log does not grow for it.
 final class ChangeFeed: Service, Sendable {
     /// What a relay carries between instances.
     struct Message: Codable, Sendable {
@@ -48,7 +60,7 @@ final class ChangeFeed: Service, Sendable {
 
     /// What a parked stream is told when it wakes.
     private enum Step {
-        case write(ByteBuffer), end, again
+        case write([ByteBuffer]), end, again
     }
 
     private struct Subscriber {
@@ -60,20 +72,23 @@ final class ChangeFeed: Service, Sendable {
         /// Its changes after the cursor.
         var unread = 0
         var heartbeatDue = false
-        /// Whether a flush interval has passed since its last write, so it may write again.
+        /// Whether its turn in the flush cycle has come since its last write, so it may write again.
         var rested = true
         var reader: CheckedContinuation<Step, Never>?
 
+        var mayWrite: Bool { rested && (unread > 0 || heartbeatDue) }
+
         /// Its reader, taken, when it is parked and may write something now.
         mutating func wakeIfDue() -> CheckedContinuation<Step, Never>? {
-            guard rested, unread > 0 || heartbeatDue else { return nil }
+            guard mayWrite else { return nil }
             defer { reader = nil }
             return reader
         }
     }
 
     private struct State {
-        var log = Deque<Change>()
+        var log = Deque<Run>()
+        var logged = 0
         var nextID: Int64 = 1
         /// Few enough to scan; kept in an array so that each is updated in place.
         var subscribers: [Subscriber] = []
@@ -87,11 +102,10 @@ final class ChangeFeed: Service, Sendable {
     /// started, so an id from another instance or an earlier run is recognised as not resumable.
     let epoch = String(UInt32.random(in: .min ... .max), radix: 16)
     let retainedCount: Int
-    let subscriberBuffer: Int
     let heartbeat: Duration
     /// How often a stream may write: changes that arrive meanwhile go out together, so a busy feed
-    /// costs each stream a few writes a second, not one per change; a quiet feed's change goes out
-    /// at once.
+    /// costs each stream a few writes a second, not one per change; a quiet stream's change goes
+    /// out at once.
     let flushInterval: Duration
     private let relay: (any ChangeRelay)?
     private let logger: Logger
@@ -99,12 +113,11 @@ final class ChangeFeed: Service, Sendable {
     /// Without a relay, changes are delivered from here, off the publishing writer's path.
     private let local = Mutex<Outbox<Message>?>(nil)
 
-    init(relay: (any ChangeRelay)? = nil, retained: Int = 10_000, subscriberBuffer: Int = 1_000, heartbeat: Duration = .seconds(15),
-         flushInterval: Duration = .milliseconds(100), logger: Logger) {
+    init(relay: (any ChangeRelay)? = nil, retained: Int = 10_000, heartbeat: Duration = .seconds(15),
+         flushInterval: Duration = .milliseconds(250), logger: Logger) {
         self.relay = relay
         self.flushInterval = flushInterval
         self.retainedCount = retained
-        self.subscriberBuffer = subscriberBuffer
         self.heartbeat = heartbeat
         self.logger = logger
         if relay == nil {
@@ -123,31 +136,39 @@ final class ChangeFeed: Service, Sendable {
     func deliver(_ messages: [Message]) {
         let woken = state.withLock { state in
             var added = Array(repeating: 0, count: Topic.allCases.count)
+            var runs: [Run] = []
             for message in messages {
                 guard let topic = Topic(rawValue: message.topic) else { continue }
                 let id = state.nextID
                 state.nextID += 1
-                state.log.append(Change(id: id, topic: topic, text: "id: \(epoch)-\(id)\nevent: \(message.type)\ndata: \(message.data)\n\n"))
+                if runs.last?.topic != topic { runs.append(Run(topic: topic, firstID: id)) }
+                runs[runs.count - 1].starts.append(runs[runs.count - 1].text.writerIndex)
+                runs[runs.count - 1].text.writeString("id: \(epoch)-\(id)\nevent: \(message.type)\ndata: \(message.data)\n\n")
                 added[topic.index] += 1
                 state.lagMicroseconds = max(0, Timestamp.now().microseconds - message.at)
             }
-            if state.log.count > retainedCount { state.log.removeFirst(state.log.count - retainedCount) }
+            state.log.append(contentsOf: runs)
+            state.logged += runs.reduce(0) { $0 + $1.count }
+            while let first = state.log.first, state.logged - first.count >= retainedCount {
+                state.logged -= state.log.removeFirst().count
+            }
+            let oldest = state.log.first?.firstID ?? state.nextID
             var woken: [CheckedContinuation<Step, Never>] = []
             for i in state.subscribers.indices {
                 let count = Topic.allCases.reduce(0) { $0 + (state.subscribers[i].topics & $1.bit != 0 ? added[$1.index] : 0) }
-                if count == 0 {
-                    // Nothing for it: a subscriber with nothing unread has read up to here too.
-                    if state.subscribers[i].unread == 0 { state.subscribers[i].cursor = state.nextID - 1 }
+                if count == 0, state.subscribers[i].unread == 0 {
+                    // Nothing for it and nothing unread: it has read up to here too.
+                    state.subscribers[i].cursor = state.nextID - 1
                     continue
                 }
                 state.subscribers[i].unread += count
-                if state.subscribers[i].unread > subscriberBuffer {
+                if state.subscribers[i].cursor + 1 < oldest {
                     state.cutOff.insert(state.subscribers[i].id)
                     state.subscribers[i].rested = true  // so that it is woken, to be told
                 }
                 state.subscribers[i].wakeIfDue().map { woken.append($0) }
             }
-            state.subscribers.removeAll { state.cutOff.contains($0.id) }
+            if !state.cutOff.isEmpty { state.subscribers.removeAll { state.cutOff.contains($0.id) } }
             return woken
         }
         woken.forEach { $0.resume(returning: .again) }
@@ -162,10 +183,12 @@ final class ChangeFeed: Service, Sendable {
             var subscriber = Subscriber(id: id, topics: topics.reduce(0) { $0 | $1.bit }, cursor: state.nextID - 1)
             var resumed = true
             if let lastEventID {
-                let oldest = state.log.first?.id ?? state.nextID
+                let oldest = state.log.first?.firstID ?? state.nextID
                 if lastEventID >= oldest - 1, lastEventID < state.nextID {
                     subscriber.cursor = lastEventID
-                    subscriber.unread = state.log.reduce(0) { $0 + ($1.id > lastEventID && topics.contains($1.topic) ? 1 : 0) }
+                    for run in state.log where run.lastID > lastEventID && topics.contains(run.topic) {
+                        subscriber.unread += Int(run.lastID - max(lastEventID, run.firstID - 1))
+                    }
                 } else {
                     resumed = false
                 }
@@ -178,53 +201,67 @@ final class ChangeFeed: Service, Sendable {
     /// What subscription `id`'s stream writes next: its changes since its last write (waiting for
     /// some, and at most one write per flush interval), then nil once it has ended; a subscriber
     /// that was cut off gets an `overflow` event first.
-    func next(_ id: Int) async -> ByteBuffer? {
+    func next(_ id: Int) async -> [ByteBuffer]? {
         while true {
             let step = await withCheckedContinuation { (reader: CheckedContinuation<Step, Never>) in
                 let now: Step? = state.withLock { state in
                     guard let i = state.subscribers.firstIndex(where: { $0.id == id }) else {
                         return state.cutOff.remove(id) != nil ? overflow : .end
                     }
-                    guard state.subscribers[i].rested, state.subscribers[i].unread > 0 || state.subscribers[i].heartbeatDue else {
+                    guard state.subscribers[i].mayWrite else {
                         state.subscribers[i].reader = reader
                         return nil
                     }
-                    return collect(&state.subscribers[i], from: state.log, upTo: state.nextID - 1) ?? {
-                        state.subscribers.remove(at: i)
-                        return overflow
-                    }()
+                    return collect(&state.subscribers[i], from: state.log, upTo: state.nextID - 1)
                 }
                 if let now { reader.resume(returning: now) }
             }
             switch step {
-            case .write(let buffer): return buffer
+            case .write(let parts): return parts
             case .end: return nil
             case .again: continue
             }
         }
     }
 
-    /// A subscriber's unread changes (and heartbeat) in one buffer; nil when the log has moved past
-    /// what it had not read (other topics were busy): as good as cut off.
-    private func collect(_ subscriber: inout Subscriber, from log: Deque<Change>, upTo newest: Int64) -> Step? {
-        var buffer = ByteBufferAllocator().buffer(capacity: subscriber.unread * 128 + 16)
-        if subscriber.unread > 0 {
-            let start = subscriber.cursor + 1 - log.first!.id
-            guard start >= 0 else { return nil }
-            for i in Int(start)..<log.count where log[i].topic.bit & subscriber.topics != 0 {
-                buffer.writeString(log[i].text)
+    /// A subscriber's unread changes (all still in the log: `deliver` cuts off those whose are not)
+    /// and heartbeat, copied into parts of at most `partSize` bytes: few writes, and buffers small
+    /// enough to come from malloc's free lists rather than from fresh pages each time.
+    private func collect(_ subscriber: inout Subscriber, from log: Deque<Run>, upTo newest: Int64) -> Step {
+        var parts: [ByteBuffer] = []
+        func append(_ events: ByteBuffer) {
+            if let last = parts.indices.last, parts[last].readableBytes + events.readableBytes <= Self.partSize {
+                parts[last].writeImmutableBuffer(events)
+            } else if events.readableBytes >= Self.partSize {
+                parts.append(events)
+            } else {
+                parts.append(ByteBufferAllocator().buffer(capacity: Self.partSize))
+                parts[parts.count - 1].writeImmutableBuffer(events)
             }
         }
-        if subscriber.heartbeatDue { buffer.writeString(": heartbeat\n\n") }
+        if subscriber.unread > 0 {
+            // The first run it has not read all of: the runs after the last one it has.
+            var (low, high) = (0, log.count)
+            while low < high {
+                let middle = (low + high) / 2
+                if log[middle].lastID <= subscriber.cursor { low = middle + 1 } else { high = middle }
+            }
+            for i in low..<log.count where log[i].topic.bit & subscriber.topics != 0 {
+                append(log[i].events(after: subscriber.cursor))
+            }
+        }
+        if subscriber.heartbeatDue { append(ByteBuffer(string: ": heartbeat\n\n")) }
         subscriber.cursor = newest
         subscriber.unread = 0
         subscriber.heartbeatDue = false
         subscriber.rested = false
-        return .write(buffer)
+        return .write(parts)
     }
 
+    private static let partSize = 32 * 1024
+
     private var overflow: Step {
-        .write(ByteBuffer(string: StreamController.event("overflow", #"{"reason":"this client fell \#(subscriberBuffer) changes behind; reconnect"}"#)))
+        .write([ByteBuffer(string: StreamController.event("overflow", #"{"reason":"this client fell more than \#(retainedCount) changes behind; reload the state and reconnect"}"#))])
     }
 
     /// Ends a subscription; its stream's `next` returns nil.
@@ -271,7 +308,13 @@ final class ChangeFeed: Service, Sendable {
                     }
                 }
                 group.addTask {
-                    while (try? await Task.sleep(for: self.flushInterval)) != nil { self.wake { $0.rested = true } }
+                    // A tenth of the streams' turns come each tenth of the interval, so that a busy
+                    // feed's writes are spread over it instead of all landing together.
+                    var tick = 0
+                    while (try? await Task.sleep(for: self.flushInterval / 10)) != nil {
+                        tick += 1
+                        self.wake { if $0.id % 10 == tick % 10 { $0.rested = true } }
+                    }
                 }
                 group.addTask {
                     while (try? await Task.sleep(for: self.heartbeat)) != nil { self.wake { $0.heartbeatDue = true } }

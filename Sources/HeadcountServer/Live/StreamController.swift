@@ -44,8 +44,8 @@ struct StreamController {
             opening += event("reset", #"{"reason":"the feed no longer holds the changes after Last-Event-ID; reload the state"}"#)
         }
         try await writer.write(ByteBuffer(string: opening))
-        while let buffer = await feed.next(subscription.id) {
-            try await writer.write(buffer)
+        while let parts = await feed.next(subscription.id) {
+            try await writer.write(contentsOf: parts)
         }
     }
 
