@@ -5,30 +5,6 @@ import NIOCore
 import ServiceLifecycle
 import Synchronization
 
-/// Consecutive changes of one topic delivered together, as subscribers of `/api/stream` see them:
-/// server-sent events (id, type and JSON data), formatted once for every subscriber, in one buffer
-/// so that a stream copies a run at a time rather than a change at a time.
-struct Run: Sendable {
-    let topic: Topic
-    let firstID: Int64
-    /// Where each change's event starts in `text`.
-    var starts: [Int] = []
-    var text = ByteBuffer()
-
-    var count: Int { starts.count }
-    var lastID: Int64 { firstID + Int64(count) - 1 }
-
-    /// The events after change `id` (the whole run when `id` precedes it).
-    func events(after id: Int64) -> ByteBuffer {
-        let skip = Int(max(0, id + 1 - firstID))
-        return skip == 0 ? text : text.getSlice(at: starts[skip], length: text.readableBytes - starts[skip])!
-    }
-}
-
-enum Topic: String, CaseIterable, Sendable {
-    case rooms, sensors, events, attendance, reservations
-}
-
 /// Carries published changes to every instance (PostgreSQL `LISTEN/NOTIFY`); each instance then
 /// `deliver`s them to its own subscribers. Without a relay a change is delivered where it happened.
 protocol ChangeRelay: Sendable {
@@ -110,8 +86,17 @@ final class ChangeFeed: Service, Sendable {
     private let relay: (any ChangeRelay)?
     private let logger: Logger
     private let state = Mutex(State())
-    /// Without a relay, changes are delivered from here, off the publishing writer's path.
-    private let local = Mutex<Outbox<Message>?>(nil)
+    /// Changes are encoded and delivered (or relayed) from here, in order, off the publisher's path:
+    /// for webhooks that path is SQLite's writer.
+    private let outbox = Mutex<Outbox<Published>?>(nil)
+
+    /// A change as published, before it is encoded.
+    private struct Published: Sendable {
+        let topic: Topic
+        let type: String
+        let data: any Encodable & Sendable
+        let at: Int64
+    }
 
     init(relay: (any ChangeRelay)? = nil, retained: Int = 10_000, heartbeat: Duration = .seconds(15),
          flushInterval: Duration = .milliseconds(250), logger: Logger) {
@@ -120,16 +105,21 @@ final class ChangeFeed: Service, Sendable {
         self.retainedCount = retained
         self.heartbeat = heartbeat
         self.logger = logger
-        if relay == nil {
-            local.withLock { $0 = Outbox { [weak self] messages in self?.deliver(messages) } }
-        }
+        outbox.withLock { $0 = Outbox { [weak self] changes in self?.forward(changes) } }
     }
 
-    /// Publishes a change that has committed. Never waits on subscribers.
-    func publish(_ topic: Topic, _ type: String, _ data: some Encodable) {
-        guard let encoded = try? JSONEncoder.feed.encode(data) else { return }
-        let message = Message(topic: topic.rawValue, type: type, data: String(decoding: encoded, as: UTF8.self), at: Timestamp.now().microseconds)
-        if let relay { relay.send(message) } else { local.withLock { $0 }?.send(message) }
+    /// Publishes a change that has committed. Never waits on subscribers, nor encodes.
+    func publish(_ topic: Topic, _ type: String, _ data: some Encodable & Sendable) {
+        outbox.withLock { $0 }?.send(Published(topic: topic, type: type, data: data, at: Timestamp.now().microseconds))
+    }
+
+    private func forward(_ changes: [Published]) {
+        let messages = changes.compactMap { change in
+            (try? JSONEncoder.feed.encode(change.data)).map {
+                Message(topic: change.topic.rawValue, type: change.type, data: String(decoding: $0, as: UTF8.self), at: change.at)
+            }
+        }
+        if let relay { messages.forEach(relay.send) } else { deliver(messages) }
     }
 
     /// Numbers changes, adds them to the log and wakes the rested subscribers they concern.
@@ -155,7 +145,7 @@ final class ChangeFeed: Service, Sendable {
             let oldest = state.log.first?.firstID ?? state.nextID
             var woken: [CheckedContinuation<Step, Never>] = []
             for i in state.subscribers.indices {
-                let count = Topic.allCases.reduce(0) { $0 + (state.subscribers[i].topics & $1.bit != 0 ? added[$1.index] : 0) }
+                let count = added.indices.reduce(0) { $0 + (state.subscribers[i].topics & 1 << $1 != 0 ? added[$1] : 0) }
                 if count == 0, state.subscribers[i].unread == 0 {
                     // Nothing for it and nothing unread: it has read up to here too.
                     state.subscribers[i].cursor = state.nextID - 1
@@ -186,7 +176,7 @@ final class ChangeFeed: Service, Sendable {
                 let oldest = state.log.first?.firstID ?? state.nextID
                 if lastEventID >= oldest - 1, lastEventID < state.nextID {
                     subscriber.cursor = lastEventID
-                    for run in state.log where run.lastID > lastEventID && topics.contains(run.topic) {
+                    for run in state.log where run.lastID > lastEventID && run.topic.bit & subscriber.topics != 0 {
                         subscriber.unread += Int(run.lastID - max(lastEventID, run.firstID - 1))
                     }
                 } else {
@@ -328,13 +318,6 @@ final class ChangeFeed: Service, Sendable {
         }
         readers.forEach { $0.resume(returning: .end) }
     }
-}
-
-extension Topic {
-    /// Its place in `allCases`, for counting by topic without a dictionary.
-    var index: Int { Topic.allCases.firstIndex(of: self)! }
-    /// Its bit in a mask of topics.
-    var bit: Int { 1 << index }
 }
 
 extension JSONEncoder {
