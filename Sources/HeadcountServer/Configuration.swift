@@ -37,8 +37,8 @@ public struct Configuration: Sendable {
         }
         let host = value("host") ?? "127.0.0.1"
         let portText = value("port") ?? "8080"
-        guard let port = Int(portText), (0...65535).contains(port) else {
-            throw ConfigurationError("--port '\(portText)' is not a port number; use 0-65535, e.g. --port 8080")
+        guard let port = Int(portText), (1...65535).contains(port) else {
+            throw ConfigurationError("--port '\(portText)' is not a port number; use 1-65535, e.g. --port 8080")
         }
         let database = try DatabaseLocation.parse(value("database") ?? "sqlite://\(dataDirectory)/headcount.sqlite")
         let objectStore = try ObjectStoreLocation.parse(value("object-store") ?? "file://\(dataDirectory)/objects", environment: environment)
@@ -73,8 +73,12 @@ public enum DatabaseLocation: Sendable, Equatable {
 
     public static func parse(_ text: String) throws(ConfigurationError) -> DatabaseLocation {
         if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
-            guard let url = URL(string: text), url.host != nil else {
-                throw ConfigurationError("--database '\(text)' is not a PostgreSQL URL; use postgres://user:pass@host:5432/db")
+            guard let url = URLComponents(string: text), let host = url.host, !host.isEmpty else {
+                throw ConfigurationError("--database '\(redacted(text))' is not a PostgreSQL URL; use postgres://user:pass@host:5432/db")
+            }
+            // Foundation reads any digits as a port, and a socket address keeps only 16 bits of it.
+            if let port = url.port, !(1...65535).contains(port) {
+                throw ConfigurationError("--database '\(redacted(text))' has port \(port); use 1-65535, e.g. postgres://user:pass@host:5432/db")
             }
             return .postgres(url: text)
         }
@@ -88,6 +92,13 @@ public enum DatabaseLocation: Sendable, Equatable {
         }
         return .sqlite(path: path)
     }
+}
+
+/// A database URL fit for a log line: any password replaced by `***`.
+func redacted(_ url: String) -> String {
+    guard var components = URLComponents(string: url), components.password != nil else { return url }
+    components.password = "***"
+    return components.string ?? url
 }
 
 public enum ObjectStoreLocation: Sendable, Equatable {

@@ -14,16 +14,13 @@ struct Settings: ParsableArguments {
     @Option(name: .customLong("max-body-size"), help: "Largest JSON body, e.g. 1MiB (HEADCOUNT_MAX_BODY_SIZE; default 1MiB).") var maxBodySize: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (HEADCOUNT_LOG_LEVEL; default info).") var logLevel: String?
 
-    func configuration() throws -> Configuration {
+    func configuration() async throws -> Configuration {
         let flags: [String: String?] = [
             "host": host, "port": port, "database": database, "data-dir": dataDir, "object-store": objectStore,
             "admin-key": adminKey, "max-body-size": maxBodySize, "log-level": logLevel,
         ]
-        do {
-            return try Configuration.resolve(flags: flags.compactMapValues { $0 }, environment: ProcessInfo.processInfo.environment)
-        } catch {
-            FileHandle.standardError.write(Data("headcount: \(error.description)\n".utf8))
-            throw ExitCode(2)
+        return try await exitOnBadSetting {
+            try Configuration.resolve(flags: flags.compactMapValues { $0 }, environment: ProcessInfo.processInfo.environment)
         }
     }
 }
@@ -42,13 +39,10 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var settings: Settings
 
     func run() async throws {
-        let configuration = try settings.configuration()
-        do {
+        let configuration = try await settings.configuration()
+        try await exitOnBadSetting {
             let app = try await buildApplication(configuration)
             try await app.runService()
-        } catch let error as ConfigurationError {
-            FileHandle.standardError.write(Data("headcount: \(error.description)\n".utf8))
-            throw ExitCode(2)
         }
     }
 }
@@ -58,9 +52,20 @@ struct Migrate: AsyncParsableCommand {
     @OptionGroup var settings: Settings
 
     func run() async throws {
-        let configuration = try settings.configuration()
+        let configuration = try await settings.configuration()
         var logger = Logger(label: "headcount")
         logger.logLevel = configuration.logLevel
-        try await migrate(configuration, logger: logger)
+        try await exitOnBadSetting { try await migrate(configuration, logger: logger) }
+    }
+}
+
+/// A setting found bad while starting (an unusable path, refused database credentials): one
+/// line and exit code 2, like a bad flag.
+func exitOnBadSetting<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as ConfigurationError {
+        FileHandle.standardError.write(Data("headcount: \(error.description)\n".utf8))
+        throw ExitCode(2)
     }
 }

@@ -61,7 +61,10 @@ import Testing
     }
 
     @Test(arguments: [
-        ("port", "eighty", "--port 'eighty'"), ("port", "70000", "--port '70000'"),
+        ("port", "eighty", "--port 'eighty'"), ("port", "70000", "--port '70000'"), ("port", "0", "use 1-65535"), ("port", "-1", "use 1-65535"),
+        // Ports wrap to 16 bits in a socket address: 99999 would have reached port 34463.
+        ("database", "postgres://u:secret@db:99999/x", "has port 99999; use 1-65535"), ("database", "postgres://u@db:0/x", "has port 0"),
+        ("database", "postgresql://u@db:121968/x", "has port 121968"),
         ("database", "mysql://x", "unknown scheme"), ("database", "postgres://", "not a PostgreSQL URL"),
         ("object-store", "ftp://x", "not supported"), ("admin-key", "short", "too short"),
         ("max-body-size", "lots", "--max-body-size 'lots'"), ("max-body-size", "10", "at least 1KiB"),
@@ -72,26 +75,60 @@ import Testing
             _ = try Configuration.resolve(flags: [flag: value], environment: [:])
         } throws: { error in
             let text = (error as? ConfigurationError)?.description ?? ""
-            return text.contains(expected) && !text.contains("\n")
+            return text.contains(expected) && !text.contains("\n") && !text.contains("secret")
         }
     }
 
     /// The binary stops at once, with one line and exit code 2, on a bad setting.
     @Test func theBinaryExitsWithCode2OnABadSetting() throws {
+        let (status, output) = try runBinary(["serve", "--port", "nope"])
+        #expect(status == 2)
+        #expect(output == "headcount: --port 'nope' is not a port number; use 1-65535, e.g. --port 8080\n")
+    }
+
+    /// Paths that cannot be used are bad settings too, said in one line, not as Foundation's or
+    /// SQLite's error codes.
+    @Test(arguments: [
+        ("database is a directory", "is a directory; give a SQLite file in it"),
+        ("database is not a database", "file is not a database"),
+        ("database under a file", "is a file"),
+        ("data dir is a file", "is a file"),
+        ("data dir under a file", "is a file"),
+    ])
+    func theBinaryExitsWithCode2OnAnUnusablePath(situation: String, expected: String) throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("headcount-paths-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("file.txt")
+        try Data("not a database, just some text that is long enough for SQLite to read a header from it..........".utf8).write(to: file)
+        let data = directory.appendingPathComponent("data").path
+        let arguments: [String] = switch situation {
+        case "database is a directory": ["--database", directory.path, "--data-dir", data]
+        case "database is not a database": ["--database", file.path, "--data-dir", data]
+        case "database under a file": ["--database", file.path + "/headcount.sqlite", "--data-dir", data]
+        case "data dir is a file": ["--data-dir", file.path]
+        default: ["--data-dir", file.path + "/data"]
+        }
+        let (status, output) = try runBinary(["serve", "--admin-key", "test-admin-key-0123456789", "--port", "1"] + arguments)
+        #expect(status == 2, "\(output)")
+        #expect(output.hasPrefix("headcount: ") && output.contains(expected), "\(output)")
+        #expect(output.filter { $0 == "\n" }.count == 1, "one line: \(output)")
+    }
+
+    /// Runs the built binary with no environment; its exit status and standard error.
+    func runBinary(_ arguments: [String]) throws -> (Int32, String) {
         let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent(".build/debug/headcount")
         try #require(FileManager.default.isExecutableFile(atPath: binary.path), "build the binary first: swift build")
         let process = Process()
         process.executableURL = binary
-        process.arguments = ["serve", "--port", "nope"]
+        process.arguments = arguments
         process.environment = [:]
         let stderr = Pipe()
         process.standardError = stderr
         process.standardOutput = Pipe()
         try process.run()
         process.waitUntilExit()
-        let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 2)
-        #expect(output == "headcount: --port 'nope' is not a port number; use 0-65535, e.g. --port 8080\n")
+        return (process.terminationStatus, String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
     }
 }

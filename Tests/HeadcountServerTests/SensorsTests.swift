@@ -172,7 +172,8 @@ import Testing
             }
             let cases: [(String, String)] = [
                 ("", "request body must be a JSON object"),
-                ("{", "malformed JSON"),
+                ("{", "malformed JSON at byte 1: expected a member name"),
+                (String(repeating: "[", count: 33) + String(repeating: "]", count: 33), "JSON nested deeper than 32 levels (at byte 32)"),
                 ("[]", "request body must be a JSON object"),
                 (with("sensor", nil), "sensor is required"),
                 (with("sensor", ""), "sensor is required"),

@@ -48,7 +48,7 @@ struct DevicesController {
             let given = check.text("code", 3...100, required: false)
             let tenantField = check.text("tenant_id", 1...50, required: false)
             let description = check.text("description", 0...500, required: false, multiline: true)
-            let expiresAt = check.body["expires_at"] == nil || check.body["expires_at"] == .null ? nil : check.integer("expires_at", 1...Int64.max)
+            let expiresAt = check.body["expires_at"] == nil || check.body["expires_at"] == .null ? nil : check.integer("expires_at", 1...Timestamp.validMilliseconds.upperBound)
             try check.check()
             let tenant: String
             let code: String

@@ -23,9 +23,8 @@ struct RecordsController {
         }
         router.get("api/attendance/updates") { request, _ in
             let device = try await request.device(devices)
-            let since = try Self.integer("since", request) ?? 0
-            let limit = try Self.integer("limit", request) ?? 500
-            guard (1...1000).contains(limit) else { throw APIError.badRequest("limit must be between 1 and 1000") }
+            let since = try Self.integer("since", request, in: 0...Int64.max) ?? 0
+            let limit = try Self.integer("limit", request, in: 1...1000) ?? 500
             let (changes, more) = try await records.updates(tenant: device.tenant, since: since, limit: Int(limit))
             struct Updates: Encodable { let updates: [StoredRecord]; let last_sync_timestamp: Int64; let has_more: Bool }
             return try json(Updates(updates: changes, last_sync_timestamp: changes.last?.change ?? since, has_more: more))
@@ -35,9 +34,9 @@ struct RecordsController {
             let items = try await Self.batch("audits", request, context)
             let audits = try items.enumerated().map { index, item -> (localID: Int64, body: String) in
                 guard case .object(let body) = item, case .int(let local) = body["local_id"], body["action"]?.stringValue != nil,
-                      case .int = body["timestamp"]
+                      case .int(let timestamp) = body["timestamp"], Timestamp.validMilliseconds.contains(timestamp)
                 else {
-                    let message = "audits[\(index)]: local_id, action and timestamp are required"
+                    let message = "audits[\(index)]: local_id, action and timestamp (epoch milliseconds, years 0001-9999) are required"
                     throw APIError.invalid("audits[\(index)]", message)
                 }
                 return (local, String(decoding: try JSONEncoder().encode(item), as: UTF8.self))
@@ -69,7 +68,7 @@ struct RecordsController {
                 (cursor: (timestamp: Int64, serverID: Int64)?) in
                 let page = try await records.records(tenant: tenant, from: from, to: to, after: cursor, limit: 2000)
                 let rows = page.map {
-                    [String($0.server_id), $0.employee_id, $0.type, String($0.timestamp), Timestamp(microseconds: $0.timestamp * 1000).rfc3339, $0.device_id]
+                    [String($0.server_id), $0.employee_id, $0.type, String($0.timestamp), Timestamp(milliseconds: $0.timestamp)?.rfc3339 ?? "", $0.device_id]
                 }
                 return (rows, page.last.map { ($0.timestamp, $0.server_id) })
             }
@@ -79,8 +78,8 @@ struct RecordsController {
     /// An admin's tenant and period: `from <= timestamp < to`, epoch milliseconds, both optional.
     private static func period(_ request: Request) throws -> (tenant: String, from: Int64, to: Int64) {
         let tenant = try request.adminTenant()
-        let from = try integer("from", request) ?? 0
-        let to = try integer("to", request) ?? Int64.max
+        let from = try integer("from", request, in: Timestamp.validMilliseconds) ?? Timestamp.validMilliseconds.lowerBound
+        let to = try integer("to", request, in: Timestamp.validMilliseconds) ?? Int64.max
         guard from < to else { throw APIError.badRequest("from must be before to") }
         return (tenant, from, to)
     }
@@ -96,10 +95,12 @@ struct RecordsController {
         return items
     }
 
-    /// An integer query parameter, or nil when absent; anything else is a 400.
-    static func integer(_ name: String, _ request: Request) throws -> Int64? {
+    /// An integer query parameter in `range`, or nil when absent; anything else is a 400.
+    static func integer(_ name: String, _ request: Request, in range: ClosedRange<Int64>) throws -> Int64? {
         guard let text = request.uri.queryParameters[Substring(name)] else { return nil }
-        guard let value = Int64(text), value >= 0 else { throw APIError.badRequest("\(name) must be a non-negative integer") }
+        guard let value = Int64(text), range.contains(value) else {
+            throw APIError.badRequest("\(name) must be an integer between \(range.lowerBound) and \(range.upperBound)")
+        }
         return value
     }
 }

@@ -17,39 +17,43 @@ struct SyncRecord: Sendable {
     let createdAt: Int64?
 
     init(json value: JSONValue, index: Int) throws {
-        func fail(_ message: String) -> APIError {
-            APIError(.unprocessableContent, "records[\(index)]: \(message)", fields: [.init(field: "records[\(index)]", message: message)])
+        func fail(_ message: String, field: String? = nil) -> APIError {
+            let name = "records[\(index)]" + (field.map { ".\($0)" } ?? "")
+            return APIError(.unprocessableContent, "records[\(index)]: \(message)", fields: [.init(field: name, message: message)])
+        }
+        /// An epoch-millisecond time within years 0001-9999, so that no arithmetic on it overflows.
+        func time(_ field: String, _ value: JSONValue?) throws -> Int64 {
+            guard case .int(let ms) = value, Timestamp.validMilliseconds.contains(ms) else {
+                throw fail("\(field) must be epoch milliseconds between \(Timestamp.validMilliseconds.lowerBound) and \(Timestamp.validMilliseconds.upperBound) (years 0001-9999)", field: field)
+            }
+            return ms
         }
         guard case .object(let body) = value else { throw fail("must be an object") }
-        guard case .int(let localID) = body["local_id"] else { throw fail("local_id must be an integer") }
+        guard case .int(let localID) = body["local_id"] else { throw fail("local_id must be an integer", field: "local_id") }
         guard let employee = body["employee_id"]?.stringValue, (1...100).contains(employee.count), !employee.hasControlCharacters else {
-            throw fail("employee_id must be a string of 1-100 characters")
+            throw fail("employee_id must be a string of 1-100 characters", field: "employee_id")
         }
-        guard let type = body["type"]?.stringValue, type.count <= 20, !type.hasControlCharacters else { throw fail("type must be a string") }
-        guard case .int(let timestamp) = body["timestamp"] else { throw fail("timestamp must be epoch milliseconds") }
+        guard let type = body["type"]?.stringValue, type.count <= 20, !type.hasControlCharacters else { throw fail("type must be a string", field: "type") }
+        let timestamp = try time("timestamp", body["timestamp"])
         guard let device = body["device_id"]?.stringValue, (1...100).contains(device.count), !device.hasControlCharacters else {
-            throw fail("device_id must be a string of 1-100 characters")
+            throw fail("device_id must be a string of 1-100 characters", field: "device_id")
         }
         var confidence: Double?
         switch body["confidence"] {
         case nil, .null?: break
         case .int(let n)?: confidence = Double(n)
         case .double(let d)?: confidence = d
-        default: throw fail("confidence must be a number between 0 and 1")
+        default: throw fail("confidence must be a number between 0 and 1", field: "confidence")
         }
-        if let confidence, !(0...1).contains(confidence) { throw fail("confidence must be a number between 0 and 1") }
+        if let confidence, !(0...1).contains(confidence) { throw fail("confidence must be a number between 0 and 1", field: "confidence") }
         var liveness: Bool?
         switch body["liveness_passed"] {
         case nil, .null?: break
         case .bool(let flag)?: liveness = flag
-        default: throw fail("liveness_passed must be true or false")
+        default: throw fail("liveness_passed must be true or false", field: "liveness_passed")
         }
         var createdAt: Int64?
-        switch body["created_at"] {
-        case nil, .null?: break
-        case .int(let n)?: createdAt = n
-        default: throw fail("created_at must be epoch milliseconds")
-        }
+        if let value = body["created_at"], value != .null { createdAt = try time("created_at", value) }
         self.localID = localID
         self.employeeID = employee
         self.type = type

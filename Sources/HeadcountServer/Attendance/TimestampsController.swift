@@ -14,7 +14,7 @@ struct TimestampsController {
             var check = Validator(try await request.validatedObject(context: context))
             let worker = check.text("worker_id", 1...100)
             let eventType = check.oneOf("event_type", Self.eventTypes, required: true)
-            let timestamp = check.body["timestamp"] == nil ? Timestamp.now().microseconds / 1000 : check.integer("timestamp", 0...Int64.max / 1000)
+            let timestamp = check.body["timestamp"] == nil ? Timestamp.now().microseconds / 1000 : check.integer("timestamp", 0...Timestamp.validMilliseconds.upperBound)
             try check.check()
             guard let created = try await timestamps.create(worker: worker!, eventType: eventType!, timestamp: timestamp!) else {
                 throw WorkersController.notFound
@@ -41,7 +41,7 @@ struct TimestampsController {
                 throw APIError.badRequest("send at least one of event_type, timestamp")
             }
             let eventType = check.oneOf("event_type", Self.eventTypes)
-            let timestamp = check.integer("timestamp", 0...Int64.max / 1000)
+            let timestamp = check.integer("timestamp", 0...Timestamp.validMilliseconds.upperBound)
             try check.check()
             guard let updated = try await timestamps.update(id, eventType: eventType, timestamp: timestamp) else { throw Self.notFound }
             return try json(updated)

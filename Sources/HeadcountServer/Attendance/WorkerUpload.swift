@@ -39,8 +39,11 @@ struct WorkerUpload {
         guard let text = parts.first(where: { $0.name == "personal_data_json" })?.body else {
             throw APIError.invalid("personal_data_json", "personal_data_json is required")
         }
-        guard let value = try? JSONDecoder().decode(JSONValue.self, from: text) else {
-            throw APIError.badRequest("personal_data_json is not valid JSON")
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(text)
+        } catch {
+            throw APIError.badRequest("personal_data_json: \(error.message)")
         }
         guard case .object(let personalData) = value else { throw APIError.invalid("personal_data_json", "personal_data_json must be a JSON object") }
         let images = parts.filter { $0.name == "images" }

@@ -135,7 +135,9 @@ final class ChangeFeed: Service, Sendable {
                 runs[runs.count - 1].starts.append(runs[runs.count - 1].text.writerIndex)
                 runs[runs.count - 1].text.writeString("id: \(epoch)-\(id)\nevent: \(message.type)\ndata: \(message.data)\n\n")
                 added[topic.index] += 1
-                state.lagMicroseconds = max(0, Timestamp.now().microseconds - message.at)
+                // `at` comes from another process: a nonsense value must not trap.
+                let (lag, overflow) = Timestamp.now().microseconds.subtractingReportingOverflow(message.at)
+                state.lagMicroseconds = overflow ? 0 : max(0, lag)
             }
             state.log.append(contentsOf: runs)
             state.logged += runs.reduce(0) { $0 + $1.count }

@@ -10,7 +10,7 @@ public struct FileObjectStore: ObjectStore {
 
     public init(root: String) throws {
         self.root = URL(fileURLWithPath: root, isDirectory: true).standardizedFileURL
-        try FileManager.default.createDirectory(at: self.root, withIntermediateDirectories: true)
+        try prepareWritableDirectory(self.root.path, setting: "--object-store")
     }
 
     /// The file of a key (see `validateObjectKey`).

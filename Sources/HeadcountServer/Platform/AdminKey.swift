@@ -12,7 +12,7 @@ enum AdminKey {
             logger.info("admin key is in \(path)")
             return key
         }
-        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        try prepareWritableDirectory(configuration.dataDirectory, setting: "--data-dir")
         let key = randomToken()
         guard FileManager.default.createFile(atPath: path, contents: Data((key + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
             throw ConfigurationError("cannot write the admin key to \(path); check that --data-dir is writable, or give --admin-key")

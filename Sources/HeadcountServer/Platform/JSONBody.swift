@@ -3,7 +3,8 @@ import Hummingbird
 
 /// A parsed JSON document. Routes read bodies as values rather than decoding straight into
 /// Codable types so that each family can answer with the originals' exact messages and statuses.
-public enum JSONValue: Sendable, Equatable, Codable {
+/// Bodies are read by `JSONParser`, bounded in depth and linear in cost.
+public enum JSONValue: Sendable, Equatable, Encodable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -11,17 +12,6 @@ public enum JSONValue: Sendable, Equatable, Codable {
     case string(String)
     case array([JSONValue])
     case object([String: JSONValue])
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let i = try? c.decode(Int64.self) { self = .int(i) }
-        else if let d = try? c.decode(Double.self) { self = .double(d) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
-    }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
@@ -43,15 +33,15 @@ public enum JSONValue: Sendable, Equatable, Codable {
 }
 
 extension Request {
-    /// The body as a JSON value; malformed JSON is a 400. Reading past the body limit throws
-    /// `NIOTooManyBytesError`, which the error middleware answers with 413.
+    /// The body as a JSON value; malformed or too deeply nested JSON is a 400. Reading past the
+    /// body limit throws `NIOTooManyBytesError`, which the error middleware answers with 413.
     public func jsonValue(context: AppRequestContext) async throws -> JSONValue {
         let buffer = try await self.body.collect(upTo: context.maxUploadSize)
         guard buffer.readableBytes > 0 else { throw APIError.badRequest("request body must be a JSON object") }
         do {
-            return try JSONDecoder().decode(JSONValue.self, from: buffer)
+            return try JSONParser.parse(buffer)
         } catch {
-            throw APIError.badRequest("malformed JSON")
+            throw APIError.badRequest(error.message)
         }
     }
 

@@ -15,8 +15,22 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
 
     public static func < (a: Timestamp, b: Timestamp) -> Bool { a.microseconds < b.microseconds }
 
+    /// Every instant Headcount accepts or writes: years 0001 to 9999 in UTC, the years RFC 3339
+    /// can write with four digits. Anything from outside is refused at the door, so no arithmetic
+    /// on a stored instant can overflow and every instant written back parses again.
+    public static let validMicroseconds: ClosedRange<Int64> = -62_135_596_800_000_000...253_402_300_799_999_999
+    /// The same span in epoch milliseconds, the attendance family's unit.
+    public static let validMilliseconds: ClosedRange<Int64> = -62_135_596_800_000...253_402_300_799_999
+
+    /// The instant `milliseconds` after the epoch, or nil outside years 0001-9999.
+    public init?(milliseconds: Int64) {
+        guard Self.validMilliseconds.contains(milliseconds) else { return nil }
+        self.microseconds = milliseconds * 1000
+    }
+
     /// Parses RFC 3339: `2024-01-01T10:00:00Z`, `2024-01-01t10:00:00.5+02:00`, `2024-01-01 10:00:00Z`.
-    /// Fractions beyond microseconds are truncated. Returns nil for anything else.
+    /// Fractions beyond microseconds are truncated. Returns nil for anything else, and for instants
+    /// outside years 0001-9999 in UTC (`9999-12-31T23:00:00-05:00` is one).
     public init?(rfc3339 text: String) {
         let b = Array(text.utf8)
         guard b.count >= 20 else { return nil }
@@ -34,7 +48,7 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
               let hour = digits(11, 2), b[13] == UInt8(ascii: ":"), let minute = digits(14, 2), b[16] == UInt8(ascii: ":"),
               let second = digits(17, 2)
         else { return nil }
-        guard (1...12).contains(month), day >= 1, day <= Self.daysIn(month: month, year: year),
+        guard year >= 1, (1...12).contains(month), day >= 1, day <= Self.daysIn(month: month, year: year),
               hour < 24, minute < 60, second < 60
         else { return nil }
         var i = 19
@@ -65,7 +79,9 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
         }
         let days = Self.daysFromCivil(year: year, month: month, day: day)
         let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second - offsetSeconds)
-        self.microseconds = seconds * 1_000_000 + Int64(micros)
+        let microseconds = seconds * 1_000_000 + Int64(micros)
+        guard Self.validMicroseconds.contains(microseconds) else { return nil }
+        self.microseconds = microseconds
     }
 
     /// RFC 3339 in UTC with `Z`; fractional seconds only when there are any.

@@ -26,23 +26,40 @@ final class SQLiteEngine: Database {
         self.writes = GroupCommit(db: writer.sql(queryLogLevel: .trace))
     }
 
+    /// Opens (or creates) the file. A path SQLite cannot use is a bad setting: one line, exit 2.
     static func open(path: String, readerCount: Int = 3, logger: Logger) async throws -> SQLiteEngine {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try prepareWritableDirectory(directory, setting: "--database")
+        }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ConfigurationError("--database '\(path)' is a directory; give a SQLite file in it, e.g. --database \(path)/headcount.sqlite")
         }
         let writerThread = WriterThread()
-        let writer = try await SQLiteConnection.open(storage: .file(path: path), threadPool: writerThread.pool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
-        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"] {
-            _ = try await writer.sql().raw(SQLQueryString(pragma)).all()
+        var connections: [SQLiteConnection] = []
+        do {
+            let writer = try await SQLiteConnection.open(storage: .file(path: path), threadPool: writerThread.pool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
+            connections.append(writer)
+            // The first statement reads the file: a file that is not a database fails here.
+            for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"] {
+                _ = try await writer.sql().raw(SQLQueryString(pragma)).all()
+            }
+            for _ in 0..<readerCount {
+                let reader = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+                connections.append(reader)
+                _ = try await reader.sql().raw("PRAGMA busy_timeout=5000").all()
+            }
+        } catch {
+            for connection in connections { try? await (connection.close() as EventLoopFuture<Void>).get() }
+            await writerThread.shutdown()
+            let reason = (error as? SQLiteError).map { "\($0.message)" } ?? "\(error)"
+            throw ConfigurationError("""
+                --database '\(path)': SQLite cannot use it (\(reason.split(whereSeparator: \.isNewline).joined(separator: " "))); \
+                give a SQLite file this user can read and write, or a new path
+                """)
         }
-        var readers: [SQLiteConnection] = []
-        for _ in 0..<readerCount {
-            let reader = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
-            _ = try await reader.sql().raw("PRAGMA busy_timeout=5000").all()
-            readers.append(reader)
-        }
-        return SQLiteEngine(writerThread: writerThread, writer: writer, readers: readers)
+        return SQLiteEngine(writerThread: writerThread, writer: connections[0], readers: Array(connections.dropFirst()))
     }
 
     func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
