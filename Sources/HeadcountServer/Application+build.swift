@@ -48,6 +48,7 @@ public func buildApplication(_ configuration: Configuration) async throws -> som
     }
     var app = Application(
         router: router,
+        server: .headcount(idleTimeout: configuration.idleTimeout, headerTimeout: configuration.headerTimeout),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Headcount"),
         services: [DatabaseService(database: services.database), services.roomLog, services.feed],
         logger: logger
@@ -63,14 +64,10 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     let router = Router(context: AppRequestContext.self)
     // Middleware first: Hummingbird attaches it to the routes added after it.
     router.add(middleware: RequestIDMiddleware(maxBodySize: configuration.maxBodySize, uploadLimits: ["/api/workers": WorkerUpload.maxBodyBytes]))
+    router.add(middleware: SecurityHeaders())
     router.add(middleware: LogRequestsMiddleware(.debug))
     router.add(middleware: MetricsMiddleware())
-    router.add(middleware: CORSMiddleware(
-        allowOrigin: .all,
-        allowHeaders: [.accept, .authorization, .contentType, .origin, .requestID, .lastEventID, .adminToken, .tenantID],
-        allowMethods: [.get, .post, .put, .delete, .options],
-        exposedHeaders: ["X-Request-Id"]
-    ))
+    router.add(middleware: CORSPolicy(credentialedOrigins: Set(configuration.corsOrigins)))
     router.add(middleware: ErrorMiddleware(routes: routes))
     _ = PrometheusMetrics.registry
 

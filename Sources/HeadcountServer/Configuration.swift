@@ -12,16 +12,23 @@ public struct Configuration: Sendable {
     public var adminKey: String?
     public var maxBodySize: Int
     public var logLevel: Logger.Level
+    /// A connection with no request in progress is closed after this long.
+    public var idleTimeout: Duration
+    /// A request's head must have arrived this long after its first byte, or its connection is closed.
+    public var headerTimeout: Duration
+    /// Browser origins that may call the admin and device routes (`*`: any); none by default, so
+    /// only pages served by Headcount itself can. Public routes answer any origin.
+    public var corsOrigins: [String]
     /// How often `/api/stream` sends a heartbeat comment (and so notices a client that left).
     public var streamHeartbeat: Duration = .seconds(15)
 
-    /// The settings, by flag name (`host`, `port`, `database`, `data-dir`, `object-store`, `admin-key`,
-    /// `max-body-size`, `log-level`), with their environment variables.
+    /// The settings, by flag name, with their environment variables.
     public static let settings: [(flag: String, env: String)] = [
         ("host", "HEADCOUNT_HOST"), ("port", "HEADCOUNT_PORT"), ("database", "HEADCOUNT_DATABASE"),
         ("data-dir", "HEADCOUNT_DATA_DIR"), ("object-store", "HEADCOUNT_OBJECT_STORE"),
         ("admin-key", "HEADCOUNT_ADMIN_KEY"), ("max-body-size", "HEADCOUNT_MAX_BODY_SIZE"),
-        ("log-level", "HEADCOUNT_LOG_LEVEL"),
+        ("log-level", "HEADCOUNT_LOG_LEVEL"), ("idle-timeout", "HEADCOUNT_IDLE_TIMEOUT"),
+        ("header-timeout", "HEADCOUNT_HEADER_TIMEOUT"), ("cors-origins", "HEADCOUNT_CORS_ORIGINS"),
     ]
 
     /// Resolves flags (given by flag name) over environment variables over defaults.
@@ -54,9 +61,21 @@ public struct Configuration: Sendable {
         guard let logLevel = Logger.Level(rawValue: levelText.lowercased()) else {
             throw ConfigurationError("--log-level '\(levelText)' is unknown; use trace, debug, info, notice, warning, error or critical")
         }
+        func timeout(_ flag: String, default text: String) throws(ConfigurationError) -> Duration {
+            let given = value(flag) ?? text
+            guard let duration = parseDuration(given), duration >= .milliseconds(100), duration <= .seconds(86_400) else {
+                throw ConfigurationError("--\(flag) '\(given)' is not a duration from 100ms to 24h; use e.g. 75s, 2m or 500ms")
+            }
+            return duration
+        }
+        let idleTimeout = try timeout("idle-timeout", default: "75s")
+        let headerTimeout = try timeout("header-timeout", default: "10s")
+        var corsOrigins: [String] = []
+        for origin in (value("cors-origins") ?? "").split(separator: ",") { corsOrigins.append(try CORSPolicy.origin(String(origin))) }
         return Configuration(
             host: host, port: port, database: database, dataDirectory: dataDirectory, objectStore: objectStore,
-            adminKey: adminKey, maxBodySize: maxBodySize, logLevel: logLevel
+            adminKey: adminKey, maxBodySize: maxBodySize, logLevel: logLevel, idleTimeout: idleTimeout,
+            headerTimeout: headerTimeout, corsOrigins: corsOrigins
         )
     }
 }
@@ -163,6 +182,17 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
             accessKey: accessKey, secretKey: secretKey, sessionToken: env("AWS_SESSION_TOKEN")
         )
     }
+}
+
+/// Parses `75s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+func parseDuration(_ text: String) -> Duration? {
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("", 1000)]
+    for (suffix, milliseconds) in units where trimmed.hasSuffix(suffix) {
+        guard let n = Int64(trimmed.dropLast(suffix.count)), (0...86_400_000).contains(n) else { return nil }
+        return .milliseconds(n * milliseconds)
+    }
+    return nil
 }
 
 enum ByteSize {

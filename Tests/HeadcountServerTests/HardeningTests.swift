@@ -81,3 +81,123 @@ import Testing
         }
     }
 }
+
+/// What a connection may and may not do.
+@Suite("Hardening: connections") struct ConnectionHardeningTests {
+    /// NIO's parser refuses these before any route sees them; the answer used to be an empty 400.
+    @Test(arguments: [
+        ("bad Content-Length", "POST /api/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"),
+        ("two Content-Lengths", "POST /api/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"),
+        ("Content-Length with Transfer-Encoding", "POST /api/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("a 100 KB header", "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 100_000))\r\n\r\n"),
+        ("2,000 headers", "GET /health HTTP/1.1\r\nHost: x\r\n" + (0..<2000).map { "X-H\($0): 1\r\n" }.joined() + "\r\n"),
+    ])
+    func unparsableRequestsGetTheJSONErrorBody(situation: String, request: String) async throws {
+        try await TestEnvironment.make(.sqlite).withApp(.live) { client in
+            let (text, closedAfter) = try await rawExchange(port: try #require(client.port), [(.zero, request)], timeout: .seconds(5))
+            #expect(text.hasPrefix("HTTP/1.1 400 "), "\(text)")
+            #expect(text.lowercased().contains("content-type: application/json"))
+            let body = try #require(text.split(separator: "\r\n\r\n", maxSplits: 1).last)
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: String])
+            #expect(object["error"]?.hasPrefix("malformed HTTP request") == true && object["detail"] == object["error"])
+            #expect(closedAfter != nil, "the connection is closed after the answer")
+        }
+    }
+
+    @Test func http10ClosesAfterItsAnswerUnlessKeptAlive() async throws {
+        try await TestEnvironment.make(.sqlite).withApp(.live) { client in
+            let port = try #require(client.port)
+            let (text, closedAfter) = try await rawExchange(port: port, [(.zero, "GET /health HTTP/1.0\r\n\r\n")], timeout: .seconds(10))
+            #expect(text.hasPrefix("HTTP/1.1 200 ") && text.contains("Connection: close\r\n") && text.hasSuffix(#"{"status":"healthy"}"#))
+            #expect(try #require(closedAfter) < .seconds(5))
+            let kept = try await rawExchange(port: port, [(.zero, "GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")], timeout: .seconds(1))
+            #expect(kept.text.contains("Connection: keep-alive\r\n") && kept.closedAfter == nil)
+        }
+    }
+
+    /// A client trickling header lines held a connection for as long as it liked.
+    @Test func aRequestHeadMustArriveWithinTheHeaderTimeout() async throws {
+        var environment = try await TestEnvironment.make(.sqlite)
+        environment.configuration.headerTimeout = .milliseconds(500)
+        try await environment.withApp(.live) { client in
+            let trickle = [(after: Duration.zero, bytes: "GET /health HTTP/1.1\r\nHost: x\r\n")]
+                + (0..<20).map { (after: Duration.milliseconds(200), bytes: "X-Slow-\($0): 1\r\n") }
+            let (text, closedAfter) = try await rawExchange(port: try #require(client.port), trickle, timeout: .seconds(2))
+            #expect(text.isEmpty)
+            let closed = try #require(closedAfter, "closed while still trickling")
+            #expect(closed < .seconds(3), "20 lines would have taken 4 s")
+            // A head that arrives in time is answered.
+            let prompt = try await rawExchange(port: try #require(client.port), [(.zero, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")], timeout: .milliseconds(200))
+            #expect(prompt.text.hasPrefix("HTTP/1.1 200 "))
+        }
+    }
+
+    @Test func idleConnectionsAreClosed() async throws {
+        var environment = try await TestEnvironment.make(.sqlite)
+        environment.configuration.idleTimeout = .seconds(1)
+        try await environment.withApp(.live) { client in
+            let (text, closedAfter) = try await rawExchange(port: try #require(client.port), [(.zero, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")], timeout: .seconds(10))
+            #expect(text.hasPrefix("HTTP/1.1 200 "))
+            let closed = try #require(closedAfter)
+            #expect(closed >= .seconds(1) && closed < .seconds(8))
+        }
+    }
+
+    /// The larger body limit of worker forms is the route's, however its path is spelled; a
+    /// trailing slash used to get the 1 MiB JSON limit.
+    @Test func uploadLimitsFollowTheRouteNotTheSpelling() async throws {
+        try await TestEnvironment.make(.sqlite).withApp { client in
+            let image = WorkersTests.jpeg(1_500_000)
+            for (index, path) in ["/api/workers/", "//api/workers"].enumerated() {
+                let body = WorkersTests.form([WorkersTests.person(document: "DOC-\(index)", email: "a\(index)@example.com"), WorkersTests.image(image)])
+                let response = try await client.execute(uri: path, method: .post, headers: WorkersTests.formHeaders, body: body)
+                #expect(response.status == .created, "\(path): \(response.text)")
+            }
+            // The JSON routes keep theirs.
+            #expect(try await client.post("/people/register/", jsonText(["name": String(repeating: "x", count: 2 << 20)])).status == .contentTooLarge)
+        }
+    }
+
+    /// A JPEG header followed by HTML was served as image/jpeg with nothing to stop a browser
+    /// sniffing it; and admin routes allowed any origin.
+    @Test func servedObjectsCannotActAsPagesAndAdminRoutesAreSameOrigin() async throws {
+        try await TestEnvironment.make(.sqlite).withApp { client in
+            let html = WorkersTests.jpeg(10) + Array("<html><script>alert(1)</script></html>".utf8)
+            let created = try await WorkersTests.upload(client, [WorkersTests.person(), WorkersTests.image(html)])
+            let url = try #require((try created.object()["image_urls"] as? [String])?.first)
+            let image = try await client.get(url, headers: [.adminToken: WorkersTests.adminKey])
+            #expect(image.headers[.contentType] == "image/jpeg")
+            #expect(image.headers[.init("X-Content-Type-Options")!] == "nosniff")
+            #expect(image.headers[.contentSecurityPolicy]?.contains("default-src 'none'") == true)
+            _ = try await client.post("/people/register", jsonText(["name": "Ada"]))
+            let day = Timestamp.now().day
+            let log = try await client.get("/people/logs/\(day).csv")
+            #expect(log.headers[.init("X-Content-Type-Options")!] == "nosniff" && log.headers[.contentSecurityPolicy] != nil)
+            #expect(try await client.get("/dashboard").headers[.contentSecurityPolicy] == nil, "Headcount's own pages run their scripts")
+
+            let origin: HTTPFields = [.origin: "https://evil.example", .accessControlRequestMethod: "GET", .accessControlRequestHeaders: "X-Admin-Token"]
+            for path in ["/api/workers", "/api/admin/devices", "/api/devices/status", "/api/attendance/sync", "/api/timestamps"] {
+                let preflight = try await client.execute(uri: path, method: .options, headers: origin)
+                #expect(preflight.headers[.accessControlAllowOrigin] == nil, "\(path)")
+                let answer = try await client.get(path, headers: [.origin: "https://evil.example", .adminToken: WorkersTests.adminKey])
+                #expect(answer.headers[.accessControlAllowOrigin] == nil, "\(path)")
+            }
+            let publicPreflight = try await client.execute(uri: "/people/register", method: .options, headers: origin)
+            #expect(publicPreflight.headers[.accessControlAllowOrigin] == "*")
+            #expect(publicPreflight.headers[.accessControlAllowHeaders]?.contains("X-Admin-Token") == false)
+        }
+        // An operator can name the origins of an admin front end.
+        var environment = try await TestEnvironment.make(.sqlite)
+        environment.configuration.corsOrigins = ["https://admin.example"]
+        try await environment.withApp { client in
+            let preflight = try await client.execute(uri: "/api/workers", method: .options, headers: [
+                .origin: "https://admin.example", .accessControlRequestMethod: "GET", .accessControlRequestHeaders: "X-Admin-Token",
+            ])
+            #expect(preflight.headers[.accessControlAllowOrigin] == "https://admin.example")
+            #expect(preflight.headers[.accessControlAllowHeaders]?.contains("X-Admin-Token") == true)
+            #expect(preflight.headers[.vary] == "Origin")
+            let other = try await client.execute(uri: "/api/workers", method: .options, headers: [.origin: "https://evil.example", .accessControlRequestMethod: "GET"])
+            #expect(other.headers[.accessControlAllowOrigin] == nil)
+        }
+    }
+}

@@ -5,7 +5,9 @@ import HummingbirdTesting
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import PostgresNIO
+import Synchronization
 import Testing
 @testable import HeadcountServer
 
@@ -195,4 +197,37 @@ func send(_ method: HTTPMethod, port: Int, _ path: String, body: ByteBuffer? = n
     if let body { request.body = .bytes(body) }
     let response = try await http.execute(request, timeout: .seconds(60))
     return (response.status.code, String(buffer: try await response.body.collect(upTo: 16 << 20)))
+}
+
+/// Sends `parts` over a raw TCP connection to the live server at `port` (each after its delay),
+/// for requests no HTTP client would send, and reads until the server closes the connection or
+/// `timeout` passes after the last part. Returns what was read and, if the server closed the
+/// connection, when (from connecting).
+func rawExchange(port: Int, _ parts: [(after: Duration, bytes: String)], timeout: Duration) async throws -> (text: String, closedAfter: Duration?) {
+    let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port) { channel in
+        channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+    }
+    let start = ContinuousClock.now
+    final class Received: Sendable { let text = Mutex("") }
+    let received = Received()
+    let closedAfter = try await channel.executeThenClose { inbound, outbound in
+        try await withThrowingTaskGroup(of: Duration?.self) { group in
+            group.addTask {
+                for try await buffer in inbound { received.text.withLock { $0 += String(buffer: buffer) } }
+                return ContinuousClock.now - start
+            }
+            group.addTask {
+                for part in parts {
+                    try await Task.sleep(for: part.after)
+                    // The server may already have closed the connection: that is what some tests wait for.
+                    try? await outbound.write(ByteBuffer(string: part.bytes))
+                }
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
+    }
+    return (received.text.withLock { $0 }, closedAfter)
 }

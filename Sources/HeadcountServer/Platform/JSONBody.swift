@@ -56,14 +56,14 @@ extension Request {
 
 /// Encodes a response body as JSON with the given status.
 public func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: try jsonBytes(value)))
+}
+
+/// A value as JSON text, keys sorted.
+func jsonBytes<T: Encodable>(_ value: T) throws -> ByteBuffer {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    let data = try encoder.encode(value)
-    return Response(
-        status: status,
-        headers: [.contentType: "application/json; charset=utf-8"],
-        body: .init(byteBuffer: ByteBuffer(bytes: data))
-    )
+    return ByteBuffer(bytes: try encoder.encode(value))
 }
 
 extension String {

@@ -1,0 +1,142 @@
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+
+extension HTTPServerBuilder {
+    /// Hummingbird's HTTP/1.1 server, with its idle timeout (a connection with no request in
+    /// progress closes after `idleTimeout`) and the rules of `ConnectionRules`.
+    static func headcount(idleTimeout: Duration, headerTimeout: Duration) -> HTTPServerBuilder {
+        .init { responder in
+            GuardedHTTP1Channel(
+                http1: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: .init(idleTimeout))),
+                headerTimeout: .init(headerTimeout)
+            )
+        }
+    }
+}
+
+/// `HTTP1Channel` with `ConnectionRules` added to each connection's pipeline.
+struct GuardedHTTP1Channel: ServerChildChannel {
+    let http1: HTTP1Channel
+    let headerTimeout: TimeAmount
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1Channel.Value> {
+        http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let pipeline = channel.pipeline.syncOperations
+            let rules = ConnectionRules(headerTimeout: headerTimeout)
+            // Between NIO's decoder and Hummingbird's conversion to HTTP types, where the HTTP
+            // version and parse errors are still visible; its byte counter goes first of all.
+            try pipeline.addHandler(rules, position: .after(try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)))
+            try pipeline.addHandler(ConnectionRules.FirstBytes(rules: rules), position: .first)
+            return value
+        }
+    }
+
+    func handle(value: HTTP1Channel.Value, logger: Logger) async {
+        await http1.handle(value: value, logger: logger)
+    }
+}
+
+/// The connection rules Hummingbird leaves to the application:
+/// - **slow heads**: once a request's first bytes arrive, its head must be complete within
+///   `headerTimeout`, or the connection closes (a client trickling headers cannot hold it open);
+/// - **HTTP/1.0**: without `Connection: keep-alive`, the connection closes after the response;
+/// - **unparsable requests** (a bad `Content-Length`, `Content-Length` with `Transfer-Encoding`,
+///   too many or too large headers) get the JSON error body every other error has; Hummingbird
+///   answers them with an empty 400 and closes the connection.
+final class ConnectionRules: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// Sees raw bytes arrive, before the decoder, so that a head's clock starts at its first byte.
+    final class FirstBytes: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = ByteBuffer
+        let rules: ConnectionRules
+
+        init(rules: ConnectionRules) { self.rules = rules }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            rules.bytesArrived()
+            context.fireChannelRead(data)
+        }
+    }
+
+    private let headerTimeout: TimeAmount
+    private var context: ChannelHandlerContext?
+    private var heads = 0
+    private var responses = 0
+    private var headClock: Scheduled<Void>?
+    private var closeAfterResponse = false
+    private var http10KeepAlive = false
+    private var parseError: HTTPParserError?
+
+    init(headerTimeout: TimeAmount) {
+        self.headerTimeout = headerTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        headClock?.cancel()
+        self.context = nil
+    }
+
+    /// Bytes arrived: if no request is in progress, they start one, and its head's clock.
+    fileprivate func bytesArrived() {
+        guard heads == responses, headClock == nil, let context else { return }
+        headClock = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: headerTimeout) {
+            context.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(let head) = unwrapInboundIn(data) {
+            heads += 1
+            headClock?.cancel()
+            headClock = nil
+            if head.version.major == 1, head.version.minor == 0 {
+                // HTTP/1.0 closes unless asked not to, and then says so in the answer.
+                if head.isKeepAlive { http10KeepAlive = true } else { closeAfterResponse = true }
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? HTTPParserError { parseError = error }
+        context.fireErrorCaught(error)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(var head):
+            if let parseError, head.status == .badRequest {
+                let body = Self.errorBody(parseError)
+                head.headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
+                head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+                context.write(wrapOutboundOut(.head(head)), promise: promise)
+                context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+                return
+            }
+            if closeAfterResponse { head.headers.replaceOrAdd(name: "Connection", value: "close") }
+            else if http10KeepAlive { head.headers.replaceOrAdd(name: "Connection", value: "keep-alive") }
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
+        case .body:
+            context.write(data, promise: promise)
+        case .end:
+            responses += 1
+            guard closeAfterResponse, responses == heads else { return context.write(data, promise: promise) }
+            context.writeAndFlush(data, promise: promise)
+            context.close(promise: nil)
+        }
+    }
+
+    static func errorBody(_ error: HTTPParserError) -> ByteBuffer {
+        let message = "malformed HTTP request (\(error)): check Content-Length, Transfer-Encoding and the size and number of headers"
+        return (try? jsonBytes(ErrorBody(message: message))) ?? ByteBuffer()
+    }
+}
