@@ -85,6 +85,18 @@ struct TestEnvironment: Sendable {
         try await objects().get(key).map { String(buffer: $0) }
     }
 
+    /// The environment's database, migrated, without an application around it: for writing what
+    /// an instance that then died would have written, or reading what no route shows.
+    func withDatabase<T: Sendable>(_ body: @Sendable (any Database) async throws -> T) async throws -> T {
+        let database = try await openDatabase(configuration.database, logger: Logger(label: "test"))
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await database.run() }
+            defer { group.cancelAll() }
+            try await Migrations.run(on: database, logger: Logger(label: "test"))
+            return try await body(database)
+        }
+    }
+
     /// Builds the application on this environment and runs `test` against it.
     func withApp<T: Sendable>(_ setup: TestingSetup = .router, _ test: @Sendable (any TestClientProtocol) async throws -> T) async throws -> T {
         let app = try await buildApplication(configuration)

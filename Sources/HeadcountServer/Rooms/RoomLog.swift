@@ -8,6 +8,11 @@ import Synchronization
 /// and once more at shutdown. After each write the day's last sequence number is read again; if an
 /// action committed meanwhile (here or on another instance), the day is written again, so the last
 /// write of a day always holds every row.
+///
+/// Which days are waiting is kept durably too: each action marks its day pending in its own
+/// transaction (`room_log_pending`), and a day stops being pending only once an object holding
+/// its latest row is stored. At start, and every minute for days another instance left behind
+/// when it died, every pending day is written, so after a crash the objects still catch up.
 final class RoomLog: Service {
     struct Day: Hashable, Sendable {
         let room: String
@@ -45,7 +50,10 @@ final class RoomLog: Service {
 
     func run() async throws {
         try? await cancelWhenGracefulShutdown {
+            var tick = 0
             while true {
+                if tick % 60 == 0 { await self.reconcile() }
+                tick += 1
                 try await Task.sleep(for: .seconds(1))
                 await self.flush()
             }
@@ -53,6 +61,15 @@ final class RoomLog: Service {
         // Final flush; a few rounds, in case another instance committed during the last one.
         for _ in 0..<3 where !pending.withLock(\.isEmpty) {
             await flush()
+        }
+    }
+
+    /// Queues every day the database says is pending.
+    func reconcile() async {
+        do {
+            for (room, day) in try await repository.pendingDays() { changed(room: room, day: day) }
+        } catch {
+            logger.error("could not read the pending room logs", metadata: ["error": "\(error)"])
         }
     }
 
@@ -66,7 +83,12 @@ final class RoomLog: Service {
             do {
                 let actions = try await repository.actions(room: day.room, day: day.day)
                 try await store.put(Self.key(room: day.room, day: day.day), ByteBuffer(string: Self.csv(actions)), contentType: "text/csv")
-                if try await repository.lastSeq(room: day.room, day: day.day) != actions.last?.seq {
+                let written = actions.last?.seq ?? 0
+                try await repository.logWritten(room: day.room, day: day.day, seq: written)
+                // Another instance may have written a later version and cleared the day, which this
+                // write then overtook: mark it pending again.
+                if let last = try await repository.lastSeq(room: day.room, day: day.day), last != written {
+                    try await repository.markPending(room: day.room, day: day.day, seq: last)
                     changed(room: day.room, day: day.day)
                 }
             } catch {

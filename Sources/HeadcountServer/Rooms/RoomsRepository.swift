@@ -32,6 +32,7 @@ struct RoomsRepository: Sendable {
                 INSERT INTO room_actions (room, seq, name, action, at_us, day)
                 VALUES (\(bind: room), \(bind: seq), \(bind: name), \(bind: action.rawValue), \(bind: at.microseconds), \(bind: at.day))
                 """).run()
+            try await Self.markPending(room: room, day: at.day, seq: seq, db: db)
             switch action {
             case .register:
                 try await db.raw("""
@@ -113,6 +114,34 @@ struct RoomsRepository: Sendable {
                     at: Timestamp(microseconds: try row.decode(column: "at_us", as: Int64.self))
                 )
             }
+        }
+    }
+
+    /// Notes that the day's object must be rewritten to hold `seq`.
+    private static func markPending(room: String, day: String, seq: Int, db: any SQLDatabase) async throws {
+        try await db.raw("""
+            INSERT INTO room_log_pending (room, day, seq) VALUES (\(bind: room), \(bind: day), \(bind: seq))
+            ON CONFLICT (room, day) DO UPDATE SET seq = CASE WHEN excluded.seq > room_log_pending.seq THEN excluded.seq ELSE room_log_pending.seq END
+            """).run()
+    }
+
+    func markPending(room: String, day: String, seq: Int) async throws {
+        try await database.transaction { db in try await Self.markPending(room: room, day: day, seq: seq, db: db) }
+    }
+
+    /// The days whose objects may lag their rows (here or on any instance, before a crash too).
+    func pendingDays() async throws -> [(room: String, day: String)] {
+        try await database.read { db in
+            try await db.raw("SELECT room, day FROM room_log_pending ORDER BY room, day").all().map {
+                (try $0.decode(column: "room", as: String.self), try $0.decode(column: "day", as: String.self))
+            }
+        }
+    }
+
+    /// An object holding the day up to `seq` is stored: the day is no longer pending unless a later action is.
+    func logWritten(room: String, day: String, seq: Int) async throws {
+        try await database.transaction { db in
+            try await db.raw("DELETE FROM room_log_pending WHERE room = \(bind: room) AND day = \(bind: day) AND seq <= \(bind: seq)").run()
         }
     }
 

@@ -237,6 +237,11 @@ public enum Migrations {
             "CREATE INDEX worker_timestamps_by_worker ON worker_timestamps (worker_id, timestamp_ms)",
             "CREATE INDEX worker_timestamps_by_time ON worker_timestamps (timestamp_ms, timestamp_id)",
         ] },
+        Migration(version: 7, name: "room log pending") { _ in [
+            // The days whose CSV object may lag their rows: written in each action's transaction,
+            // deleted once an object holding `seq` is stored, so a crash loses no row of the object.
+            "CREATE TABLE room_log_pending (room TEXT NOT NULL, day TEXT NOT NULL, seq BIGINT NOT NULL, PRIMARY KEY (room, day))",
+        ] },
     ]
 
     /// Applies every migration not yet applied, in one transaction. On PostgreSQL an advisory lock
