@@ -54,9 +54,20 @@ public func buildApplication(_ configuration: Configuration) async throws -> som
         logger: logger
     )
     app.beforeServerStarts {
-        try await Migrations.run(on: services.database, logger: logger)
+        try await services.database.start(migrating: { try await Migrations.run(on: services.database, logger: logger) }, waitForServer: false)
     }
     return app
+}
+
+/// Runs the server until SIGTERM or SIGINT. Shutting down finishes the requests in flight,
+/// flushes room logs and closes connections, and takes at most 9 seconds in any state (a database
+/// that stopped answering included): then whatever is left is cancelled.
+public func serve(_ configuration: Configuration) async throws {
+    let app = try await buildApplication(configuration)
+    var group = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: app.logger)
+    group.maximumGracefulShutdownDuration = .seconds(9)
+    group.maximumCancellationDuration = .seconds(1)
+    try await ServiceGroup(configuration: group).run()
 }
 
 public func buildRouter(_ services: AppServices, configuration: Configuration) throws -> Router<AppRequestContext> {

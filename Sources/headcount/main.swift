@@ -44,10 +44,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try await settings.configuration()
-        try await exitOnBadSetting {
-            let app = try await buildApplication(configuration)
-            try await app.runService()
-        }
+        try await exitOnBadSetting { try await serve(configuration) }
     }
 }
 

@@ -327,10 +327,7 @@ import Testing
         #expect(listed.map { $0[3] } == ["", "", "", "1", "2", "3", "4", "5", "6"])
 
         // The same rows, three at a time.
-        let database = try await openDatabase(environment.configuration.database, logger: Logger(label: "test"))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await database.run() }
-            defer { group.cancelAll() }
+        try await environment.withDatabase { database in
             let repository = RegistrationsRepository(database: database, feed: ChangeFeed(logger: Logger(label: "test")))
             var paged: [[String]] = [], cursor: RegistrationsRepository.Cursor?
             repeat {

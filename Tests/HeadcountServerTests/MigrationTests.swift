@@ -14,10 +14,7 @@ import Testing
         try await environment.withApp { client in
             _ = try await client.post("/people/register", #"{"name": "Ada"}"#)
         }
-        let database = try await openDatabase(environment.configuration.database, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await database.run() }
-            defer { group.cancelAll() }
+        try await environment.withDatabase { database in
             let versions = try await database.read { db in
                 try await db.raw("SELECT version FROM headcount_migrations ORDER BY version").all().map { try $0.decode(column: "version", as: Int.self) }
             }

@@ -11,10 +11,7 @@ import Testing
     @Test(arguments: Engine.available)
     func concurrentTransactionsCommitOrRollBackEachAlone(engine: Engine) async throws {
         let environment = try await TestEnvironment.make(engine)
-        let database = try await openDatabase(environment.configuration.database, logger: Logger(label: "test"))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await database.run() }
-            defer { group.cancelAll() }
+        try await environment.withDatabase { database in
             try await database.transaction { db in
                 try await db.raw("CREATE TABLE scratch (n BIGINT PRIMARY KEY)").run()
             }

@@ -92,7 +92,7 @@ struct TestEnvironment: Sendable {
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await database.run() }
             defer { group.cancelAll() }
-            try await Migrations.run(on: database, logger: Logger(label: "test"))
+            try await database.start(migrating: { try await Migrations.run(on: database, logger: Logger(label: "test")) }, waitForServer: true)
             return try await body(database)
         }
     }

@@ -10,7 +10,8 @@ final class ServerProcess {
     private let process = Process()
     private let directory: URL
 
-    init(database: String) async throws {
+    /// Starts the process and waits until `/health` answers 200, or, unless `healthy`, anything.
+    init(database: String, healthy: Bool = true) async throws {
         let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent(".build/debug/headcount")
         try #require(FileManager.default.isExecutableFile(atPath: binary.path), "build the binary first: swift build")
@@ -29,8 +30,8 @@ final class ServerProcess {
         try process.run()
         for _ in 0..<200 {
             guard process.isRunning else { break }
-            if (try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/health"), timeout: .seconds(1)))?.status == .ok,
-               process.isRunning { return }
+            let status = (try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/health"), timeout: .seconds(1)))?.status
+            if let status, status == .ok || !healthy, process.isRunning { return }
             try await Task.sleep(for: .milliseconds(50))
         }
         await stop()
@@ -43,13 +44,17 @@ final class ServerProcess {
     }
 
     /// Stops the process without blocking a thread of the test's executor (there are only as
-    /// many as cores): SIGTERM for a graceful stop, SIGKILL if it takes over 10 s.
-    func stop() async {
+    /// many as cores): SIGTERM for a graceful stop, SIGKILL if it takes over 10 s. Returns how long
+    /// it took and whether the process had ended by itself.
+    @discardableResult
+    func stop() async -> (elapsed: Duration, graceful: Bool) {
+        let start = ContinuousClock.now
         process.terminate()
-        let deadline = ContinuousClock.now + .seconds(10)
-        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        while process.isRunning, ContinuousClock.now - start < .seconds(10) { try? await Task.sleep(for: .milliseconds(20)) }
+        let graceful = !process.isRunning
+        if !graceful { kill(process.processIdentifier, SIGKILL) }
         try? FileManager.default.removeItem(at: directory)
+        return (ContinuousClock.now - start, graceful && process.terminationStatus == 0)
     }
 }
 

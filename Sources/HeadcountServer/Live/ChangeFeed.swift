@@ -293,8 +293,16 @@ final class ChangeFeed: Service, Sendable {
             await withTaskGroup(of: Void.self) { group in
                 if let relay = self.relay {
                     group.addTask {
+                        // Restarted every second; said once per outage (a run of under 5 s is the same outage).
+                        var failing = false
                         while !Task.isCancelled {
-                            do { try await relay.run(into: self) } catch { self.logger.warning("change relay stopped: \(error); restarting") }
+                            let started = ContinuousClock.now
+                            do { try await relay.run(into: self) } catch {
+                                if !failing || ContinuousClock.now - started > .seconds(5), !Task.isShuttingDownGracefully {
+                                    self.logger.warning("change relay stopped: \(String(reflecting: error)); restarting every second")
+                                }
+                                failing = true
+                            }
                             try? await Task.sleep(for: .seconds(1))
                         }
                     }

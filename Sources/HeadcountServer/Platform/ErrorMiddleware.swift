@@ -21,6 +21,12 @@ struct ErrorMiddleware: RouterMiddleware {
             }
             let message = error.status == .notFound ? "no route for \(request.method.rawValue) \(request.uri.path)" : (error.body ?? error.status.reasonPhrase)
             return try Self.response(error.status, message)
+        } catch let error as DatabaseUnavailable {
+            // The request was not carried out; a client may simply send it again shortly.
+            context.logger.warning("database unavailable", metadata: ["reason": "\(error.reason)"])
+            var response = try Self.response(.serviceUnavailable, "database unavailable; retry in a few seconds")
+            response.headers[.retryAfter] = "2"
+            return response
         } catch is NIOTooManyBytesError {
             return try Self.response(.contentTooLarge, "request body is larger than \(context.maxUploadSize) bytes")
         } catch {

@@ -23,7 +23,11 @@ struct SystemController {
         }
         router.get("metrics") { _, _ in
             var body = ByteBuffer(bytes: PrometheusMetrics.registry.emitToBuffer())
-            body.writeString(try await DomainMetrics(database: database, feed: feed).render())
+            // The instance's own figures are worth scraping while the database is away.
+            let domain = try? await DomainMetrics(database: database, feed: feed).render()
+            body.writeString("# HELP headcount_database_up Whether the database answered this scrape.\n# TYPE headcount_database_up gauge\n")
+            body.writeString("headcount_database_up \(domain == nil ? 0 : 1)\n")
+            body.writeString(domain ?? "")
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: body))
         }
     }

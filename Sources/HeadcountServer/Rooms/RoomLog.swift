@@ -50,11 +50,10 @@ final class RoomLog: Service {
 
     func run() async throws {
         try? await cancelWhenGracefulShutdown {
-            var tick = 0
+            var reconciled = ContinuousClock.now - .seconds(60)
             while true {
-                if tick % 60 == 0 { await self.reconcile() }
-                tick += 1
                 try await Task.sleep(for: .seconds(1))
+                if ContinuousClock.now - reconciled >= .seconds(60), await self.reconcile() { reconciled = .now }
                 await self.flush()
             }
         }
@@ -64,13 +63,20 @@ final class RoomLog: Service {
         }
     }
 
-    /// Queues every day the database says is pending.
-    func reconcile() async {
+    /// Queues every day the database says is pending; false if it could not be read.
+    func reconcile() async -> Bool {
         do {
             for (room, day) in try await repository.pendingDays() { changed(room: room, day: day) }
+            return true
         } catch {
-            logger.error("could not read the pending room logs", metadata: ["error": "\(error)"])
+            log(error, "could not read the pending room logs")
+            return false
         }
+    }
+
+    /// A database that is away is said by the database engine; anything else is an error here.
+    private func log(_ error: any Error, _ message: Logger.Message, metadata: Logger.Metadata = [:]) {
+        logger.log(level: error is DatabaseUnavailable ? .debug : .error, message, metadata: metadata.merging(["error": "\(error)"]) { $1 })
     }
 
     /// Writes every day that changed since the last flush.
@@ -92,7 +98,7 @@ final class RoomLog: Service {
                     changed(room: day.room, day: day.day)
                 }
             } catch {
-                logger.error("could not write room log", metadata: ["room": "\(day.room)", "day": "\(day.day)", "error": "\(error)"])
+                log(error, "could not write room log", metadata: ["room": "\(day.room)", "day": "\(day.day)"])
                 changed(room: day.room, day: day.day)
             }
         }

@@ -11,7 +11,7 @@ public protocol Database: Sendable {
     var engine: DatabaseEngine { get }
 
     /// Runs `body` on a connection for reading.
-    func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    func read<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
 
     /// Runs `body` in one transaction: `BEGIN IMMEDIATE` on SQLite, `BEGIN` on PostgreSQL,
     /// `COMMIT` when it returns and `ROLLBACK` when it throws.
@@ -21,6 +21,15 @@ public protocol Database: Sendable {
     /// writer thread; nil (no preference) on PostgreSQL.
     var writerExecutor: (any TaskExecutor)? { get }
 
+    /// Makes the database ready: checks it can be reached with the configured credentials (a
+    /// refusal is a `ConfigurationError`), then runs `migrate`. On PostgreSQL, a server that cannot
+    /// be reached is waited for in the background unless `waitForServer` (then it throws
+    /// `DatabaseUnavailable`); until it is ready every call throws `DatabaseUnavailable`.
+    func start(migrating migrate: @escaping @Sendable () async throws -> Void, waitForServer: Bool) async throws
+
+    /// Whether the database answers a trivial query now, within about a second.
+    func isHealthy() async -> Bool
+
     /// Keeps the engine's connections alive until graceful shutdown, then closes them.
     func run() async throws
 
@@ -28,11 +37,22 @@ public protocol Database: Sendable {
     func close() async
 }
 
+/// The database cannot serve a request now: PostgreSQL is unreachable or not yet ready, or SQLite
+/// is out of space or locked. Answered with 503 and `Retry-After`; the request was not carried out
+/// (or, if the connection broke while committing, its outcome is unknown: it was never acknowledged).
+public struct DatabaseUnavailable: Error, CustomStringConvertible {
+    public let reason: String
+    public var description: String { reason }
+}
+
 extension Database {
     var writerExecutor: (any TaskExecutor)? { nil }
 
-    /// Whether the database answers a trivial query.
-    public func isHealthy() async -> Bool {
+    func start(migrating migrate: @escaping @Sendable () async throws -> Void, waitForServer: Bool) async throws {
+        try await migrate()
+    }
+
+    func isHealthy() async -> Bool {
         (try? await read { db in try await db.raw("SELECT 1 AS ok").first() }) != nil
     }
 
@@ -46,6 +66,6 @@ extension Database {
 public func openDatabase(_ location: DatabaseLocation, logger: Logger) async throws -> any Database {
     switch location {
     case .sqlite(let path): try await SQLiteEngine.open(path: path, logger: logger)
-    case .postgres(let url): try PostgresEngine(url: url, logger: logger)
+    case .postgres(let url): try await PostgresEngine.open(url: url, logger: logger)
     }
 }

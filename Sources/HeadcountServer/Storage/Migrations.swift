@@ -281,6 +281,6 @@ public func migrate(_ configuration: Configuration, logger: Logger) async throws
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await database.run() }
         defer { group.cancelAll() }
-        try await Migrations.run(on: database, logger: logger)
+        try await database.start(migrating: { try await Migrations.run(on: database, logger: logger) }, waitForServer: true)
     }
 }

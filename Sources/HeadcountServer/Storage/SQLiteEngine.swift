@@ -62,12 +62,26 @@ final class SQLiteEngine: Database {
         return SQLiteEngine(writerThread: writerThread, writer: connections[0], readers: Array(connections.dropFirst()))
     }
 
-    func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+    func read<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         let index = nextReader.add(1, ordering: .relaxed).newValue
-        return try await body(readers[index % readers.count].sql(queryLogLevel: .trace))
+        return try await Self.unavailableOnTransientErrors { try await body(readers[index % readers.count].sql(queryLogLevel: .trace)) }
     }
 
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await Self.unavailableOnTransientErrors { try await groupCommitted(body) }
+    }
+
+    /// A full disk, a failing device or a lock held past the busy timeout is no fault of the
+    /// request: it is refused with 503 rather than 500.
+    private static func unavailableOnTransientErrors<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as SQLiteError where [.full, .ioError, .busy, .locked, .busyTimeout, .noMemory].contains(error.reason) {
+            throw DatabaseUnavailable(reason: "SQLite: \(error.message)")
+        }
+    }
+
+    private func groupCommitted<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         let result = Mutex<T?>(nil)
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let job = GroupCommit.Job(
