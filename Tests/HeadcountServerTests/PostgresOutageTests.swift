@@ -1,7 +1,10 @@
 import AsyncHTTPClient
 import Foundation
+import Logging
 import NIOCore
 import NIOHTTP1
+import PostgresNIO
+import SQLKit
 import Testing
 @testable import HeadcountServer
 
@@ -143,6 +146,73 @@ struct PostgresOutageTests {
         _ = try? await Self.register(server.port, "waiting")
         let stopped = await server.stop()
         #expect(stopped.graceful && stopped.elapsed < .seconds(10), "stopped in \(stopped.elapsed)")
+    }
+
+    /// A statement stuck behind a lock is cancelled by the server at the statement timeout (its
+    /// transaction rolled back), and a caller that cannot get a connection is given up on at the
+    /// lease deadline; both are told the database is unavailable, later callers at once, until a
+    /// probe finds it answering again.
+    @Test func deadlinesBoundEveryOperation() async throws {
+        let url = try await createPostgresDatabase(base: try #require(Engine.postgresURL))
+        let engine = try await PostgresEngine.open(url: url, statementTimeout: .seconds(4), logger: Logger(label: "test"))
+        let components = try #require(URLComponents(string: url))
+        let holder = try await PostgresConnection.connect(configuration: .init(
+            host: "127.0.0.1", port: components.port!, username: "postgres", password: components.password, database: String(components.path.dropFirst()), tls: .disable
+        ), id: 1, logger: Logger(label: "test"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await engine.run() }
+            defer { group.cancelAll() }
+            try await engine.start(migrating: { try await engine.transaction { try await $0.raw("CREATE TABLE scratch (n BIGINT)").run() } }, waitForServer: true)
+            _ = try await holder.query("BEGIN").get()
+            _ = try await holder.query("LOCK TABLE scratch IN ACCESS EXCLUSIVE MODE").get()
+
+            // 16 transactions (every pooled connection) wait on the lock; a 17th waits for a
+            // connection; an 18th comes once the 17th has been given up on.
+            let start = ContinuousClock.now
+            let outcomes = await withTaskGroup(of: (Int, String, Duration).self) { writers in
+                for n in 0..<18 {
+                    writers.addTask {
+                        if n == 16 { try? await Task.sleep(for: .milliseconds(500)) }
+                        if n == 17 { try? await Task.sleep(for: .milliseconds(3200)) }
+                        let started = ContinuousClock.now
+                        do {
+                            try await engine.transaction { try await $0.raw("INSERT INTO scratch (n) VALUES (\(bind: n))").run() }
+                            return (n, "stored", ContinuousClock.now - started)
+                        } catch let error as DatabaseUnavailable {
+                            return (n, error.reason, ContinuousClock.now - started)
+                        } catch {
+                            return (n, "\(error)", ContinuousClock.now - started)
+                        }
+                    }
+                }
+                return await writers.reduce(into: [(Int, String, Duration)]()) { $0.append($1) }
+            }
+            #expect(ContinuousClock.now - start < .seconds(6))
+            for (n, reason, elapsed) in outcomes.sorted(by: { $0.0 < $1.0 }) {
+                switch n {
+                case 16:
+                    #expect(reason.hasPrefix("no connection to PostgreSQL within"), "\(n): \(reason)")
+                    #expect(elapsed >= .seconds(2) && elapsed < .seconds(3), "\(n): \(elapsed)")
+                case 17:
+                    #expect(reason == "PostgreSQL is unavailable", "refused at once while down: \(reason)")
+                    #expect(elapsed < .milliseconds(100), "\(n): \(elapsed)")
+                default:
+                    #expect(reason == "PostgreSQL cancelled a statement that ran too long", "\(n): \(reason)")
+                    #expect(elapsed >= .seconds(4) && elapsed < .seconds(5), "\(n): \(elapsed)")
+                }
+            }
+            _ = try await holder.query("ROLLBACK").get()
+            var back: Duration?
+            let released = ContinuousClock.now
+            while back == nil, ContinuousClock.now - released < .seconds(10) {
+                if (try? await engine.read { try await $0.raw("SELECT 1 AS one").run() }) != nil { back = ContinuousClock.now - released }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(back != nil, "up again once connections answer")
+            let stored = try await engine.read { try await $0.raw("SELECT COUNT(*) AS n FROM scratch").first()!.decode(column: "n", as: Int.self) }
+            #expect(stored == 0, "every cancelled transaction was rolled back")
+        }
+        try await holder.close()
     }
 
     /// A wrong password or user, or a missing database, is a bad setting: one line, exit code 2.

@@ -9,8 +9,9 @@ import Synchronization
 /// PostgreSQL through a `PostgresClient` pool: the engine for several stateless instances.
 ///
 /// An outage must neither hang the server nor be answered with 500s:
-/// - a connection is waited for at most `leaseTimeout`, and a whole read or transaction runs at
-///   most `operationTimeout` (its connection is then closed, which rolls the transaction back);
+/// - a connection is waited for at most `leaseTimeout`; a statement runs at most 30 s
+///   (`statement_timeout`, answered with 503); an operation the server does not answer at all
+///   is given up on 5 s later (see `Deadlines`);
 /// - a failed connection marks the database down: every call then fails at once with
 ///   `DatabaseUnavailable` (503 with `Retry-After`) while a probe asks twice a second; its first
 ///   answer marks the database up again;
@@ -21,8 +22,8 @@ final class PostgresEngine: Database {
     let engine = DatabaseEngine.postgres
     let client: PostgresClient
     static let leaseTimeout: Duration = .seconds(2)
-    static let operationTimeout: Duration = .seconds(30)
     static let connectTimeout: Duration = .seconds(3)
+    let deadlines: Deadlines
 
     private enum State { case starting, up, down }
     private let state = Mutex((state: State.starting, since: ContinuousClock.now))
@@ -38,17 +39,23 @@ final class PostgresEngine: Database {
 
     /// Opens the pool after one connection has checked the credentials: one the server refuses
     /// is a `ConfigurationError`; a server that cannot be reached is waited for (see `start`).
-    static func open(url: String, logger: Logger) async throws -> PostgresEngine {
+    static func open(url: String, statementTimeout: Duration = .seconds(30), logger: Logger) async throws -> PostgresEngine {
         let server = try Server(url: url)
-        return PostgresEngine(server: server, unreachable: try await server.checkCredentials(logger: logger), logger: logger)
+        let unreachable = try await server.checkCredentials(logger: logger)
+        return PostgresEngine(server: server, unreachable: unreachable, statementTimeout: statementTimeout, logger: logger)
     }
 
-    private init(server: Server, unreachable: String?, logger: Logger) {
+    private init(server: Server, unreachable: String?, statementTimeout: Duration, logger: Logger) {
         var configuration = PostgresClient.Configuration(
             host: server.host, port: server.port, username: server.username, password: server.password, database: server.database, tls: .disable
         )
         configuration.options.maximumConnections = 16
         configuration.options.connectTimeout = Self.connectTimeout
+        // The server ends a statement that runs too long, and a transaction left idle, itself.
+        let milliseconds = statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
+        configuration.options.additionalStartupParameters = [
+            ("statement_timeout", "\(milliseconds)"), ("idle_in_transaction_session_timeout", "\(milliseconds * 2)"),
+        ]
         // The pool logs every failed connection attempt at info; this engine says when the database goes and comes back.
         var poolLogger = logger
         poolLogger.logLevel = max(logger.logLevel, .warning)
@@ -56,6 +63,8 @@ final class PostgresEngine: Database {
         self.logger = logger
         self.location = "\(server.host):\(server.port)"
         self.unreachableAtOpen = unreachable
+        // Past the statement timeout and a margin, the server is not answering at all.
+        self.deadlines = Deadlines(overrun: statementTimeout + .seconds(5))
     }
 
     /// Where the server is and whom to connect as, from a `postgres://` URL.
@@ -142,59 +151,37 @@ final class PostgresEngine: Database {
         (try? await withConnection(leaseTimeout: .seconds(1)) { try await $0.sql().raw("SELECT 1 AS ok").run() }) != nil
     }
 
-    /// Runs `body` on a pooled connection within the timeouts, and turns a failed connection into
-    /// `DatabaseUnavailable`, marking the database down.
+    /// Runs `body` on a pooled connection within the deadlines, and turns a database that is
+    /// away into `DatabaseUnavailable` (marking it down when the connection failed).
     private func withConnection<T: Sendable>(leaseTimeout: Duration, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         if !Self.bypassesGate, let unavailable = gateClosed() { throw unavailable }
-        do {
-            return try await leasing(timeout: leaseTimeout) { connection in
-                try await withThrowingTaskGroup(of: T?.self) { group in
-                    group.addTask { try await body(connection) }
-                    group.addTask {
-                        try await Task.sleep(for: Self.operationTimeout)
-                        // Closing fails the statement in flight; PostgreSQL rolls its transaction back.
-                        try? await connection.close()
-                        return nil
+        let id = deadlines.begin(leaseTimeout: leaseTimeout)
+        let answered = Once()
+        return try await withCheckedThrowingContinuation { (caller: CheckedContinuation<T, any Error>) in
+            // A task of its own, so that its caller can be answered while it still waits.
+            let work = Task { [client, deadlines] in
+                defer { deadlines.end(id) }
+                do {
+                    let value = try await client.withConnection { connection in
+                        guard deadlines.leased(id) else { throw CancellationError() }
+                        return try await body(connection)
                     }
-                    defer { group.cancelAll() }
-                    guard let result = try await group.next()! else {
-                        throw DatabaseUnavailable(reason: "PostgreSQL did not answer within \(Self.operationTimeout)")
-                    }
-                    return result
+                    if answered.take() { caller.resume(returning: value) }
+                } catch {
+                    if answered.take() { caller.resume(throwing: self.unavailable(error) ?? error) }
                 }
             }
-        } catch let error as DatabaseUnavailable {
-            setState(.down, cause: error.reason)
-            throw error
-        } catch where Self.isConnectionFailure(error) {
-            setState(.down, cause: Self.describe(error))
-            throw DatabaseUnavailable(reason: "PostgreSQL is unavailable")
-        }
-    }
-
-    /// `client.withConnection`, giving up on a connection not leased within `timeout`. Exactly one
-    /// of the lease and the timer wins, so a body never runs once its caller has been told 503.
-    private func leasing<T: Sendable>(timeout: Duration, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let race = LeaseRace()
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { [client] in
-                try await client.withConnection { connection in
-                    guard race.decided.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else {
-                        throw DatabaseUnavailable(reason: "no connection to PostgreSQL within \(timeout)")
-                    }
-                    return try await body(connection)
+            deadlines.attach(id) { outcome in
+                guard answered.take() else { return }
+                // Withdraws a lease still waiting; a running operation ends on its own.
+                work.cancel()
+                let reason = switch outcome {
+                case .leaseTimedOut: "no connection to PostgreSQL within \(leaseTimeout)"
+                case .overran: "PostgreSQL did not answer within \(self.deadlines.overrun)"
                 }
+                self.setState(.down, cause: reason)
+                caller.resume(throwing: DatabaseUnavailable(reason: reason))
             }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                guard race.decided.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return nil }
-                throw DatabaseUnavailable(reason: "no connection to PostgreSQL within \(timeout)")
-            }
-            defer { group.cancelAll() }
-            while let result = try await group.next() {
-                if let result { return result }
-            }
-            fatalError("a leasing race ends with a result or an error")
         }
     }
 
@@ -218,19 +205,24 @@ final class PostgresEngine: Database {
         if new == .up, old.state == .down { logger.notice("PostgreSQL at \(location) answers again after \(ContinuousClock.now - old.since)") }
     }
 
-    /// Whether an error says the connection, not the statement, failed.
-    static func isConnectionFailure(_ error: any Error) -> Bool {
-        guard let error = error as? PSQLError else { return false }
+    /// The error as `DatabaseUnavailable` when it says the database, not the request, is at
+    /// fault: a failed connection (which also marks the database down), or a statement cancelled
+    /// by the server's `statement_timeout`.
+    private func unavailable(_ error: any Error) -> DatabaseUnavailable? {
+        guard let error = error as? PSQLError else { return nil }
         switch error.code {
         case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
-            return true
+            setState(.down, cause: Self.describe(error))
+            return DatabaseUnavailable(reason: Self.describe(error))
         case .server:
-            // Classes 08 (connection exception), 53 (insufficient resources), 57 (operator intervention:
-            // shutting down), but not 57014, a statement cancelled by its timeout.
-            guard let sqlState = error.serverInfo?[.sqlState], sqlState != "57014" else { return false }
-            return ["08", "53", "57"].contains(String(sqlState.prefix(2)))
+            guard let sqlState = error.serverInfo?[.sqlState] else { return nil }
+            if sqlState == "57014" { return DatabaseUnavailable(reason: "PostgreSQL cancelled a statement that ran too long") }
+            // Classes 08 (connection exception), 53 (insufficient resources), 57 (operator intervention: shutting down).
+            guard ["08", "53", "57"].contains(String(sqlState.prefix(2))) else { return nil }
+            setState(.down, cause: Self.describe(error))
+            return DatabaseUnavailable(reason: Self.describe(error))
         default:
-            return false
+            return nil
         }
     }
 
@@ -245,6 +237,14 @@ final class PostgresEngine: Database {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.client.run() }
             group.addTask { try? await cancelWhenGracefulShutdown { try await self.watch() } }
+            group.addTask {
+                try? await cancelWhenGracefulShutdown {
+                    while true {
+                        try await Task.sleep(for: .milliseconds(100))
+                        self.deadlines.sweep()
+                    }
+                }
+            }
         }
     }
 
@@ -271,9 +271,4 @@ final class PostgresEngine: Database {
     }
 
     func close() async {}
-}
-
-/// Whether a lease or its timer has won (see `PostgresEngine.leasing`).
-private final class LeaseRace: Sendable {
-    let decided = Atomic(false)
 }
