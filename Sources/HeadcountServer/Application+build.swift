@@ -48,7 +48,7 @@ public func buildApplication(_ configuration: Configuration) async throws -> som
     }
     var app = Application(
         router: router,
-        server: .headcount(idleTimeout: configuration.idleTimeout, headerTimeout: configuration.headerTimeout),
+        server: .headcount(idleTimeout: configuration.idleTimeout, headerTimeout: configuration.headerTimeout, bodyTimeout: configuration.bodyTimeout),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Headcount"),
         services: [DatabaseService(database: services.database), services.roomLog, services.feed],
         logger: logger
@@ -74,8 +74,8 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     let routes = RouteTable()
     let router = Router(context: AppRequestContext.self)
     // Middleware first: Hummingbird attaches it to the routes added after it.
-    router.add(middleware: RequestIDMiddleware(maxBodySize: configuration.maxBodySize, uploadLimits: ["/api/workers": WorkerUpload.maxBodyBytes]))
     router.add(middleware: SecurityHeaders())
+    router.add(middleware: RequestIDMiddleware(maxBodySize: configuration.maxBodySize, uploadLimits: ["/api/workers": WorkerUpload.maxBodyBytes]))
     router.add(middleware: LogRequestsMiddleware(.debug))
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: CORSPolicy(credentialedOrigins: Set(configuration.corsOrigins)))

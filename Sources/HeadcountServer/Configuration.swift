@@ -16,6 +16,8 @@ public struct Configuration: Sendable {
     public var idleTimeout: Duration
     /// A request's head must have arrived this long after its first byte, or its connection is closed.
     public var headerTimeout: Duration
+    /// A request's body must have arrived this long after its head, or its connection is closed.
+    public var bodyTimeout: Duration
     /// Browser origins that may call the admin and device routes (`*`: any); none by default, so
     /// only pages served by Headcount itself can. Public routes answer any origin.
     public var corsOrigins: [String]
@@ -28,7 +30,7 @@ public struct Configuration: Sendable {
         ("data-dir", "HEADCOUNT_DATA_DIR"), ("object-store", "HEADCOUNT_OBJECT_STORE"),
         ("admin-key", "HEADCOUNT_ADMIN_KEY"), ("max-body-size", "HEADCOUNT_MAX_BODY_SIZE"),
         ("log-level", "HEADCOUNT_LOG_LEVEL"), ("idle-timeout", "HEADCOUNT_IDLE_TIMEOUT"),
-        ("header-timeout", "HEADCOUNT_HEADER_TIMEOUT"), ("cors-origins", "HEADCOUNT_CORS_ORIGINS"),
+        ("header-timeout", "HEADCOUNT_HEADER_TIMEOUT"), ("body-timeout", "HEADCOUNT_BODY_TIMEOUT"), ("cors-origins", "HEADCOUNT_CORS_ORIGINS"),
     ]
 
     /// Resolves flags (given by flag name) over environment variables over defaults.
@@ -70,12 +72,13 @@ public struct Configuration: Sendable {
         }
         let idleTimeout = try timeout("idle-timeout", default: "75s")
         let headerTimeout = try timeout("header-timeout", default: "10s")
+        let bodyTimeout = try timeout("body-timeout", default: "5m")
         var corsOrigins: [String] = []
         for origin in (value("cors-origins") ?? "").split(separator: ",") { corsOrigins.append(try CORSPolicy.origin(String(origin))) }
         return Configuration(
             host: host, port: port, database: database, dataDirectory: dataDirectory, objectStore: objectStore,
             adminKey: adminKey, maxBodySize: maxBodySize, logLevel: logLevel, idleTimeout: idleTimeout,
-            headerTimeout: headerTimeout, corsOrigins: corsOrigins
+            headerTimeout: headerTimeout, bodyTimeout: bodyTimeout, corsOrigins: corsOrigins
         )
     }
 }

@@ -15,13 +15,14 @@ struct Settings: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (HEADCOUNT_LOG_LEVEL; default info).") var logLevel: String?
     @Option(name: .customLong("idle-timeout"), help: "Close a connection with no request in progress after this long, e.g. 75s (HEADCOUNT_IDLE_TIMEOUT; default 75s).") var idleTimeout: String?
     @Option(name: .customLong("header-timeout"), help: "Close a connection whose request head takes longer than this from its first byte (HEADCOUNT_HEADER_TIMEOUT; default 10s).") var headerTimeout: String?
+    @Option(name: .customLong("body-timeout"), help: "Close a connection whose request body takes longer than this from its head (HEADCOUNT_BODY_TIMEOUT; default 5m).") var bodyTimeout: String?
     @Option(name: .customLong("cors-origins"), help: "Comma-separated browser origins allowed to call admin and device routes, or * (HEADCOUNT_CORS_ORIGINS; default none: same origin only).") var corsOrigins: String?
 
     func configuration() async throws -> Configuration {
         let flags: [String: String?] = [
             "host": host, "port": port, "database": database, "data-dir": dataDir, "object-store": objectStore,
             "admin-key": adminKey, "max-body-size": maxBodySize, "log-level": logLevel, "idle-timeout": idleTimeout,
-            "header-timeout": headerTimeout, "cors-origins": corsOrigins,
+            "header-timeout": headerTimeout, "body-timeout": bodyTimeout, "cors-origins": corsOrigins,
         ]
         return try await exitOnBadSetting {
             try Configuration.resolve(flags: flags.compactMapValues { $0 }, environment: ProcessInfo.processInfo.environment)

@@ -127,8 +127,22 @@ import Testing
             let closed = try #require(closedAfter, "closed while still trickling")
             #expect(closed < .seconds(3), "20 lines would have taken 4 s")
             // A head that arrives in time is answered.
-            let prompt = try await rawExchange(port: try #require(client.port), [(.zero, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")], timeout: .milliseconds(200))
+            let prompt = try await rawExchange(port: try #require(client.port), [(.zero, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")], timeout: .seconds(2))
             #expect(prompt.text.hasPrefix("HTTP/1.1 200 "))
+        }
+    }
+
+    /// A body trickling in a byte at a time held its connection and handler for as long as it liked.
+    @Test func aRequestBodyMustArriveWithinTheBodyTimeout() async throws {
+        var environment = try await TestEnvironment.make(.sqlite)
+        environment.configuration.bodyTimeout = .milliseconds(500)
+        try await environment.withApp(.live) { client in
+            let trickle = [(after: Duration.zero, bytes: "POST /api/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")]
+                + (0..<20).map { _ in (after: Duration.milliseconds(200), bytes: " ") }
+            let (text, closedAfter) = try await rawExchange(port: try #require(client.port), trickle, timeout: .seconds(2))
+            let closed = try #require(closedAfter, "closed while the body still trickled")
+            #expect(closed < .seconds(3), "20 bytes would have taken 4 s")
+            #expect(!text.hasPrefix("HTTP/1.1 200"))
         }
     }
 
@@ -185,10 +199,18 @@ import Testing
             let publicPreflight = try await client.execute(uri: "/people/register", method: .options, headers: origin)
             #expect(publicPreflight.headers[.accessControlAllowOrigin] == "*")
             #expect(publicPreflight.headers[.accessControlAllowHeaders]?.contains("X-Admin-Token") == false)
+            // The stream's attendance topic takes the admin key too.
+            let stream = try await client.execute(uri: "/api/stream?topics=attendance", method: .options, headers: origin)
+            #expect(stream.headers[.accessControlAllowOrigin] == nil)
+            let refused = try await client.get("/api/admin/devices?tenant_id=A", headers: [.origin: "https://evil.example", .adminToken: WorkersTests.adminKey])
+            #expect(refused.headers[.vary] == "Origin", "a cache must not serve one origin's answer to another")
+            // An early 413 carries the same headers as every answer.
+            let tooLarge = try await client.post("/people/register", jsonText(["name": String(repeating: "x", count: 2 << 20)]))
+            #expect(tooLarge.status == .contentTooLarge && tooLarge.headers[.init("X-Content-Type-Options")!] == "nosniff")
         }
         // An operator can name the origins of an admin front end.
         var environment = try await TestEnvironment.make(.sqlite)
-        environment.configuration.corsOrigins = ["https://admin.example"]
+        environment.configuration.corsOrigins = [try CORSPolicy.origin("HTTPS://Admin.Example:443")]
         try await environment.withApp { client in
             let preflight = try await client.execute(uri: "/api/workers", method: .options, headers: [
                 .origin: "https://admin.example", .accessControlRequestMethod: "GET", .accessControlRequestHeaders: "X-Admin-Token",

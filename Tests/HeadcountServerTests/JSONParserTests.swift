@@ -58,5 +58,7 @@ import Testing
     @Test func errorsSayWhere() throws {
         let failure = try #require(throws: JSONParser.Failure.self) { try Self.parse(#"{"a": 1 "b": 2}"#) }
         #expect(failure.message == "malformed JSON at byte 8: expected ',' or '}'")
+        let utf8 = try #require(throws: JSONParser.Failure.self) { try JSONParser.parse(ByteBuffer(bytes: Array(#"[1, "a"#.utf8) + [0xFF] + Array(#""]"#.utf8))) }
+        #expect(utf8.message == "malformed JSON at byte 4: invalid UTF-8 in the string")
     }
 }

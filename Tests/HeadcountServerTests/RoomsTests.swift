@@ -228,6 +228,32 @@ import Testing
         #expect(pending.isEmpty)
     }
 
+    /// Two instances never write one day's object at once: one claims the day, the other waits
+    /// its turn; a day written before a later action stays pending; a claim left by a dead
+    /// instance lapses.
+    @Test(arguments: Engine.available)
+    func instancesTakeTurnsWritingADay(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withDatabase { database in
+            let rooms = RoomsRepository(database: database)
+            let day = try await rooms.record(.register, name: "Ada", room: "main").logged.at.day
+            let later = Timestamp.now().microseconds + 60_000_000
+            #expect(try await rooms.claim(room: "main", day: day, owner: "a", until: later))
+            #expect(try await !rooms.claim(room: "main", day: day, owner: "b", until: later), "a holds it")
+            #expect(try await rooms.pendingDays().isEmpty, "being written")
+            #expect(try await rooms.logWritten(room: "main", day: day, owner: "a", seq: 1))
+            #expect(try await !rooms.claim(room: "main", day: day, owner: "b", until: later), "nothing pending")
+
+            _ = try await rooms.record(.register, name: "Grace", room: "main")
+            #expect(try await rooms.claim(room: "main", day: day, owner: "a", until: later))
+            _ = try await rooms.record(.unregister, name: "Ada", room: "main")
+            #expect(try await !rooms.logWritten(room: "main", day: day, owner: "a", seq: 2), "seq 3 came meanwhile")
+            #expect(try await rooms.pendingDays().map(\.day) == [day], "handed back")
+            #expect(try await rooms.claim(room: "main", day: day, owner: "b", until: Timestamp.now().microseconds - 1))
+            #expect(try await rooms.claim(room: "main", day: day, owner: "a", until: later), "b's claim has lapsed")
+            #expect(try await rooms.logWritten(room: "main", day: day, owner: "a", seq: 3))
+        }
+    }
+
     @Test(arguments: Engine.available)
     func dataSurvivesARestart(engine: Engine) async throws {
         let environment = try await TestEnvironment.make(engine)

@@ -38,6 +38,11 @@ final class ServerProcess {
         throw InstanceDidNotStart(port: port)
     }
 
+    /// A test that failed before stopping its server does not leave it running.
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
     struct InstanceDidNotStart: Error, CustomStringConvertible {
         let port: Int
         var description: String { "headcount did not start on port \(port) (taken?)" }

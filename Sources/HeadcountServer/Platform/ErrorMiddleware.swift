@@ -22,8 +22,9 @@ struct ErrorMiddleware: RouterMiddleware {
             let message = error.status == .notFound ? "no route for \(request.method.rawValue) \(request.uri.path)" : (error.body ?? error.status.reasonPhrase)
             return try Self.response(error.status, message)
         } catch let error as DatabaseUnavailable {
-            // The request was not carried out; a client may simply send it again shortly.
-            context.logger.warning("database unavailable", metadata: ["reason": "\(error.reason)"])
+            // Not carried out (or, if the database went away while committing, of unknown outcome);
+            // the engine says once when the database goes and comes back, so each refusal is a debug line.
+            context.logger.debug("database unavailable", metadata: ["reason": "\(error.reason)"])
             var response = try Self.response(.serviceUnavailable, "database unavailable; retry in a few seconds")
             response.headers[.retryAfter] = "2"
             return response

@@ -7,11 +7,11 @@ import NIOHTTP1
 extension HTTPServerBuilder {
     /// Hummingbird's HTTP/1.1 server, with its idle timeout (a connection with no request in
     /// progress closes after `idleTimeout`) and the rules of `ConnectionRules`.
-    static func headcount(idleTimeout: Duration, headerTimeout: Duration) -> HTTPServerBuilder {
+    static func headcount(idleTimeout: Duration, headerTimeout: Duration, bodyTimeout: Duration) -> HTTPServerBuilder {
         .init { responder in
             GuardedHTTP1Channel(
                 http1: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: .init(idleTimeout))),
-                headerTimeout: .init(headerTimeout)
+                headerTimeout: .init(headerTimeout), bodyTimeout: .init(bodyTimeout)
             )
         }
     }
@@ -21,11 +21,12 @@ extension HTTPServerBuilder {
 struct GuardedHTTP1Channel: ServerChildChannel {
     let http1: HTTP1Channel
     let headerTimeout: TimeAmount
+    let bodyTimeout: TimeAmount
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1Channel.Value> {
         http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let pipeline = channel.pipeline.syncOperations
-            let rules = ConnectionRules(headerTimeout: headerTimeout)
+            let rules = ConnectionRules(headerTimeout: headerTimeout, bodyTimeout: bodyTimeout)
             // Between NIO's decoder and Hummingbird's conversion to HTTP types, where the HTTP
             // version and parse errors are still visible; its byte counter goes first of all.
             try pipeline.addHandler(rules, position: .after(try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)))
@@ -40,8 +41,9 @@ struct GuardedHTTP1Channel: ServerChildChannel {
 }
 
 /// The connection rules Hummingbird leaves to the application:
-/// - **slow heads**: once a request's first bytes arrive, its head must be complete within
-///   `headerTimeout`, or the connection closes (a client trickling headers cannot hold it open);
+/// - **slow requests**: once a request's first bytes arrive, its head must be complete within
+///   `headerTimeout`, and then its body within `bodyTimeout`, or the connection closes (a client
+///   trickling headers or a body cannot hold it open);
 /// - **HTTP/1.0**: without `Connection: keep-alive`, the connection closes after the response;
 /// - **unparsable requests** (a bad `Content-Length`, `Content-Length` with `Transfer-Encoding`,
 ///   too many or too large headers) get the JSON error body every other error has; Hummingbird
@@ -66,58 +68,75 @@ final class ConnectionRules: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private let headerTimeout: TimeAmount
+    private let bodyTimeout: TimeAmount
     private var context: ChannelHandlerContext?
     private var heads = 0
     private var responses = 0
-    private var headClock: Scheduled<Void>?
+    /// The head's clock until the head is read, then the body's until the request's end.
+    private var clock: Scheduled<Void>?
     private var closeAfterResponse = false
     private var http10KeepAlive = false
-    private var parseError: HTTPParserError?
+    /// The parser's error, and how many heads had been read when it came: the answer after
+    /// theirs is the one Hummingbird writes for the error.
+    private var parseError: (error: HTTPParserError, heads: Int)?
 
-    init(headerTimeout: TimeAmount) {
+    init(headerTimeout: TimeAmount, bodyTimeout: TimeAmount) {
         self.headerTimeout = headerTimeout
+        self.bodyTimeout = bodyTimeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        headClock?.cancel()
+        clock?.cancel()
         self.context = nil
     }
 
-    /// Bytes arrived: if no request is in progress, they start one, and its head's clock.
-    fileprivate func bytesArrived() {
-        guard heads == responses, headClock == nil, let context else { return }
-        headClock = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: headerTimeout) {
+    private func startClock(_ timeout: TimeAmount) {
+        clock?.cancel()
+        guard let context else { return }
+        clock = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: timeout) {
             context.close(promise: nil)
         }
     }
 
+    /// Bytes arrived: if no request is in progress, they start one, and its head's clock.
+    fileprivate func bytesArrived() {
+        guard heads == responses, clock == nil else { return }
+        startClock(headerTimeout)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head(let head) = unwrapInboundIn(data) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
             heads += 1
-            headClock?.cancel()
-            headClock = nil
+            startClock(bodyTimeout)
             if head.version.major == 1, head.version.minor == 0 {
                 // HTTP/1.0 closes unless asked not to, and then says so in the answer.
                 if head.isKeepAlive { http10KeepAlive = true } else { closeAfterResponse = true }
             }
+        case .body:
+            break
+        case .end:
+            clock?.cancel()
+            clock = nil
         }
         context.fireChannelRead(data)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let error = error as? HTTPParserError { parseError = error }
+        if let error = error as? HTTPParserError, parseError == nil { parseError = (error, heads) }
         context.fireErrorCaught(error)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(var head):
-            if let parseError, head.status == .badRequest {
-                let body = Self.errorBody(parseError)
+            if let parseError, responses == parseError.heads, head.status == .badRequest {
+                let body = Self.errorBody(parseError.error)
                 head.headers.replaceOrAdd(name: "Content-Type", value: "application/json; charset=utf-8")
                 head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+                head.headers.replaceOrAdd(name: "X-Content-Type-Options", value: "nosniff")
                 context.write(wrapOutboundOut(.head(head)), promise: promise)
                 context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
                 return

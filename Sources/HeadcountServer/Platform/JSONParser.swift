@@ -38,8 +38,8 @@ struct JSONParser {
         self.maxDepth = maxDepth
     }
 
-    private func fail(_ what: String) -> Failure {
-        Failure(message: "malformed JSON at byte \(i): \(what)")
+    private func fail(_ what: String, at position: Int? = nil) -> Failure {
+        Failure(message: "malformed JSON at byte \(position ?? i): \(what)")
     }
 
     private mutating func document() throws(Failure) -> JSONValue {
@@ -136,7 +136,7 @@ struct JSONParser {
             let byte = bytes[i]
             if byte == UInt8(ascii: "\"") {
                 defer { i += 1 }
-                return try text(bytes[start..<i])
+                return try text(bytes[start..<i], startingAt: start - 1)
             }
             if byte == UInt8(ascii: "\\") { return try escapedString(from: start) }
             guard byte >= 0x20 else { throw fail("control character in a string") }
@@ -152,7 +152,7 @@ struct JSONParser {
             i += 1
             switch byte {
             case UInt8(ascii: "\""):
-                return try text(out)
+                return try text(out, startingAt: start - 1)
             case UInt8(ascii: "\\"):
                 guard i < bytes.count else { throw fail("unterminated string") }
                 let escape = bytes[i]
@@ -165,7 +165,7 @@ struct JSONParser {
                 case UInt8(ascii: "r"): out.append(0x0D)
                 case UInt8(ascii: "t"): out.append(0x09)
                 case UInt8(ascii: "u"): out.append(contentsOf: try unicodeEscape())
-                default: throw fail("unknown escape")
+                default: throw fail("unknown escape", at: i - 2)
                 }
             default:
                 guard byte >= 0x20 else { i -= 1; throw fail("control character in a string") }
@@ -208,8 +208,8 @@ struct JSONParser {
         return value
     }
 
-    private func text(_ utf8: some Collection<UInt8>) throws(Failure) -> String {
-        guard let text = String(validating: utf8, as: UTF8.self) else { throw fail("invalid UTF-8 in a string") }
+    private func text(_ utf8: some Collection<UInt8>, startingAt quote: Int) throws(Failure) -> String {
+        guard let text = String(validating: utf8, as: UTF8.self) else { throw fail("invalid UTF-8 in the string", at: quote) }
         return text
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -5,14 +6,15 @@ import Synchronization
 
 /// Keeps each day's CSV action log in the object store in step with the database, which is the
 /// source of truth: a day that saw actions is rewritten whole from its rows at most once a second,
-/// and once more at shutdown. After each write the day's last sequence number is read again; if an
-/// action committed meanwhile (here or on another instance), the day is written again, so the last
-/// write of a day always holds every row.
+/// and once more at shutdown.
 ///
-/// Which days are waiting is kept durably too: each action marks its day pending in its own
-/// transaction (`room_log_pending`), and a day stops being pending only once an object holding
-/// its latest row is stored. At start, and every minute for days another instance left behind
-/// when it died, every pending day is written, so after a crash the objects still catch up.
+/// Which days are waiting is kept in the database: each action marks its day pending in its own
+/// transaction (`room_log_pending`, with the action's sequence number), and a day stops being
+/// pending only once an object holding its latest row is stored; if an action committed meanwhile
+/// (here or on another instance), the day is written again. An instance claims a day before
+/// writing it, so that no two write one object at once (an older version could land over a
+/// newer); a claim lapses after a minute. At start, and every minute for days another instance
+/// left behind when it died, every pending day is written, so after a crash the objects catch up.
 final class RoomLog: Service {
     struct Day: Hashable, Sendable {
         let room: String
@@ -23,6 +25,10 @@ final class RoomLog: Service {
     private let store: any ObjectStore
     private let logger: Logger
     private let pending = Mutex<Set<Day>>([])
+    /// This instance, as the holder of the days it writes.
+    private let instance = UUID().uuidString
+    /// How long a claim on a day holds, in microseconds: far longer than one object write takes.
+    static let lease: Int64 = 60_000_000
 
     init(repository: RoomsRepository, store: any ObjectStore, logger: Logger) {
         self.repository = repository
@@ -87,14 +93,13 @@ final class RoomLog: Service {
         }
         for day in days {
             do {
+                // Nothing pending, or another instance is writing it (and will see every row up to its claim).
+                let until = Timestamp.now().microseconds + Self.lease
+                guard try await repository.claim(room: day.room, day: day.day, owner: instance, until: until) else { continue }
                 let actions = try await repository.actions(room: day.room, day: day.day)
                 try await store.put(Self.key(room: day.room, day: day.day), ByteBuffer(string: Self.csv(actions)), contentType: "text/csv")
-                let written = actions.last?.seq ?? 0
-                try await repository.logWritten(room: day.room, day: day.day, seq: written)
-                // Another instance may have written a later version and cleared the day, which this
-                // write then overtook: mark it pending again.
-                if let last = try await repository.lastSeq(room: day.room, day: day.day), last != written {
-                    try await repository.markPending(room: day.room, day: day.day, seq: last)
+                // A later action, here or on another instance: write the day again.
+                if try await !repository.logWritten(room: day.room, day: day.day, owner: instance, seq: actions.last?.seq ?? 0) {
                     changed(room: day.room, day: day.day)
                 }
             } catch {

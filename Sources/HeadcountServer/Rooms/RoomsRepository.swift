@@ -125,31 +125,44 @@ struct RoomsRepository: Sendable {
             """).run()
     }
 
-    func markPending(room: String, day: String, seq: Int) async throws {
-        try await database.transaction { db in try await Self.markPending(room: room, day: day, seq: seq, db: db) }
-    }
-
-    /// The days whose objects may lag their rows (here or on any instance, before a crash too).
+    /// The days whose objects may lag their rows (here or on any instance, before a crash too),
+    /// that no instance is writing now.
     func pendingDays() async throws -> [(room: String, day: String)] {
-        try await database.read { db in
-            try await db.raw("SELECT room, day FROM room_log_pending ORDER BY room, day").all().map {
-                (try $0.decode(column: "room", as: String.self), try $0.decode(column: "day", as: String.self))
-            }
+        let now = Timestamp.now().microseconds
+        return try await database.read { db in
+            try await db.raw("""
+                SELECT room, day FROM room_log_pending WHERE owner IS NULL OR lease_until_us < \(bind: now) ORDER BY room, day
+                """).all().map { (try $0.decode(column: "room", as: String.self), try $0.decode(column: "day", as: String.self)) }
         }
     }
 
-    /// An object holding the day up to `seq` is stored: the day is no longer pending unless a later action is.
-    func logWritten(room: String, day: String, seq: Int) async throws {
+    /// Takes the day for `owner` to write its object, until `until`: false when nothing is
+    /// pending or another instance holds it.
+    func claim(room: String, day: String, owner: String, until: Int64) async throws -> Bool {
+        let now = Timestamp.now().microseconds
+        return try await database.transaction { db in
+            try await db.raw("""
+                UPDATE room_log_pending SET owner = \(bind: owner), lease_until_us = \(bind: until)
+                WHERE room = \(bind: room) AND day = \(bind: day) AND (owner IS NULL OR owner = \(bind: owner) OR lease_until_us < \(bind: now))
+                RETURNING seq
+                """).first() != nil
+        }
+    }
+
+    /// `owner` stored an object holding the day up to `seq`: the day is done, unless a later
+    /// action is pending, when it is handed back (false).
+    func logWritten(room: String, day: String, owner: String, seq: Int) async throws -> Bool {
         try await database.transaction { db in
-            try await db.raw("DELETE FROM room_log_pending WHERE room = \(bind: room) AND day = \(bind: day) AND seq <= \(bind: seq)").run()
-        }
-    }
-
-    /// The last sequence number logged on a day: it changes whenever the day's log does.
-    func lastSeq(room: String, day: String) async throws -> Int? {
-        try await database.read { db in
-            try await db.raw("SELECT MAX(seq) AS seq FROM room_actions WHERE room = \(bind: room) AND day = \(bind: day)")
-                .first()?.decode(column: "seq", as: Int?.self)
+            let done = try await db.raw("""
+                DELETE FROM room_log_pending WHERE room = \(bind: room) AND day = \(bind: day) AND owner = \(bind: owner) AND seq <= \(bind: seq)
+                RETURNING seq
+                """).first() != nil
+            if !done {
+                try await db.raw("""
+                    UPDATE room_log_pending SET owner = NULL, lease_until_us = 0 WHERE room = \(bind: room) AND day = \(bind: day) AND owner = \(bind: owner)
+                    """).run()
+            }
+            return done
         }
     }
 }

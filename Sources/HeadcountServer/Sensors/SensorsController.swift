@@ -119,11 +119,16 @@ struct SensorsController {
         return instant
     }
 
-    /// `from` and `to`: `to` defaults to now, `from` to `defaultSpan` before `to`.
+    /// `from` and `to`: `to` defaults to now, `from` to `defaultSpan` before `to`. Both keep a
+    /// day from the ends of years 0001-9999, so that every bucket around them is an instant too.
     static func range(_ request: Request, defaultSpan: Int64) throws -> (Int64, Int64) {
         let to = try instant("to", request)?.microseconds ?? Timestamp.now().microseconds
         let from = try instant("from", request)?.microseconds ?? (to - defaultSpan)
         guard from < to else { throw APIError.badRequest("from must be before to") }
+        let day = SeriesBucket.day.length, valid = Timestamp.validMicroseconds
+        guard from >= valid.lowerBound + day, to <= valid.upperBound - day else {
+            throw APIError.badRequest("from and to must lie between 0001-01-02 and 9999-12-30")
+        }
         return (from, to)
     }
 }

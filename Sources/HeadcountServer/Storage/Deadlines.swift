@@ -2,32 +2,29 @@ import Synchronization
 
 /// The operations in flight on PostgreSQL and their deadlines, swept by one watchdog every 100 ms
 /// (a timer of its own per query cost a tenth of a cheap read's throughput). An operation still
-/// waiting for a connection after its lease timeout, or running past its overrun deadline (the
-/// server's statement timeout has then failed to answer too), is given up on: its caller is told
-/// at once, and the operation, if it ever gets its connection, does not run.
+/// waiting for a connection after its lease timeout, or running longer than its overrun allows
+/// once leased (the server's statement timeout has then failed to answer too), is given up on:
+/// its caller is told at once; the operation does not run if it gets its connection later, and a
+/// transaction given up on rolls back rather than commit.
 final class Deadlines: Sendable {
     enum Outcome: Sendable { case leaseTimedOut, overran }
 
     private struct Operation {
-        let started: ContinuousClock.Instant
+        let begun: ContinuousClock.Instant
         let leaseTimeout: Duration
-        var leased = false
+        /// nil: no limit once leased (migrations).
+        let overrun: Duration?
+        var leased: ContinuousClock.Instant?
         var giveUp: (@Sendable (Outcome) -> Void)?
     }
 
-    /// How long a leased operation may run before it is given up on.
-    let overrun: Duration
     private let state = Mutex((next: 0, operations: [Int: Operation]()))
 
-    init(overrun: Duration) {
-        self.overrun = overrun
-    }
-
     /// A new operation, waiting for a connection; `attach` says how to give up on it.
-    func begin(leaseTimeout: Duration) -> Int {
+    func begin(leaseTimeout: Duration, overrun: Duration?) -> Int {
         state.withLock { state in
             defer { state.next += 1 }
-            state.operations[state.next] = Operation(started: .now, leaseTimeout: leaseTimeout)
+            state.operations[state.next] = Operation(begun: .now, leaseTimeout: leaseTimeout, overrun: overrun)
             return state.next
         }
     }
@@ -40,9 +37,14 @@ final class Deadlines: Sendable {
     func leased(_ id: Int) -> Bool {
         state.withLock { state in
             guard state.operations[id] != nil else { return false }
-            state.operations[id]?.leased = true
+            state.operations[id]?.leased = .now
             return true
         }
+    }
+
+    /// Whether the operation's caller still waits for it (a transaction checks before committing).
+    func stillWanted(_ id: Int) -> Bool {
+        state.withLock { $0.operations[id] != nil }
     }
 
     func end(_ id: Int) {
@@ -56,9 +58,12 @@ final class Deadlines: Sendable {
             var expired: [(@Sendable (Outcome) -> Void, Outcome)] = []
             for (id, operation) in state.operations {
                 guard let giveUp = operation.giveUp else { continue }
-                let outcome: Outcome? =
-                    operation.leased ? (now - operation.started > overrun ? .overran : nil)
-                    : (now - operation.started > operation.leaseTimeout ? .leaseTimedOut : nil)
+                let outcome: Outcome?
+                if let leased = operation.leased {
+                    outcome = operation.overrun.map { now - leased > $0 } == true ? .overran : nil
+                } else {
+                    outcome = now - operation.begun > operation.leaseTimeout ? .leaseTimedOut : nil
+                }
                 guard let outcome else { continue }
                 state.operations[id] = nil
                 expired.append((giveUp, outcome))
@@ -69,8 +74,36 @@ final class Deadlines: Sendable {
     }
 }
 
-/// A flag that one caller, and one only, may take.
-final class Once: Sendable {
-    private let taken = Atomic(false)
-    func take() -> Bool { taken.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged }
+/// The one answer an operation's caller gets, from whichever comes first: the operation, its
+/// deadline, or the caller's cancellation.
+final class Reply<T: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<T, any Error>?, result: Result<T, any Error>?, delivered: Bool)>((nil, nil, false))
+
+    func deliver(_ result: Result<T, any Error>) {
+        let waiting = state.withLock { state -> CheckedContinuation<T, any Error>? in
+            guard !state.delivered else { return nil }
+            state.delivered = true
+            guard let continuation = state.continuation else {
+                state.result = result
+                return nil
+            }
+            state.continuation = nil
+            return continuation
+        }
+        waiting?.resume(with: result)
+    }
+
+    func wait() async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLock { state -> Result<T, any Error>? in
+                guard let result = state.result else {
+                    state.continuation = continuation
+                    return nil
+                }
+                state.result = nil
+                return result
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
 }

@@ -240,7 +240,18 @@ public enum Migrations {
         Migration(version: 7, name: "room log pending") { _ in [
             // The days whose CSV object may lag their rows: written in each action's transaction,
             // deleted once an object holding `seq` is stored, so a crash loses no row of the object.
-            "CREATE TABLE room_log_pending (room TEXT NOT NULL, day TEXT NOT NULL, seq BIGINT NOT NULL, PRIMARY KEY (room, day))",
+            // The instance writing a day's object holds it (`owner`, until `lease_until_us`), so
+            // two instances never write one object at once, nor an older version over a newer.
+            """
+            CREATE TABLE room_log_pending (
+                room TEXT NOT NULL,
+                day TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                owner TEXT,
+                lease_until_us BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (room, day)
+            )
+            """,
         ] },
     ]
 

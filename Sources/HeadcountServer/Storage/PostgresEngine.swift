@@ -9,12 +9,13 @@ import Synchronization
 /// PostgreSQL through a `PostgresClient` pool: the engine for several stateless instances.
 ///
 /// An outage must neither hang the server nor be answered with 500s:
-/// - a connection is waited for at most `leaseTimeout`; a statement runs at most 30 s
-///   (`statement_timeout`, answered with 503); an operation the server does not answer at all
-///   is given up on 5 s later (see `Deadlines`);
-/// - a failed connection marks the database down: every call then fails at once with
-///   `DatabaseUnavailable` (503 with `Retry-After`) while a probe asks twice a second; its first
-///   answer marks the database up again;
+/// - a connection is waited for at most 2 s; a statement runs at most 30 s (the server's
+///   `statement_timeout`, answered with 503); an operation the server stops answering is given
+///   up on 5 s after that (see `Deadlines`); a transaction given up on rolls back;
+/// - a failed connection marks the database down, and so does a wait for a connection when a
+///   connection of its own then finds no server: every call then fails at once with
+///   `DatabaseUnavailable` (503 with `Retry-After`) while a probe asks twice a second, and its
+///   first answer marks the database up again (a pool that is merely busy marks nothing);
 /// - at start, refused credentials or a missing database are a bad setting (exit 2), while an
 ///   unreachable server is waited for in the background with the server already listening, its
 ///   `/health` answering 503 until the database is reachable and migrated.
@@ -22,36 +23,41 @@ final class PostgresEngine: Database {
     let engine = DatabaseEngine.postgres
     let client: PostgresClient
     static let leaseTimeout: Duration = .seconds(2)
-    static let connectTimeout: Duration = .seconds(3)
-    let deadlines: Deadlines
 
     private enum State { case starting, up, down }
     private let state = Mutex((state: State.starting, since: ContinuousClock.now))
-    /// Migrations still to run, when the server was unreachable at start.
-    private let pendingStart = Mutex<(@Sendable () async throws -> Void)?>(nil)
+    private let deadlines = Deadlines()
+    /// Beyond the statement timeout and a margin, the server is not answering at all.
+    private let overrun: Duration
+    private let server: PostgresServer
     private let logger: Logger
-    private let location: String
     /// Why the server could not be reached when the engine was opened, if it could not.
     private let unreachableAtOpen: String?
+    /// Migrations still to run, when the server was unreachable at start.
+    private let pendingStart = Mutex<(@Sendable () async throws -> Void)?>(nil)
+    /// Whether a connection of its own is checking, after a lease timed out, that the server is there.
+    private let checking = Atomic(false)
 
     /// Lets the start and the probe through while the database is not up for everyone else.
     @TaskLocal private static var bypassesGate = false
+    /// Migrations run without a statement timeout or an overrun: building an index may take long.
+    @TaskLocal private static var migrating = false
 
     /// Opens the pool after one connection has checked the credentials: one the server refuses
     /// is a `ConfigurationError`; a server that cannot be reached is waited for (see `start`).
     static func open(url: String, statementTimeout: Duration = .seconds(30), logger: Logger) async throws -> PostgresEngine {
-        let server = try Server(url: url)
+        let server = try PostgresServer(url: url)
         let unreachable = try await server.checkCredentials(logger: logger)
         return PostgresEngine(server: server, unreachable: unreachable, statementTimeout: statementTimeout, logger: logger)
     }
 
-    private init(server: Server, unreachable: String?, statementTimeout: Duration, logger: Logger) {
+    private init(server: PostgresServer, unreachable: String?, statementTimeout: Duration, logger: Logger) {
         var configuration = PostgresClient.Configuration(
             host: server.host, port: server.port, username: server.username, password: server.password, database: server.database, tls: .disable
         )
         configuration.options.maximumConnections = 16
-        configuration.options.connectTimeout = Self.connectTimeout
-        // The server ends a statement that runs too long, and a transaction left idle, itself.
+        configuration.options.connectTimeout = PostgresServer.connectTimeout
+        // The server itself ends a statement that runs too long, and a transaction left idle.
         let milliseconds = statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
         configuration.options.additionalStartupParameters = [
             ("statement_timeout", "\(milliseconds)"), ("idle_in_transaction_session_timeout", "\(milliseconds * 2)"),
@@ -60,84 +66,42 @@ final class PostgresEngine: Database {
         var poolLogger = logger
         poolLogger.logLevel = max(logger.logLevel, .warning)
         self.client = PostgresClient(configuration: configuration, backgroundLogger: poolLogger)
+        self.server = server
         self.logger = logger
-        self.location = "\(server.host):\(server.port)"
         self.unreachableAtOpen = unreachable
-        // Past the statement timeout and a margin, the server is not answering at all.
-        self.deadlines = Deadlines(overrun: statementTimeout + .seconds(5))
-    }
-
-    /// Where the server is and whom to connect as, from a `postgres://` URL.
-    private struct Server {
-        let host: String, port: Int, username: String, password: String?, database: String?
-
-        init(url: String) throws {
-            guard let components = URLComponents(string: url), let host = components.host else {
-                throw ConfigurationError("--database '\(redacted(url))' is not a PostgreSQL URL; use postgres://user:pass@host:5432/db")
-            }
-            let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
-            self.host = host
-            self.port = components.port ?? 5432
-            self.username = components.user?.removingPercentEncoding ?? "postgres"
-            self.password = components.password?.removingPercentEncoding
-            self.database = database.isEmpty ? nil : database
-        }
-
-        /// Connects once: throws a `ConfigurationError` when the server refuses the credentials,
-        /// returns why it could not be reached when it could not.
-        func checkCredentials(logger: Logger) async throws -> String? {
-            var configuration = PostgresConnection.Configuration(
-                host: host, port: port, username: username, password: password, database: database, tls: .disable
-            )
-            configuration.options.connectTimeout = .init(PostgresEngine.connectTimeout)
-            do {
-                let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
-                try? await connection.close()
-                return nil
-            } catch {
-                if let refusal = PostgresEngine.refusal(error) {
-                    throw ConfigurationError("--database: PostgreSQL at \(host):\(port) refused: \(refusal); check the URL's user, password and database name")
-                }
-                return PostgresEngine.describe(error)
-            }
-        }
+        self.overrun = statementTimeout + .seconds(5)
     }
 
     func start(migrating migrate: @escaping @Sendable () async throws -> Void, waitForServer: Bool) async throws {
         if let unreachable = unreachableAtOpen {
-            guard !waitForServer else { throw DatabaseUnavailable(reason: "PostgreSQL at \(location) is unreachable (\(unreachable))") }
-            logger.warning("PostgreSQL at \(location) is unreachable (\(unreachable)); answering 503 until it is")
+            guard !waitForServer else { throw DatabaseUnavailable(reason: "PostgreSQL at \(server.location) is unreachable (\(unreachable))") }
+            logger.warning("PostgreSQL at \(server.location) is unreachable (\(unreachable)); answering 503 until it is")
             pendingStart.withLock { $0 = migrate }
             setState(.down)
             return
         }
-        try await Self.$bypassesGate.withValue(true) { try await migrate() }
+        try await Self.$bypassesGate.withValue(true) { try await Self.$migrating.withValue(true) { try await migrate() } }
         setState(.up)
-    }
-
-    /// Why the server turned the connection away, when it is the URL's fault: wrong password or
-    /// user, missing database, or a server that asks for a password the URL does not give.
-    static func refusal(_ error: any Error) -> String? {
-        guard let error = error as? PSQLError else { return nil }
-        if error.code == .authMechanismRequiresPassword { return "it asks for a password and the URL has none" }
-        guard error.code == .server, let sqlState = error.serverInfo?[.sqlState] else { return nil }
-        // 28000 invalid authorization, 28P01 invalid password, 3D000 no such database, 42501 no permission to connect.
-        guard ["28000", "28P01", "3D000", "42501"].contains(sqlState) else { return nil }
-        return error.serverInfo?[.message] ?? sqlState
     }
 
     // MARK: Reads and transactions
 
     func read<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await withConnection(leaseTimeout: Self.leaseTimeout) { connection in try await body(connection.sql(queryLogLevel: .trace)) }
+        try await withConnection(leaseTimeout: Self.leaseTimeout, overrun: overrun) { connection, _ in
+            try await body(connection.sql(queryLogLevel: .trace))
+        }
     }
 
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await withConnection(leaseTimeout: Self.leaseTimeout) { connection in
+        let migrating = Self.migrating
+        return try await withConnection(leaseTimeout: Self.leaseTimeout, overrun: migrating ? nil : overrun) { connection, stillWanted in
             let db = connection.sql(queryLogLevel: .trace)
             try await db.raw("BEGIN").run()
             do {
+                if migrating { try await db.raw("SET LOCAL statement_timeout = 0").run() }
                 let result = try await body(db)
+                // A caller told 503 must find nothing done.
+                guard stillWanted() else { throw CancellationError() }
                 try await db.raw("COMMIT").run()
                 return result
             } catch {
@@ -147,41 +111,52 @@ final class PostgresEngine: Database {
         }
     }
 
+    /// Within about 2 s: a connection within 0.9 s, an answer within 0.9 s more.
     func isHealthy() async -> Bool {
-        (try? await withConnection(leaseTimeout: .seconds(1)) { try await $0.sql().raw("SELECT 1 AS ok").run() }) != nil
+        (try? await withConnection(leaseTimeout: .milliseconds(900), overrun: .milliseconds(900)) { connection, _ in
+            try await connection.sql().raw("SELECT 1 AS ok").run()
+        }) != nil
     }
 
-    /// Runs `body` on a pooled connection within the deadlines, and turns a database that is
-    /// away into `DatabaseUnavailable` (marking it down when the connection failed).
-    private func withConnection<T: Sendable>(leaseTimeout: Duration, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    /// Runs `body` on a pooled connection within the deadlines, and turns a database that is away
+    /// into `DatabaseUnavailable`. `body` is given whether its caller still waits for it.
+    private func withConnection<T: Sendable>(
+        leaseTimeout: Duration, overrun: Duration?, _ body: @escaping @Sendable (PostgresConnection, _ stillWanted: @escaping @Sendable () -> Bool) async throws -> T
+    ) async throws -> T {
         if !Self.bypassesGate, let unavailable = gateClosed() { throw unavailable }
-        let id = deadlines.begin(leaseTimeout: leaseTimeout)
-        let answered = Once()
-        return try await withCheckedThrowingContinuation { (caller: CheckedContinuation<T, any Error>) in
-            // A task of its own, so that its caller can be answered while it still waits.
-            let work = Task { [client, deadlines] in
-                defer { deadlines.end(id) }
-                do {
-                    let value = try await client.withConnection { connection in
-                        guard deadlines.leased(id) else { throw CancellationError() }
-                        return try await body(connection)
-                    }
-                    if answered.take() { caller.resume(returning: value) }
-                } catch {
-                    if answered.take() { caller.resume(throwing: self.unavailable(error) ?? error) }
+        let id = deadlines.begin(leaseTimeout: leaseTimeout, overrun: overrun)
+        let reply = Reply<T>()
+        // A task of its own, so that its caller can be answered while it still waits.
+        let work = Task { [client, deadlines] in
+            defer { deadlines.end(id) }
+            do {
+                let value = try await client.withConnection { connection in
+                    guard deadlines.leased(id) else { throw CancellationError() }
+                    return try await body(connection) { deadlines.stillWanted(id) }
                 }
+                reply.deliver(.success(value))
+            } catch {
+                reply.deliver(.failure(self.unavailable(error) ?? error))
             }
-            deadlines.attach(id) { outcome in
-                guard answered.take() else { return }
-                // Withdraws a lease still waiting; a running operation ends on its own.
-                work.cancel()
-                let reason = switch outcome {
-                case .leaseTimedOut: "no connection to PostgreSQL within \(leaseTimeout)"
-                case .overran: "PostgreSQL did not answer within \(self.deadlines.overrun)"
-                }
+        }
+        deadlines.attach(id) { outcome in
+            // Withdraws a lease still waiting; a running transaction rolls back instead of committing.
+            work.cancel()
+            let reason: String
+            switch outcome {
+            case .leaseTimedOut:
+                reason = "no connection to PostgreSQL within \(leaseTimeout)"
+                self.checkServer()
+            case .overran:
+                reason = "PostgreSQL did not answer within \(overrun ?? .zero)"
                 self.setState(.down, cause: reason)
-                caller.resume(throwing: DatabaseUnavailable(reason: reason))
             }
+            reply.deliver(.failure(DatabaseUnavailable(reason: reason)))
+        }
+        // Shutting down cancels the caller, who then stops waiting, whatever the database does.
+        return try await withTaskCancellationHandler { try await reply.wait() } onCancel: {
+            work.cancel()
+            reply.deliver(.failure(CancellationError()))
         }
     }
 
@@ -201,8 +176,20 @@ final class PostgresEngine: Database {
             return current
         }
         guard old.state != new else { return }
-        if new == .down, old.state == .up { logger.error("PostgreSQL at \(location) is unavailable: \(cause ?? "no answer"); answering 503 until it answers") }
-        if new == .up, old.state == .down { logger.notice("PostgreSQL at \(location) answers again after \(ContinuousClock.now - old.since)") }
+        if new == .down, old.state == .up { logger.error("PostgreSQL at \(server.location) is unavailable: \(cause ?? "no answer"); answering 503 until it answers") }
+        if new == .up, old.state == .down { logger.notice("PostgreSQL at \(server.location) answers again after \(ContinuousClock.now - old.since)") }
+    }
+
+    /// A lease waited too long: the pool is busy, or the server is gone. A connection of its own,
+    /// outside the pool, tells which; only a server that is gone marks the database down.
+    private func checkServer() {
+        guard checking.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        Task {
+            defer { checking.store(false, ordering: .relaxed) }
+            let unreachable: String?
+            do { unreachable = try await server.checkCredentials(logger: logger) } catch { unreachable = "\(error)" }
+            if let unreachable { setState(.down, cause: unreachable) }
+        }
     }
 
     /// The error as `DatabaseUnavailable` when it says the database, not the request, is at
@@ -212,23 +199,18 @@ final class PostgresEngine: Database {
         guard let error = error as? PSQLError else { return nil }
         switch error.code {
         case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
-            setState(.down, cause: Self.describe(error))
-            return DatabaseUnavailable(reason: Self.describe(error))
+            setState(.down, cause: PostgresServer.describe(error))
+            return DatabaseUnavailable(reason: PostgresServer.describe(error))
         case .server:
             guard let sqlState = error.serverInfo?[.sqlState] else { return nil }
             if sqlState == "57014" { return DatabaseUnavailable(reason: "PostgreSQL cancelled a statement that ran too long") }
             // Classes 08 (connection exception), 53 (insufficient resources), 57 (operator intervention: shutting down).
             guard ["08", "53", "57"].contains(String(sqlState.prefix(2))) else { return nil }
-            setState(.down, cause: Self.describe(error))
-            return DatabaseUnavailable(reason: Self.describe(error))
+            setState(.down, cause: PostgresServer.describe(error))
+            return DatabaseUnavailable(reason: PostgresServer.describe(error))
         default:
             return nil
         }
-    }
-
-    fileprivate static func describe(_ error: any Error) -> String {
-        guard let error = error as? PSQLError else { return "\(error)" }
-        return error.serverInfo?[.message] ?? error.underlying.map { "\($0)" } ?? "\(error.code)"
     }
 
     // MARK: Lifetime
@@ -258,10 +240,10 @@ final class PostgresEngine: Database {
                 guard await isHealthy() else { return }
                 if let migrate = pendingStart.withLock({ $0 }) {
                     do {
-                        try await migrate()
+                        try await Self.$migrating.withValue(true) { try await migrate() }
                         pendingStart.withLock { $0 = nil }
                     } catch {
-                        logger.error("could not migrate PostgreSQL at \(location): \(error)")
+                        logger.error("could not migrate PostgreSQL at \(server.location): \(error)")
                         return
                     }
                 }
