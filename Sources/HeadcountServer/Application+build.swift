@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -16,17 +17,21 @@ public struct AppServices: Sendable {
         let objectStore = try await openObjectStore(configuration.objectStore)
         let adminKey = try AdminKey.resolve(configuration, logger: logger)
         let database = try await openDatabase(configuration.database, logger: logger)
-        self.init(database: database, objectStore: objectStore, adminKey: adminKey, heartbeat: configuration.streamHeartbeat, logger: logger)
+        self.init(
+            database: database, objectStore: objectStore, adminKey: adminKey, heartbeat: configuration.streamHeartbeat,
+            instance: InstanceID.resolve(dataDirectory: configuration.dataDirectory), logger: logger
+        )
     }
 
-    init(database: any Database, objectStore: any ObjectStore, adminKey: String, heartbeat: Duration = .seconds(15), logger: Logger) {
+    init(database: any Database, objectStore: any ObjectStore, adminKey: String, heartbeat: Duration = .seconds(15),
+         instance: String = UUID().uuidString, logger: Logger) {
         self.database = database
         self.objectStore = objectStore
         self.adminKey = adminKey
         // On PostgreSQL, changes reach the subscribers of every instance through LISTEN/NOTIFY.
         let relay = (database as? PostgresEngine).map { PostgresRelay(client: $0.client, logger: logger) }
         feed = ChangeFeed(relay: relay, heartbeat: heartbeat, logger: logger)
-        roomLog = RoomLog(repository: RoomsRepository(database: database), store: objectStore, logger: logger)
+        roomLog = RoomLog(repository: RoomsRepository(database: database), store: objectStore, instance: instance, logger: logger)
         sensorIngest = SensorIngest(database: database, feed: feed)
     }
 }

@@ -13,8 +13,9 @@ import Synchronization
 /// pending only once an object holding its latest row is stored; if an action committed meanwhile
 /// (here or on another instance), the day is written again. An instance claims a day before
 /// writing it, so that no two write one object at once (an older version could land over a
-/// newer); a claim lapses after a minute. At start, and every minute for days another instance
-/// left behind when it died, every pending day is written, so after a crash the objects catch up.
+/// newer); a claim lapses after 15 s, and an instance restarted after a crash takes its own back
+/// at once. At start, and every 15 s for days another instance left behind when it died, every
+/// pending day is written, so after a crash the objects catch up.
 final class RoomLog: Service {
     struct Day: Hashable, Sendable {
         let room: String
@@ -25,14 +26,16 @@ final class RoomLog: Service {
     private let store: any ObjectStore
     private let logger: Logger
     private let pending = Mutex<Set<Day>>([])
-    /// This instance, as the holder of the days it writes.
-    private let instance = UUID().uuidString
-    /// How long a claim on a day holds, in microseconds: far longer than one object write takes.
-    static let lease: Int64 = 60_000_000
+    /// This instance, as the holder of the days it writes (the same after a restart).
+    private let instance: String
+    /// How long a claim on a day holds, in microseconds: longer than one object write takes, its
+    /// retries included. Pending days are looked for as often.
+    static let lease: Int64 = 15_000_000
 
-    init(repository: RoomsRepository, store: any ObjectStore, logger: Logger) {
+    init(repository: RoomsRepository, store: any ObjectStore, instance: String, logger: Logger) {
         self.repository = repository
         self.store = store
+        self.instance = instance
         self.logger = logger
     }
 
@@ -56,10 +59,10 @@ final class RoomLog: Service {
 
     func run() async throws {
         try? await cancelWhenGracefulShutdown {
-            var reconciled = ContinuousClock.now - .seconds(60)
+            var reconciled = ContinuousClock.now - .microseconds(Self.lease)
             while true {
                 try await Task.sleep(for: .seconds(1))
-                if ContinuousClock.now - reconciled >= .seconds(60), await self.reconcile() { reconciled = .now }
+                if ContinuousClock.now - reconciled >= .microseconds(Self.lease), await self.reconcile() { reconciled = .now }
                 await self.flush()
             }
         }
