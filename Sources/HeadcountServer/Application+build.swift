@@ -79,8 +79,7 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     let routes = RouteTable()
     let router = Router(context: AppRequestContext.self)
     // Middleware first: Hummingbird attaches it to the routes added after it.
-    router.add(middleware: SecurityHeaders())
-    router.add(middleware: RequestIDMiddleware(maxBodySize: configuration.maxBodySize, uploadLimits: ["/api/workers": WorkerUpload.maxBodyBytes]))
+    router.add(middleware: RequestEnvelope(maxBodySize: configuration.maxBodySize, uploadLimits: ["/api/workers": WorkerUpload.maxBodyBytes]))
     router.add(middleware: LogRequestsMiddleware(.debug))
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: CORSPolicy(credentialedOrigins: Set(configuration.corsOrigins)))

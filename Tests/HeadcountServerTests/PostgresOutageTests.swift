@@ -236,9 +236,10 @@ struct PostgresOutageTests {
     }
 
     /// A server process that stops answering mid-transaction (SIGSTOP: its statement timeout
-    /// cannot fire either) is given up on after the timeout and its margin: the caller is told
-    /// 503 and later callers at once; when the server answers again the transaction rolls back
-    /// rather than commit what its caller was told had failed, and a probe brings the engine back.
+    /// cannot fire either) is given up on after the timeout and its margin, and its caller told
+    /// 503; the rest of the server still answers, so other callers are served; when the process
+    /// answers again, the transaction rolls back rather than commit what its caller was told had
+    /// failed.
     @Test(.enabled(if: getuid() == 0, "stopping PostgreSQL's process takes root"))
     func aServerThatStopsAnsweringIsGivenUp() async throws {
         try await Self.withEngine(statementTimeout: .seconds(1)) { engine, own in
@@ -260,18 +261,12 @@ struct PostgresOutageTests {
             let (outcome, elapsed) = try await frozen.value
             #expect(outcome.hasPrefix("PostgreSQL did not answer within"), "\(outcome)")
             #expect(elapsed >= .seconds(6) && elapsed < .seconds(9), "\(elapsed)")
-            let refused = ContinuousClock.now
-            await #expect(throws: DatabaseUnavailable.self) { try await engine.read { try await $0.raw("SELECT 1 AS one").run() } }
-            #expect(ContinuousClock.now - refused < .milliseconds(500), "refused at once while down")
+            // One stuck session is not an outage.
+            try await Task.sleep(for: .milliseconds(500))
+            await #expect(throws: Never.self) { try await engine.read { try await $0.raw("SELECT 1 AS one").run() } }
 
             kill(try #require(backend.withLock { $0 }), SIGCONT)
-            var back = false
-            for _ in 0..<100 where !back {
-                try await Task.sleep(for: .milliseconds(100))
-                back = (try? await engine.read { try await $0.raw("SELECT 1 AS one").run() }) != nil
-            }
-            #expect(back, "up again once the server answers")
-            try await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .seconds(1))
             let rows = try await own.query("SELECT COUNT(*) FROM scratch").get().rows.first?.decode(Int.self)
             #expect(rows == 0, "the transaction given up on did not commit")
         }

@@ -12,10 +12,10 @@ import Synchronization
 /// - a connection is waited for at most 2 s; a statement runs at most 30 s (the server's
 ///   `statement_timeout`, answered with 503); an operation the server stops answering is given
 ///   up on 5 s after that (see `Deadlines`); a transaction given up on rolls back;
-/// - a failed connection marks the database down, and so does a wait for a connection when a
-///   connection of its own then finds no server: every call then fails at once with
-///   `DatabaseUnavailable` (503 with `Retry-After`) while a probe asks twice a second, and its
-///   first answer marks the database up again (a pool that is merely busy marks nothing);
+/// - a failed connection marks the database down, and so does a deadline missed when a connection
+///   of its own then finds no server: every call then fails at once with `DatabaseUnavailable`
+///   (503 with `Retry-After`) while a probe asks twice a second, and its first answer marks the
+///   database up again (a busy pool or one stuck session marks nothing);
 /// - at start, refused credentials or a missing database are a bad setting (exit 2), while an
 ///   unreachable server is waited for in the background with the server already listening, its
 ///   `/health` answering 503 until the database is reachable and migrated.
@@ -142,15 +142,11 @@ final class PostgresEngine: Database {
         deadlines.attach(id) { outcome in
             // Withdraws a lease still waiting; a running transaction rolls back instead of committing.
             work.cancel()
-            let reason: String
-            switch outcome {
-            case .leaseTimedOut:
-                reason = "no connection to PostgreSQL within \(leaseTimeout)"
-                self.checkServer()
-            case .overran:
-                reason = "PostgreSQL did not answer within \(overrun ?? .zero)"
-                self.setState(.down, cause: reason)
+            let reason = switch outcome {
+            case .leaseTimedOut: "no connection to PostgreSQL within \(leaseTimeout)"
+            case .overran: "PostgreSQL did not answer within \(overrun ?? .zero)"
             }
+            self.checkServer()
             reply.deliver(.failure(DatabaseUnavailable(reason: reason)))
         }
         // Shutting down cancels the caller, who then stops waiting, whatever the database does.
@@ -180,8 +176,9 @@ final class PostgresEngine: Database {
         if new == .up, old.state == .down { logger.notice("PostgreSQL at \(server.location) answers again after \(ContinuousClock.now - old.since)") }
     }
 
-    /// A lease waited too long: the pool is busy, or the server is gone. A connection of its own,
-    /// outside the pool, tells which; only a server that is gone marks the database down.
+    /// A lease or an answer waited too long: the pool is busy or one session is stuck, or the
+    /// server is gone. A connection of its own, outside the pool, tells which; only a server that
+    /// is gone marks the database down.
     private func checkServer() {
         guard checking.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
         Task {
