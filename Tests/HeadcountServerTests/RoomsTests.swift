@@ -215,7 +215,7 @@ import Testing
         #expect(try await environment.storedText("\(day)-logs.csv") == nil)
         try await environment.withApp { client in
             var main: String?, lab: String?
-            for _ in 0..<50 where main == nil || lab == nil {
+            for _ in 0..<150 where main == nil || lab == nil {
                 try await Task.sleep(for: .milliseconds(100))
                 main = try await environment.storedText("\(day)-logs.csv")
                 lab = try await environment.storedText("rooms/lab/\(day)-logs.csv")
