@@ -19,12 +19,12 @@ public struct AppServices: Sendable {
         let database = try await openDatabase(configuration.database, logger: logger)
         self.init(
             database: database, objectStore: objectStore, adminKey: adminKey, heartbeat: configuration.streamHeartbeat,
-            instance: InstanceID.resolve(dataDirectory: configuration.dataDirectory), logger: logger
+            instance: InstanceID(dataDirectory: configuration.dataDirectory), logger: logger
         )
     }
 
     init(database: any Database, objectStore: any ObjectStore, adminKey: String, heartbeat: Duration = .seconds(15),
-         instance: String = UUID().uuidString, logger: Logger) {
+         instance: InstanceID = InstanceID(), logger: Logger) {
         self.database = database
         self.objectStore = objectStore
         self.adminKey = adminKey

@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 
 /// Turns every thrown error into a JSON error body. Unexpected errors become a 500 that names
 /// the request id and nothing else; their cause goes to the log.
@@ -30,6 +31,17 @@ struct ErrorMiddleware: RouterMiddleware {
             return response
         } catch is NIOTooManyBytesError {
             return try Self.response(.contentTooLarge, "request body is larger than \(context.maxUploadSize) bytes")
+        } catch let error as HTTPParserError {
+            // The body broke off or was malformed mid-way (a bad chunk size): the client's fault,
+            // and the connection cannot be read further.
+            var response = try Self.response(.badRequest, "malformed request body (\(error))")
+            response.headers[.connection] = "close"
+            return response
+        } catch is CancellationError {
+            // Shutting down: the request was given up on.
+            var response = try Self.response(.serviceUnavailable, "shutting down; retry on another instance or shortly")
+            response.headers[.retryAfter] = "2"
+            return response
         } catch {
             context.logger.error("unexpected error", metadata: ["error": "\(String(reflecting: error))"])
             return try json(

@@ -43,7 +43,8 @@ struct GuardedHTTP1Channel: ServerChildChannel {
 /// - **slow requests**: once a request's first bytes arrive, its head must be complete within
 ///   `headerTimeout`, and then its body within `bodyTimeout`, or the connection closes (a client
 ///   trickling headers or a body cannot hold it open);
-/// - **HTTP/1.0**: without `Connection: keep-alive`, the connection closes after the response;
+/// - **HTTP/1.0**: without `Connection: keep-alive`, the connection closes after the response, as
+///   it does after any answer that says `Connection: close` (an early 413, a broken body);
 /// - **unparsable requests** (a bad `Content-Length`, `Content-Length` with `Transfer-Encoding`,
 ///   too many or too large headers) get the JSON error body every other error has; Hummingbird
 ///   answers them with an empty 400 and closes the connection.
@@ -137,6 +138,8 @@ final class ConnectionRules: ChannelDuplexHandler, RemovableChannelHandler {
                 context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
                 return
             }
+            // An answer that says it closes the connection (an early 413, a broken body) does.
+            if head.headers["connection"].contains(where: { $0.lowercased() == "close" }) { closeAfterResponse = true }
             if closeAfterResponse { head.headers.replaceOrAdd(name: "Connection", value: "close") }
             else if http10KeepAlive { head.headers.replaceOrAdd(name: "Connection", value: "keep-alive") }
             context.write(wrapOutboundOut(.head(head)), promise: promise)
@@ -144,7 +147,7 @@ final class ConnectionRules: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(data, promise: promise)
         case .end:
             responses += 1
-            guard closeAfterResponse, responses == heads else { return context.write(data, promise: promise) }
+            guard closeAfterResponse, responses >= heads else { return context.write(data, promise: promise) }
             context.writeAndFlush(data, promise: promise)
             context.close(promise: nil)
         }

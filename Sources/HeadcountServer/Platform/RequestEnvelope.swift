@@ -23,6 +23,8 @@ struct RequestEnvelope: RouterMiddleware {
         var response: Response
         if let length = request.headers[.contentLength].flatMap(Int.init), length > context.maxUploadSize {
             response = try ErrorMiddleware.response(.contentTooLarge, "request body is larger than \(context.maxUploadSize) bytes")
+            // Rather than read and drop the whole declared body.
+            response.headers[.connection] = "close"
         } else {
             response = try await next(request, context)
         }

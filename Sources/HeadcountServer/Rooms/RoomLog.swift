@@ -27,12 +27,12 @@ final class RoomLog: Service {
     private let logger: Logger
     private let pending = Mutex<Set<Day>>([])
     /// This instance, as the holder of the days it writes (the same after a restart).
-    private let instance: String
+    private let instance: InstanceID
     /// How long a claim on a day holds, in microseconds: longer than one object write takes, its
     /// retries included. Pending days are looked for as often.
     static let lease: Int64 = 15_000_000
 
-    init(repository: RoomsRepository, store: any ObjectStore, instance: String, logger: Logger) {
+    init(repository: RoomsRepository, store: any ObjectStore, instance: InstanceID, logger: Logger) {
         self.repository = repository
         self.store = store
         self.instance = instance
@@ -75,7 +75,7 @@ final class RoomLog: Service {
     /// Queues every day the database says is pending; false if it could not be read.
     func reconcile() async -> Bool {
         do {
-            for (room, day) in try await repository.pendingDays() { changed(room: room, day: day) }
+            for (room, day) in try await repository.pendingDays(owner: instance.name) { changed(room: room, day: day) }
             return true
         } catch {
             log(error, "could not read the pending room logs")
@@ -83,9 +83,11 @@ final class RoomLog: Service {
         }
     }
 
-    /// A database that is away is said by the database engine; anything else is an error here.
+    /// A database that is away is said by the database engine, and shutting down is no fault;
+    /// anything else is an error here.
     private func log(_ error: any Error, _ message: Logger.Message, metadata: Logger.Metadata = [:]) {
-        logger.log(level: error is DatabaseUnavailable ? .debug : .error, message, metadata: metadata.merging(["error": "\(error)"]) { $1 })
+        let expected = error is DatabaseUnavailable || error is CancellationError
+        logger.log(level: expected ? .debug : .error, message, metadata: metadata.merging(["error": "\(error)"]) { $1 })
     }
 
     /// Writes every day that changed since the last flush.
@@ -98,11 +100,13 @@ final class RoomLog: Service {
             do {
                 // Nothing pending, or another instance is writing it (and will see every row up to its claim).
                 let until = Timestamp.now().microseconds + Self.lease
-                guard try await repository.claim(room: day.room, day: day.day, owner: instance, until: until) else { continue }
+                guard let generation = try await repository.claim(room: day.room, day: day.day, owner: instance.name, until: until) else { continue }
                 let actions = try await repository.actions(room: day.room, day: day.day)
                 try await store.put(Self.key(room: day.room, day: day.day), ByteBuffer(string: Self.csv(actions)), contentType: "text/csv")
-                // A later action, here or on another instance: write the day again.
-                if try await !repository.logWritten(room: day.room, day: day.day, owner: instance, seq: actions.last?.seq ?? 0) {
+                // A later action, or a claim that lapsed meanwhile: write the day again.
+                if try await !repository.logWritten(
+                    room: day.room, day: day.day, owner: instance.name, generation: generation, seq: actions.last?.seq ?? 0
+                ) {
                     changed(room: day.room, day: day.day)
                 }
             } catch {

@@ -126,43 +126,48 @@ struct RoomsRepository: Sendable {
     }
 
     /// The days whose objects may lag their rows (here or on any instance, before a crash too),
-    /// that no instance is writing now.
-    func pendingDays() async throws -> [(room: String, day: String)] {
+    /// that no other instance is writing now.
+    func pendingDays(owner: String) async throws -> [(room: String, day: String)] {
         let now = Timestamp.now().microseconds
         return try await database.read { db in
             try await db.raw("""
-                SELECT room, day FROM room_log_pending WHERE owner IS NULL OR lease_until_us < \(bind: now) ORDER BY room, day
+                SELECT room, day FROM room_log_pending
+                WHERE owner IS NULL OR owner = \(bind: owner) OR lease_until_us < \(bind: now) ORDER BY room, day
                 """).all().map { (try $0.decode(column: "room", as: String.self), try $0.decode(column: "day", as: String.self)) }
         }
     }
 
-    /// Takes the day for `owner` to write its object, until `until`: false when nothing is
-    /// pending or another instance holds it.
-    func claim(room: String, day: String, owner: String, until: Int64) async throws -> Bool {
+    /// Takes the day for `owner` to write its object, until `until`: the claim's generation, or
+    /// nil when nothing is pending or another instance holds it.
+    func claim(room: String, day: String, owner: String, until: Int64) async throws -> Int64? {
         let now = Timestamp.now().microseconds
         return try await database.transaction { db in
             try await db.raw("""
-                UPDATE room_log_pending SET owner = \(bind: owner), lease_until_us = \(bind: until)
+                UPDATE room_log_pending SET owner = \(bind: owner), lease_until_us = \(bind: until), generation = generation + 1
                 WHERE room = \(bind: room) AND day = \(bind: day) AND (owner IS NULL OR owner = \(bind: owner) OR lease_until_us < \(bind: now))
-                RETURNING seq
-                """).first() != nil
+                RETURNING generation
+                """).first()?.decode(column: "generation", as: Int64.self)
         }
     }
 
-    /// `owner` stored an object holding the day up to `seq`: the day is done, unless a later
-    /// action is pending, when it is handed back (false).
-    func logWritten(room: String, day: String, owner: String, seq: Int) async throws -> Bool {
+    /// The holder of claim `generation` stored an object holding the day up to `seq`: true when
+    /// the day is done. Otherwise it stays pending: handed back when a later action came, or, when
+    /// the claim had lapsed to another writer (whose newer object this one may have overwritten),
+    /// marked to be written once more after that writer's.
+    func logWritten(room: String, day: String, owner: String, generation: Int64, seq: Int) async throws -> Bool {
         try await database.transaction { db in
-            let done = try await db.raw("""
-                DELETE FROM room_log_pending WHERE room = \(bind: room) AND day = \(bind: day) AND owner = \(bind: owner) AND seq <= \(bind: seq)
-                RETURNING seq
-                """).first() != nil
-            if !done {
+            // Each statement decides on its own row as it finds it, so none needs a lock held across them.
+            let held: SQLQueryString = "room = \(bind: room) AND day = \(bind: day) AND owner = \(bind: owner) AND generation = \(bind: generation)"
+            if try await db.raw("DELETE FROM room_log_pending WHERE \(held) AND seq <= \(bind: seq) RETURNING seq").first() != nil {
+                return true
+            }
+            if try await db.raw("UPDATE room_log_pending SET owner = NULL, lease_until_us = 0 WHERE \(held) RETURNING seq").first() == nil {
                 try await db.raw("""
-                    UPDATE room_log_pending SET owner = NULL, lease_until_us = 0 WHERE room = \(bind: room) AND day = \(bind: day) AND owner = \(bind: owner)
+                    INSERT INTO room_log_pending (room, day, seq) VALUES (\(bind: room), \(bind: day), \(bind: seq))
+                    ON CONFLICT (room, day) DO UPDATE SET generation = room_log_pending.generation + 1
                     """).run()
             }
-            return done
+            return false
         }
     }
 }

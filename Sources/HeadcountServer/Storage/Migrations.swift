@@ -241,7 +241,9 @@ public enum Migrations {
             // The days whose CSV object may lag their rows: written in each action's transaction,
             // deleted once an object holding `seq` is stored, so a crash loses no row of the object.
             // The instance writing a day's object holds it (`owner`, until `lease_until_us`), so
-            // two instances never write one object at once, nor an older version over a newer.
+            // two instances never write one object at once, nor an older version over a newer;
+            // `generation` counts claims, so a writer whose claim lapsed knows its write may have
+            // landed over a newer one.
             """
             CREATE TABLE room_log_pending (
                 room TEXT NOT NULL,
@@ -249,6 +251,7 @@ public enum Migrations {
                 seq BIGINT NOT NULL,
                 owner TEXT,
                 lease_until_us BIGINT NOT NULL DEFAULT 0,
+                generation BIGINT NOT NULL DEFAULT 0,
                 PRIMARY KEY (room, day)
             )
             """,

@@ -11,11 +11,13 @@ import Synchronization
 /// An outage must neither hang the server nor be answered with 500s:
 /// - a connection is waited for at most 2 s; a statement runs at most 30 s (the server's
 ///   `statement_timeout`, answered with 503); an operation the server stops answering is given
-///   up on 5 s after that (see `Deadlines`); a transaction given up on rolls back;
-/// - a failed connection marks the database down, and so does a deadline missed when a connection
-///   of its own then finds no server: every call then fails at once with `DatabaseUnavailable`
-///   (503 with `Retry-After`) while a probe asks twice a second, and its first answer marks the
-///   database up again (a busy pool or one stuck session marks nothing);
+///   up on 5 s after that, and its connection closed (see `Deadlines`); a transaction given up on
+///   before its commit rolls back;
+/// - a failed connection or a missed deadline has a connection of its own, outside the pool,
+///   check the server: only a server that is gone marks the database down (a busy pool, or one
+///   broken or stuck session, refuses only its own request). While down, every call fails at
+///   once with `DatabaseUnavailable` (503 with `Retry-After`) and a probe asks twice a second;
+///   its first answer marks the database up again;
 /// - at start, refused credentials or a missing database are a bad setting (exit 2), while an
 ///   unreachable server is waited for in the background with the server already listening, its
 ///   `/health` answering 503 until the database is reachable and migrated.
@@ -30,6 +32,7 @@ final class PostgresEngine: Database {
     /// Beyond the statement timeout and a margin, the server is not answering at all.
     private let overrun: Duration
     private let server: PostgresServer
+    private let startupParameters: [(String, String)]
     private let logger: Logger
     /// Why the server could not be reached when the engine was opened, if it could not.
     private let unreachableAtOpen: String?
@@ -47,7 +50,7 @@ final class PostgresEngine: Database {
     /// is a `ConfigurationError`; a server that cannot be reached is waited for (see `start`).
     static func open(url: String, statementTimeout: Duration = .seconds(30), logger: Logger) async throws -> PostgresEngine {
         let server = try PostgresServer(url: url)
-        let unreachable = try await server.checkCredentials(logger: logger)
+        let unreachable = try await server.checkCredentials(startupParameters: startupParameters(statementTimeout), logger: logger)
         return PostgresEngine(server: server, unreachable: unreachable, statementTimeout: statementTimeout, logger: logger)
     }
 
@@ -57,19 +60,23 @@ final class PostgresEngine: Database {
         )
         configuration.options.maximumConnections = 16
         configuration.options.connectTimeout = PostgresServer.connectTimeout
-        // The server itself ends a statement that runs too long, and a transaction left idle.
-        let milliseconds = statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
-        configuration.options.additionalStartupParameters = [
-            ("statement_timeout", "\(milliseconds)"), ("idle_in_transaction_session_timeout", "\(milliseconds * 2)"),
-        ]
+        let startupParameters = Self.startupParameters(statementTimeout)
+        configuration.options.additionalStartupParameters = startupParameters
         // The pool logs every failed connection attempt at info; this engine says when the database goes and comes back.
         var poolLogger = logger
         poolLogger.logLevel = max(logger.logLevel, .warning)
         self.client = PostgresClient(configuration: configuration, backgroundLogger: poolLogger)
+        self.startupParameters = startupParameters
         self.server = server
         self.logger = logger
         self.unreachableAtOpen = unreachable
         self.overrun = statementTimeout + .seconds(5)
+    }
+
+    /// The server itself ends a statement that runs too long, and a transaction left idle.
+    static func startupParameters(_ statementTimeout: Duration) -> [(String, String)] {
+        let milliseconds = statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
+        return [("statement_timeout", "\(milliseconds)"), ("idle_in_transaction_session_timeout", "\(milliseconds * 2)")]
     }
 
     func start(migrating migrate: @escaping @Sendable () async throws -> Void, waitForServer: Bool) async throws {
@@ -94,14 +101,14 @@ final class PostgresEngine: Database {
 
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         let migrating = Self.migrating
-        return try await withConnection(leaseTimeout: Self.leaseTimeout, overrun: migrating ? nil : overrun) { connection, stillWanted in
+        return try await withConnection(leaseTimeout: Self.leaseTimeout, overrun: migrating ? nil : overrun) { connection, mayCommit in
             let db = connection.sql(queryLogLevel: .trace)
             try await db.raw("BEGIN").run()
             do {
                 if migrating { try await db.raw("SET LOCAL statement_timeout = 0").run() }
                 let result = try await body(db)
-                // A caller told 503 must find nothing done.
-                guard stillWanted() else { throw CancellationError() }
+                // A caller told 503 (or gone) must find nothing done.
+                guard mayCommit() else { throw CancellationError() }
                 try await db.raw("COMMIT").run()
                 return result
             } catch {
@@ -119,9 +126,10 @@ final class PostgresEngine: Database {
     }
 
     /// Runs `body` on a pooled connection within the deadlines, and turns a database that is away
-    /// into `DatabaseUnavailable`. `body` is given whether its caller still waits for it.
+    /// into `DatabaseUnavailable`. `body` is given `mayCommit`: whether its caller still waits for
+    /// it (from then on, a missed deadline leaves the outcome unknown).
     private func withConnection<T: Sendable>(
-        leaseTimeout: Duration, overrun: Duration?, _ body: @escaping @Sendable (PostgresConnection, _ stillWanted: @escaping @Sendable () -> Bool) async throws -> T
+        leaseTimeout: Duration, overrun: Duration?, _ body: @escaping @Sendable (PostgresConnection, _ mayCommit: @escaping @Sendable () -> Bool) async throws -> T
     ) async throws -> T {
         if !Self.bypassesGate, let unavailable = gateClosed() { throw unavailable }
         let id = deadlines.begin(leaseTimeout: leaseTimeout, overrun: overrun)
@@ -131,12 +139,13 @@ final class PostgresEngine: Database {
             defer { deadlines.end(id) }
             do {
                 let value = try await client.withConnection { connection in
-                    guard deadlines.leased(id) else { throw CancellationError() }
-                    return try await body(connection) { deadlines.stillWanted(id) }
+                    guard deadlines.leased(id, close: { let _: EventLoopFuture<Void> = connection.close() }) else { throw CancellationError() }
+                    return try await body(connection) { deadlines.commit(id) }
                 }
                 reply.deliver(.success(value))
             } catch {
-                reply.deliver(.failure(self.unavailable(error) ?? error))
+                // An operation given up on has been answered, and its connection closed on purpose.
+                if !reply.delivered { reply.deliver(.failure(self.unavailable(error) ?? error)) }
             }
         }
         deadlines.attach(id) { outcome in
@@ -145,12 +154,14 @@ final class PostgresEngine: Database {
             let reason = switch outcome {
             case .leaseTimedOut: "no connection to PostgreSQL within \(leaseTimeout)"
             case .overran: "PostgreSQL did not answer within \(overrun ?? .zero)"
+            case .overranCommitting: "PostgreSQL did not confirm a commit within \(overrun ?? .zero): its outcome is unknown"
             }
             self.checkServer()
             reply.deliver(.failure(DatabaseUnavailable(reason: reason)))
         }
         // Shutting down cancels the caller, who then stops waiting, whatever the database does.
         return try await withTaskCancellationHandler { try await reply.wait() } onCancel: {
+            deadlines.end(id)
             work.cancel()
             reply.deliver(.failure(CancellationError()))
         }
@@ -184,26 +195,32 @@ final class PostgresEngine: Database {
         Task {
             defer { checking.store(false, ordering: .relaxed) }
             let unreachable: String?
-            do { unreachable = try await server.checkCredentials(logger: logger) } catch { unreachable = "\(error)" }
+            do { unreachable = try await server.checkCredentials(startupParameters: startupParameters, logger: logger) } catch { unreachable = "\(error)" }
             if let unreachable { setState(.down, cause: unreachable) }
         }
     }
 
     /// The error as `DatabaseUnavailable` when it says the database, not the request, is at
-    /// fault: a failed connection (which also marks the database down), or a statement cancelled
-    /// by the server's `statement_timeout`.
+    /// fault: a failed connection (then a connection of its own finds whether the server is gone,
+    /// or only this session), a statement cancelled by the server's `statement_timeout`, or the
+    /// pool refusing (shut down, or no connection could be made for a minute).
     private func unavailable(_ error: any Error) -> DatabaseUnavailable? {
+        // postgres-nio 1.33 throws its pool's own error type, which it does not export.
+        if String(reflecting: type(of: error)).hasSuffix(".ConnectionPoolError") {
+            checkServer()
+            return DatabaseUnavailable(reason: "PostgreSQL's connection pool refused: \(error)")
+        }
         guard let error = error as? PSQLError else { return nil }
         switch error.code {
         case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
-            setState(.down, cause: PostgresServer.describe(error))
+            checkServer()
             return DatabaseUnavailable(reason: PostgresServer.describe(error))
         case .server:
             guard let sqlState = error.serverInfo?[.sqlState] else { return nil }
             if sqlState == "57014" { return DatabaseUnavailable(reason: "PostgreSQL cancelled a statement that ran too long") }
             // Classes 08 (connection exception), 53 (insufficient resources), 57 (operator intervention: shutting down).
             guard ["08", "53", "57"].contains(String(sqlState.prefix(2))) else { return nil }
-            setState(.down, cause: PostgresServer.describe(error))
+            checkServer()
             return DatabaseUnavailable(reason: PostgresServer.describe(error))
         default:
             return nil

@@ -24,11 +24,13 @@ struct PostgresServer: Sendable {
 
     /// Connects once, outside the pool: throws a `ConfigurationError` when the server refuses the
     /// credentials, and returns why the server could not be reached when it could not.
-    func checkCredentials(logger: Logger) async throws -> String? {
+    func checkCredentials(startupParameters: [(String, String)], logger: Logger) async throws -> String? {
         var configuration = PostgresConnection.Configuration(
             host: host, port: port, username: username, password: password, database: database, tls: .disable
         )
         configuration.options.connectTimeout = .init(Self.connectTimeout)
+        // As the pool's connections will: a server (or a pooler) that refuses them says so now.
+        configuration.options.additionalStartupParameters = startupParameters
         do {
             let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
             try? await connection.close()
