@@ -242,7 +242,7 @@ import Testing
                 ("bucket=2m", "bucket must be one of 5m, 1h, 1d"),
                 ("from=2024-01-02T00:00:00Z&to=2024-01-01T00:00:00Z", "from must be before to"),
                 ("from=2000-01-01T00:00:00Z&to=2024-01-01T00:00:00Z&bucket=5m", "at most 5000 buckets: narrow from/to or use a larger bucket"),
-                ("from=soon", "from must be an RFC 3339 date-time, e.g. 2018-11-14T14:00:00Z"),
+                ("from=soon", "from must be an RFC 3339 date-time, e.g. 2024-01-01T10:00:00Z"),
             ] {
                 let response = try await client.get("/api/sensors/\(sensor)/occupancy/series?\(query)")
                 #expect(response.status == .badRequest, "\(query)")

@@ -23,8 +23,8 @@ struct RecordsController {
         }
         router.get("api/attendance/updates") { request, _ in
             let device = try await request.device(devices)
-            let since = try Self.integer("since", request, in: 0...Int64.max) ?? 0
-            let limit = try Self.integer("limit", request, in: 1...1000) ?? 500
+            let since = try request.integer("since", in: 0...Int64.max) ?? 0
+            let limit = try request.integer("limit", in: 1...1000) ?? 500
             let (changes, more) = try await records.updates(tenant: device.tenant, since: since, limit: Int(limit))
             struct Updates: Encodable { let updates: [StoredRecord]; let last_sync_timestamp: Int64; let has_more: Bool }
             return try json(Updates(updates: changes, last_sync_timestamp: changes.last?.change ?? since, has_more: more))
@@ -78,8 +78,8 @@ struct RecordsController {
     /// An admin's tenant and period: `from <= timestamp < to`, epoch milliseconds, both optional.
     private static func period(_ request: Request) throws -> (tenant: String, from: Int64, to: Int64) {
         let tenant = try request.adminTenant()
-        let from = try integer("from", request, in: Timestamp.validMilliseconds) ?? Timestamp.validMilliseconds.lowerBound
-        let to = try integer("to", request, in: Timestamp.validMilliseconds) ?? Int64.max
+        let from = try request.integer("from", in: Timestamp.validMilliseconds) ?? Timestamp.validMilliseconds.lowerBound
+        let to = try request.integer("to", in: Timestamp.validMilliseconds) ?? Int64.max
         guard from < to else { throw APIError.badRequest("from must be before to") }
         return (tenant, from, to)
     }
@@ -93,14 +93,5 @@ struct RecordsController {
             throw APIError(.contentTooLarge, "at most \(SyncRecord.maxPerRequest) \(key) per request")
         }
         return items
-    }
-
-    /// An integer query parameter in `range`, or nil when absent; anything else is a 400.
-    static func integer(_ name: String, _ request: Request, in range: ClosedRange<Int64>) throws -> Int64? {
-        guard let text = request.uri.queryParameters[Substring(name)] else { return nil }
-        guard let value = Int64(text), range.contains(value) else {
-            throw APIError.badRequest("\(name) must be an integer between \(range.lowerBound) and \(range.upperBound)")
-        }
-        return value
     }
 }

@@ -30,12 +30,12 @@ struct SyncRecord: Sendable {
         }
         guard case .object(let body) = value else { throw fail("must be an object") }
         guard case .int(let localID) = body["local_id"] else { throw fail("local_id must be an integer", field: "local_id") }
-        guard let employee = body["employee_id"]?.stringValue, (1...100).contains(employee.count), !employee.hasControlCharacters else {
+        guard let employee = body["employee_id"]?.stringValue, TextRule.allows(employee, length: 1...100) else {
             throw fail("employee_id must be a string of 1-100 characters", field: "employee_id")
         }
-        guard let type = body["type"]?.stringValue, type.count <= 20, !type.hasControlCharacters else { throw fail("type must be a string", field: "type") }
+        guard let type = body["type"]?.stringValue, TextRule.allows(type, length: 0...20) else { throw fail("type must be a string", field: "type") }
         let timestamp = try time("timestamp", body["timestamp"])
-        guard let device = body["device_id"]?.stringValue, (1...100).contains(device.count), !device.hasControlCharacters else {
+        guard let device = body["device_id"]?.stringValue, TextRule.allows(device, length: 1...100) else {
             throw fail("device_id must be a string of 1-100 characters", field: "device_id")
         }
         var confidence: Double?

@@ -65,11 +65,3 @@ func jsonBytes<T: Encodable>(_ value: T) throws -> ByteBuffer {
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     return ByteBuffer(bytes: try encoder.encode(value))
 }
-
-extension String {
-    /// Whether the text holds a control character (U+0000–U+001F, U+007F). PostgreSQL cannot store
-    /// U+0000 at all, and none belongs in a name or an id.
-    var hasControlCharacters: Bool {
-        unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }
-    }
-}

@@ -12,13 +12,3 @@ public struct AppRequestContext: RequestContext {
         self.coreContext = .init(source: source)
     }
 }
-
-extension AppRequestContext {
-    /// An id path parameter, percent-decoded; one that no record could have is simply not found.
-    func pathID(_ name: String) throws -> String {
-        guard let id = parameters.get(name)?.removingPercentEncoding, (1...100).contains(id.count), !id.hasControlCharacters else {
-            throw APIError.notFound("\(name) not found")
-        }
-        return id
-    }
-}

@@ -33,13 +33,8 @@ struct Validator {
             return nil
         }
         let text = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        let allowed: Set<Unicode.Scalar> = multiline ? ["\n", "\r", "\t"] : []
-        guard range.contains(text.count) else {
-            fail(field, "\(field) must be \(range.lowerBound)-\(range.upperBound) characters")
-            return nil
-        }
-        guard !text.unicodeScalars.contains(where: { ($0.value < 0x20 || $0.value == 0x7F) && !allowed.contains($0) }) else {
-            fail(field, "\(field) must not contain control characters")
+        if let problem = TextRule.problem(field, text, length: range, allowing: multiline ? ["\n", "\r", "\t"] : []) {
+            fail(field, problem)
             return nil
         }
         return text

@@ -52,16 +52,15 @@ struct ReservationsController {
         }
         router.get("get-reservation") { request, _ in
             // An id with control characters cannot have been stored (and PostgreSQL cannot even look for U+0000).
-            guard let deviceID = request.uri.queryParameters["device_id"].map(String.init), !deviceID.isEmpty, !deviceID.hasControlCharacters,
+            guard let deviceID = request.uri.queryParameters["device_id"].map(String.init), TextRule.allows(deviceID, length: 1...200),
                   let r = try await repository.current(deviceID: deviceID)
             else { throw APIError.notFound("not found") }
             return try json(SeedReservation(start_time: r.start.rfc3339, end_time: r.end.rfc3339, credential: r.credential))
         }
         router.get("api/reservations") { request, _ in
-            guard let deviceID = request.uri.queryParameters["device_id"].map(String.init), !deviceID.isEmpty else {
+            guard let deviceID = try request.text("device_id", length: 0...200), !deviceID.isEmpty else {
                 throw APIError.badRequest("device_id required")
             }
-            guard !deviceID.hasControlCharacters else { throw APIError.badRequest("device_id must not contain control characters") }
             let history = try await repository.history(deviceID: deviceID)
             return try json(History(device_id: deviceID, reservations: history.map(ReservationBody.init)))
         }
@@ -94,9 +93,9 @@ struct ReservationsController {
 
     /// The seed's rules; every bad field is a 400 whose message names it.
     static func parse(_ body: [String: JSONValue]) throws -> Input {
+        // The seed's message for a missing id.
         guard let deviceID = body["device_id"]?.stringValue, !deviceID.isEmpty else { throw APIError.badRequest("device_id required") }
-        guard deviceID.count <= 200 else { throw APIError.badRequest("device_id must be at most 200 characters") }
-        guard !deviceID.hasControlCharacters else { throw APIError.badRequest("device_id must not contain control characters") }
+        if let problem = TextRule.problem("device_id", deviceID, length: 1...200) { throw APIError.badRequest(problem) }
         func time(_ field: String) throws -> Timestamp {
             guard let text = body[field]?.stringValue, let t = Timestamp(rfc3339: text) else {
                 throw APIError.badRequest("\(field) must be an RFC 3339 date-time, e.g. 2024-01-01T10:00:00Z")

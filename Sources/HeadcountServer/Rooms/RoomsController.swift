@@ -51,12 +51,7 @@ struct RoomsController {
         }
         group.get("status") { request, context in
             let room = try room(context)
-            let at = try request.uri.queryParameters["at"].map { text in
-                guard let instant = Timestamp(rfc3339: String(text)) else {
-                    throw APIError.badRequest("at must be an RFC 3339 date-time, e.g. 2024-01-01T10:00:00Z")
-                }
-                return instant
-            }
+            let at = try request.instant("at")
             let occupants = if let at { try await repository.occupants(room: room, at: at) } else { try await repository.occupants(room: room) }
             return try json(StatusResponse(status: occupants.isEmpty ? "closed" : "open", occupants: occupants, count: occupants.count, at: at?.rfc3339))
         }
@@ -90,9 +85,7 @@ struct RoomsController {
     static func name(in body: [String: JSONValue]) throws -> String {
         guard let raw = body["name"]?.stringValue else { throw APIError.badRequest("name is required") }
         let name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !name.isEmpty else { throw APIError.badRequest("name is required") }
-        guard name.count <= 200 else { throw APIError.badRequest("name must be at most 200 characters") }
-        guard !name.hasControlCharacters else { throw APIError.badRequest("name must not contain control characters") }
+        if let problem = TextRule.problem("name", name, length: 1...200) { throw APIError.badRequest(problem) }
         return name
     }
 

@@ -2,6 +2,7 @@
 /// makes a retry idempotent.
 struct SensorEvent: Sendable, Equatable {
     static let maxCount: Int64 = 1_000_000
+    static let maxSensorLength = 200
 
     let sensor: String
     let ts: Timestamp
@@ -17,9 +18,8 @@ struct SensorEvent: Sendable, Equatable {
         func fail(_ message: String) -> APIError {
             .badRequest(index.map { "events[\($0)]: \(message)" } ?? message)
         }
-        guard let sensor = body["sensor"]?.stringValue, !sensor.isEmpty else { throw fail("sensor is required") }
-        guard sensor.count <= 200 else { throw fail("sensor must be at most 200 characters") }
-        guard !sensor.hasControlCharacters else { throw fail("sensor must not contain control characters") }
+        guard let sensor = body["sensor"]?.stringValue else { throw fail("sensor is required") }
+        if let problem = TextRule.problem("sensor", sensor, length: 1...Self.maxSensorLength) { throw fail(problem) }
         guard let value = body["ts"], value != .null else { throw fail("ts is required") }
         guard let ts = value.stringValue.flatMap(Timestamp.init(rfc3339:)) else { throw fail("ts must be an RFC 3339 date-time, e.g. 2018-11-14T13:34:49Z") }
 
@@ -37,7 +37,7 @@ struct SensorEvent: Sendable, Equatable {
 
         var id: String?
         if let value = body["id"], value != .null {
-            guard let text = value.stringValue, !text.isEmpty, text.count <= 200, !text.hasControlCharacters else {
+            guard let text = value.stringValue, TextRule.allows(text, length: 1...200) else {
                 throw fail("id must be a non-empty string of at most 200 characters")
             }
             id = text

@@ -52,7 +52,7 @@ struct SensorsController {
 
     private func occupancy(_ request: Request, _ context: AppRequestContext) async throws -> Response {
         let sensor = try Self.sensor(context)
-        if let instant = try Self.instant("atInstant", request) {
+        if let instant = try request.instant("atInstant") {
             guard let inside = try await repository.inside(sensor: sensor, at: instant) else { throw Self.unknown }
             return try json(OccupancyResponse(sensor: sensor, inside: inside, atInstant: instant.rfc3339))
         }
@@ -81,8 +81,8 @@ struct SensorsController {
     /// The events with `from <= ts < to` as CSV, streamed a page at a time.
     private func eventsCSV(_ request: Request, _ context: AppRequestContext) async throws -> Response {
         let sensor = try Self.sensor(context)
-        let from = try Self.instant("from", request)?.microseconds ?? Int64.min
-        let to = try Self.instant("to", request)?.microseconds ?? Int64.max
+        let from = try request.instant("from")?.microseconds ?? Int64.min
+        let to = try request.instant("to")?.microseconds ?? Int64.max
         guard from < to else { throw APIError.badRequest("from must be before to") }
         guard try await repository.inside(sensor: sensor) != nil else { throw Self.unknown }
         let repository = self.repository
@@ -101,29 +101,14 @@ struct SensorsController {
 
     /// The `{sensor}` path parameter, percent-decoded.
     static func sensor(_ context: AppRequestContext) throws -> String {
-        guard let sensor = context.parameters.get("sensor")?.removingPercentEncoding, !sensor.isEmpty, sensor.count <= 200,
-              !sensor.hasControlCharacters
-        else { throw APIError.badRequest("sensor must be 1-200 characters without control characters") }
-        return sensor
-    }
-
-    /// An RFC 3339 query parameter, or nil when absent. An unencoded `+` offset arrives as a space,
-    /// so a space where the offset's sign belongs is read as `+`.
-    static func instant(_ name: String, _ request: Request) throws -> Timestamp? {
-        guard let raw = request.uri.queryParameters[Substring(name)] else { return nil }
-        var bytes = Array(raw.utf8)
-        if bytes.count > 6, bytes[bytes.count - 6] == UInt8(ascii: " ") { bytes[bytes.count - 6] = UInt8(ascii: "+") }
-        guard let instant = Timestamp(rfc3339: String(decoding: bytes, as: UTF8.self)) else {
-            throw APIError.badRequest("\(name) must be an RFC 3339 date-time, e.g. 2018-11-14T14:00:00Z")
-        }
-        return instant
+        try context.pathText("sensor", length: 1...SensorEvent.maxSensorLength)
     }
 
     /// `from` and `to`: `to` defaults to now, `from` to `defaultSpan` before `to`. Both keep a
     /// day from the ends of years 0001-9999, so that every bucket around them is an instant too.
     static func range(_ request: Request, defaultSpan: Int64) throws -> (Int64, Int64) {
-        let to = try instant("to", request)?.microseconds ?? Timestamp.now().microseconds
-        let from = try instant("from", request)?.microseconds ?? (to - defaultSpan)
+        let to = try request.instant("to")?.microseconds ?? Timestamp.now().microseconds
+        let from = try request.instant("from")?.microseconds ?? (to - defaultSpan)
         guard from < to else { throw APIError.badRequest("from must be before to") }
         let day = SeriesBucket.day.length, valid = Timestamp.validMicroseconds
         guard from >= valid.lowerBound + day, to <= valid.upperBound - day else {
