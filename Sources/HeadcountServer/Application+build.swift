@@ -31,7 +31,7 @@ public struct AppServices: Sendable {
         // On PostgreSQL, changes reach the subscribers of every instance through LISTEN/NOTIFY.
         let relay = (database as? PostgresEngine).map { PostgresRelay(client: $0.client, logger: logger) }
         feed = ChangeFeed(relay: relay, heartbeat: heartbeat, logger: logger)
-        roomLog = RoomLog(repository: RoomsRepository(database: database), store: objectStore, instance: instance, logger: logger)
+        roomLog = RoomLog(repository: RoomsRepository(database: database, feed: feed), store: objectStore, instance: instance, logger: logger)
         sensorIngest = SensorIngest(database: database, feed: feed)
     }
 }
@@ -88,16 +88,16 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
 
     SystemController(database: services.database, feed: services.feed).addRoutes(to: router)
     try DocsController().addRoutes(to: router)
-    RoomsController(repository: RoomsRepository(database: services.database), log: services.roomLog, feed: services.feed).addRoutes(to: router)
-    ReservationsController(repository: ReservationsRepository(database: services.database), feed: services.feed).addRoutes(to: router)
+    RoomsController(repository: RoomsRepository(database: services.database, feed: services.feed), log: services.roomLog).addRoutes(to: router)
+    ReservationsController(repository: ReservationsRepository(database: services.database, feed: services.feed)).addRoutes(to: router)
     SensorsController(repository: SensorsRepository(database: services.database), ingest: services.sensorIngest).addRoutes(to: router)
     let events = EventsRepository(database: services.database, feed: services.feed)
     let registrations = RegistrationsRepository(database: services.database, feed: services.feed)
     EventsController(events: events, registrations: registrations).addRoutes(to: router)
     RegistrationsController(events: events, registrations: registrations).addRoutes(to: router)
-    let devices = DevicesRepository(database: services.database)
-    DevicesController(devices: devices, adminKey: services.adminKey, feed: services.feed).addRoutes(to: router)
-    RecordsController(devices: devices, records: RecordsRepository(database: services.database), adminKey: services.adminKey, feed: services.feed).addRoutes(to: router)
+    let devices = DevicesRepository(database: services.database, feed: services.feed)
+    DevicesController(devices: devices, adminKey: services.adminKey).addRoutes(to: router)
+    RecordsController(devices: devices, records: RecordsRepository(database: services.database, feed: services.feed), adminKey: services.adminKey).addRoutes(to: router)
     WorkersController(workers: WorkersRepository(database: services.database, store: services.objectStore), adminKey: services.adminKey).addRoutes(to: router)
     TimestampsController(timestamps: TimestampsRepository(database: services.database), adminKey: services.adminKey).addRoutes(to: router)
     StreamController(feed: services.feed, adminKey: services.adminKey).addRoutes(to: router)

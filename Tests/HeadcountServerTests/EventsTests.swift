@@ -328,7 +328,7 @@ import Testing
 
         // The same rows, three at a time.
         try await environment.withDatabase { database in
-            let repository = RegistrationsRepository(database: database, feed: ChangeFeed(logger: Logger(label: "test")))
+            let repository = RegistrationsRepository(database: database, feed: ChangeFeed.unheard())
             var paged: [[String]] = [], cursor: RegistrationsRepository.Cursor?
             repeat {
                 let page = try await repository.page(event: "paged", after: cursor, limit: 3)

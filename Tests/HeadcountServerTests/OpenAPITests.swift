@@ -33,6 +33,19 @@ import Testing
         }
     }
 
+    /// The stream's documentation names every change type the server publishes, each with its
+    /// topic, and the dashboard listens only for types that exist.
+    @Test func everyChangeTypeIsDocumentedAndTheDashboardHearsRealOnes() throws {
+        let document = String(decoding: Data(buffer: try Resources.load("openapi.json")), as: UTF8.self)
+        for type in ChangeType.allCases {
+            #expect(document.contains("`\(type.rawValue)`"), "\(type.rawValue) undocumented")
+        }
+        let script = String(decoding: Data(buffer: try Resources.load("dashboard/dashboard.js")), as: UTF8.self)
+        let handled = script.matches(of: /"([a-z]+\.[a-z]+)"[(:]/).map { String($0.1) }
+        #expect(!handled.isEmpty)
+        #expect(Set(handled).subtracting(ChangeType.allCases.map(\.rawValue)).sorted() == [])
+    }
+
     /// Hummingbird prints `/people/status`, `/people/logs/{date}.csv`; OpenAPI has the same form.
     static func normalise(_ path: String) -> String {
         path.hasPrefix("/") ? path : "/" + path

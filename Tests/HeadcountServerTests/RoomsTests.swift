@@ -209,7 +209,7 @@ import Testing
         let environment = try await TestEnvironment.make(engine, store: store)
         let day = Timestamp.now().day
         try await environment.withDatabase { database in
-            let rooms = RoomsRepository(database: database)
+            let rooms = RoomsRepository(database: database, feed: ChangeFeed.unheard())
             for n in 0..<20 { _ = try await rooms.record(.register, name: "person-\(n)", room: n < 15 ? "main" : "lab") }
         }
         #expect(try await environment.storedText("\(day)-logs.csv") == nil)
@@ -224,7 +224,7 @@ import Testing
             #expect(main?.components(separatedBy: "\r\n").count == 17, "header, 15 rows, end")
             #expect(lab == (try await client.get("/rooms/lab/people/logs/\(day).csv").text))
         }
-        let pending = try await environment.withDatabase { try await RoomsRepository(database: $0).pendingDays(owner: "anyone") }
+        let pending = try await environment.withDatabase { try await RoomsRepository(database: $0, feed: ChangeFeed.unheard()).pendingDays(owner: "anyone") }
         #expect(pending.isEmpty)
     }
 
@@ -235,7 +235,7 @@ import Testing
     @Test(arguments: Engine.available)
     func instancesTakeTurnsWritingADay(engine: Engine) async throws {
         try await TestEnvironment.make(engine).withDatabase { database in
-            let rooms = RoomsRepository(database: database)
+            let rooms = RoomsRepository(database: database, feed: ChangeFeed.unheard())
             let day = try await rooms.record(.register, name: "Ada", room: "main").logged.at.day
             let later = Timestamp.now().microseconds + 60_000_000
             let a = try #require(try await rooms.claim(room: "main", day: day, owner: "a", until: later))

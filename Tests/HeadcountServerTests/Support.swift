@@ -243,3 +243,8 @@ func rawExchange(port: Int, _ parts: [(after: Duration, bytes: String)], timeout
     }
     return (received.text.withLock { $0 }, closedAfter)
 }
+
+extension ChangeFeed {
+    /// A feed for repositories used without an application; nobody subscribes.
+    static func unheard() -> ChangeFeed { ChangeFeed(logger: Logger(label: "test")) }
+}

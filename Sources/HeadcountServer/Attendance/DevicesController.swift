@@ -6,7 +6,6 @@ import Hummingbird
 struct DevicesController {
     let devices: DevicesRepository
     let adminKey: String
-    let feed: ChangeFeed
 
     struct DeviceView: Encodable {
         let device_id: String
@@ -87,7 +86,6 @@ struct DevicesController {
             try check.check()
             let token = AdminKey.randomToken()
             let (tenant, registeredAt) = try await devices.register(device, code: code!, token: token)
-            feed.publish(.attendance, "device.registered", ["tenant_id": JSONValue.string(tenant), "device_id": .string(id!), "registered_at": .int(registeredAt)])
             // Tokens do not expire: `token_expires_at` is there, and null, as the original sent it.
             let data: [String: JSONValue] = [
                 "device_id": .string(id!), "tenant_id": .string(tenant), "device_token": .string(token), "token_expires_at": .null,
@@ -110,7 +108,6 @@ struct DevicesController {
             let id = try context.pathID("deviceId")
             let reason = await request.reason(context: context)
             guard try await devices.deactivate(id, tenant: tenant, reason: reason) else { throw APIError.notFound("Device not found.") }
-            feed.publish(.attendance, "device.deactivated", ["tenant_id": tenant, "device_id": id])
             return try json(SuccessMessage(message: "Device deactivated."))
         }
     }

@@ -61,6 +61,7 @@ struct Device: Sendable {
 /// Tenants, activation codes and devices.
 struct DevicesRepository: Sendable {
     let database: any Database
+    let feed: ChangeFeed
 
     /// Creates a code (and its tenant on first use); nil if the code exists.
     func createCode(_ code: String, tenant: String, description: String?, expiresAt: Int64?) async throws -> ActivationCode? {
@@ -97,7 +98,7 @@ struct DevicesRepository: Sendable {
     /// tenant; the token is stored only as its SHA-256.
     func register(_ device: NewDevice, code: String, token: String) async throws -> (tenant: String, registeredAt: Int64) {
         let now = Timestamp.now().microseconds
-        return try await database.transaction { db in
+        let tenant = try await database.transaction { db in
             guard let tenant = try await db.raw("""
                 UPDATE activation_codes SET used_by_device = \(bind: device.device), used_us = \(bind: now)
                 WHERE code = \(bind: code) AND used_by_device IS NULL AND (expires_ms IS NULL OR expires_ms > \(bind: milliseconds(now)))
@@ -118,8 +119,10 @@ struct DevicesRepository: Sendable {
                 ON CONFLICT (device_id) DO NOTHING RETURNING device_id
                 """).first() != nil
             else { throw APIError.conflict("Device ID is already registered.") }
-            return (tenant, milliseconds(now))
+            return tenant
         }
+        feed.publish(.deviceRegistered, ["tenant_id": JSONValue.string(tenant), "device_id": .string(device.device), "registered_at": .int(milliseconds(now))])
+        return (tenant, milliseconds(now))
     }
 
     /// The device a token belongs to, if any.
@@ -138,11 +141,13 @@ struct DevicesRepository: Sendable {
 
     /// Deactivates a tenant's device (again is fine); false if the tenant has no such device.
     func deactivate(_ id: String, tenant: String, reason: String?) async throws -> Bool {
-        try await database.transaction { db in
+        let found = try await database.transaction { db in
             try await db.raw("""
                 UPDATE devices SET is_active = 0, deactivation_reason = \(bind: reason)
                 WHERE device_id = \(bind: id) AND tenant_id = \(bind: tenant) RETURNING device_id
                 """).first() != nil
         }
+        if found { feed.publish(.deviceDeactivated, ["tenant_id": tenant, "device_id": id]) }
+        return found
     }
 }

@@ -7,7 +7,6 @@ struct RecordsController {
     let devices: DevicesRepository
     let records: RecordsRepository
     let adminKey: String
-    let feed: ChangeFeed
 
     func addRoutes(to router: Router<AppRequestContext>) {
         router.post("api/attendance/sync") { request, context in
@@ -15,10 +14,6 @@ struct RecordsController {
             let items = try await Self.batch("records", request, context)
             let parsed = try items.enumerated().map { try SyncRecord(json: $1, index: $0) }
             let result = try await records.sync(parsed, device: device)
-            feed.publish(.attendance, "attendance.sync", [
-                "tenant_id": JSONValue.string(device.tenant), "device_id": .string(device.id), "synced_count": .int(Int64(result.synced_count)),
-                "conflicts": .int(Int64(result.conflicts.count)), "errors": .int(Int64(result.errors.count)),
-            ])
             return try json(result)
         }
         router.get("api/attendance/updates") { request, _ in
@@ -52,7 +47,6 @@ struct RecordsController {
             guard let id = context.parameters.get("serverId").flatMap(Int64.init) else { throw APIError.notFound("Attendance record not found.") }
             let reason = await request.reason(context: context)
             guard try await records.delete(serverID: id, tenant: tenant, reason: reason) else { throw APIError.notFound("Attendance record not found.") }
-            feed.publish(.attendance, "attendance.deleted", ["tenant_id": JSONValue.string(tenant), "server_id": .int(id)])
             return try json(SuccessMessage(message: "Attendance record deleted."))
         }
         router.get("api/admin/attendance") { request, _ in

@@ -48,6 +48,7 @@ struct StoredRecord: Encodable, Sendable {
 /// Attendance records, their change feed and audits.
 struct RecordsRepository: Sendable {
     let database: any Database
+    let feed: ChangeFeed
 
     /// Takes the tenant's lock and the stamp its next change must exceed: the later of its last
     /// stamp and the server's clock, so stamps read like epoch milliseconds yet only ever grow,
@@ -67,7 +68,7 @@ struct RecordsRepository: Sendable {
     /// a record of the same employee within ±30 s (inclusive) of a stored one is a conflict.
     func sync(_ records: [SyncRecord], device: Device) async throws -> SyncResult {
         let now = Timestamp.now().microseconds
-        return try await database.transaction { db in
+        let result = try await database.transaction { db in
             var stamp = try await Self.lockTenant(device.tenant, now: now, db: db)
             var result = SyncResult()
             let valid = records.filter { $0.problem(device: device.id, nowMs: milliseconds(now)) == nil }
@@ -147,6 +148,11 @@ struct RecordsRepository: Sendable {
             result.synced_count = result.synced_records.count
             return result
         }
+        feed.publish(.attendanceSync, [
+            "tenant_id": JSONValue.string(device.tenant), "device_id": .string(device.id), "synced_count": .int(Int64(result.synced_count)),
+            "conflicts": .int(Int64(result.conflicts.count)), "errors": .int(Int64(result.errors.count)),
+        ])
+        return result
     }
 
     private static func conflict(_ record: SyncRecord, _ existing: StoredRecord) -> SyncResult.Conflict {
@@ -168,7 +174,7 @@ struct RecordsRepository: Sendable {
     /// Soft-deletes a tenant's record, as a new change devices will see; false if there is none.
     func delete(serverID: Int64, tenant: String, reason: String?) async throws -> Bool {
         let now = Timestamp.now().microseconds
-        return try await database.transaction { db in
+        let found = try await database.transaction { db in
             let stamp = try await Self.lockTenant(tenant, now: now, db: db) + 1
             guard let row = try await db.raw("""
                 SELECT deleted_us FROM attendance_records WHERE server_id = \(bind: serverID) AND tenant_id = \(bind: tenant)
@@ -182,6 +188,8 @@ struct RecordsRepository: Sendable {
             try await Self.saveStamp(stamp, tenant: tenant, db: db)
             return true
         }
+        if found { feed.publish(.attendanceDeleted, ["tenant_id": JSONValue.string(tenant), "server_id": .int(serverID)]) }
+        return found
     }
 
     /// A tenant's live records with `from <= timestamp < to` (epoch ms), in time order; with a

@@ -70,7 +70,7 @@ struct EventsRepository: Sendable {
                 ON CONFLICT (event_id) DO NOTHING RETURNING \(Event.columns)
                 """).first().map(Event.init)
         }
-        if let event { feed.publish(.events, "event.created", event) }
+        if let event { feed.publish(.eventCreated, event) }
         return event
     }
 
@@ -104,7 +104,7 @@ struct EventsRepository: Sendable {
             try await RegistrationsRepository.promote(event: id, seats: min(seats, event.waitlistCount), db: db)
             return try await db.raw("SELECT \(Event.columns) FROM events WHERE event_id = \(bind: id)").first().map(Event.init)!
         }
-        feed.publish(.events, "event.updated", event)
+        feed.publish(.eventUpdated, event)
         return event
     }
 
@@ -116,7 +116,7 @@ struct EventsRepository: Sendable {
             try await db.raw("DELETE FROM events WHERE event_id = \(bind: id)").run()
             return true
         }
-        if deleted { feed.publish(.events, "event.deleted", ["eventId": id]) }
+        if deleted { feed.publish(.eventDeleted, ["eventId": id]) }
         return deleted
     }
 

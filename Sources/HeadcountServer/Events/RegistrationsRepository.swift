@@ -88,7 +88,7 @@ struct RegistrationsRepository: Sendable {
                     RegistrationChange(eventId: id, userId: user, status: status, position: position, capacity: event.capacity,
                                        confirmedCount: event.confirmedCount + (confirmed ? 1 : 0), waitlistCount: event.waitlistCount + (confirmed ? 0 : 1)))
         }
-        feed.publish(.events, "event.registration", change)
+        feed.publish(.eventRegistration, change)
         return registration
     }
 
@@ -110,7 +110,7 @@ struct RegistrationsRepository: Sendable {
                                       waitlistCount: event.waitlistCount - (1 - freed) - Int64(promoted.count))
         }
         guard let change else { return false }
-        feed.publish(.events, "event.cancellation", change)
+        feed.publish(.eventCancellation, change)
         return true
     }
 

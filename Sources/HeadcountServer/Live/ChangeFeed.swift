@@ -92,8 +92,7 @@ final class ChangeFeed: Service, Sendable {
 
     /// A change as published, before it is encoded.
     private struct Published: Sendable {
-        let topic: Topic
-        let type: String
+        let type: ChangeType
         let data: any Encodable & Sendable
         let at: Int64
     }
@@ -109,14 +108,14 @@ final class ChangeFeed: Service, Sendable {
     }
 
     /// Publishes a change that has committed. Never waits on subscribers, nor encodes.
-    func publish(_ topic: Topic, _ type: String, _ data: some Encodable & Sendable) {
-        outbox.withLock { $0 }?.send(Published(topic: topic, type: type, data: data, at: Timestamp.now().microseconds))
+    func publish(_ type: ChangeType, _ data: some Encodable & Sendable) {
+        outbox.withLock { $0 }?.send(Published(type: type, data: data, at: Timestamp.now().microseconds))
     }
 
     private func forward(_ changes: [Published]) {
         let messages = changes.compactMap { change in
             (try? JSONEncoder.feed.encode(change.data)).map {
-                Message(topic: change.topic.rawValue, type: change.type, data: String(decoding: $0, as: UTF8.self), at: change.at)
+                Message(topic: change.type.topic.rawValue, type: change.type.rawValue, data: String(decoding: $0, as: UTF8.self), at: change.at)
             }
         }
         if let relay { messages.forEach(relay.send) } else { deliver(messages) }

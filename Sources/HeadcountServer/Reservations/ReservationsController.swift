@@ -4,7 +4,6 @@ import Hummingbird
 /// plus a history and an overlap-checked booking route.
 struct ReservationsController {
     let repository: ReservationsRepository
-    let feed: ChangeFeed
 
     struct SeedReservation: Encodable {
         let start_time: String
@@ -47,7 +46,6 @@ struct ReservationsController {
         router.post("set-reservation") { request, context in
             let r = try Self.parse(try await request.jsonObject(context: context))
             try await repository.set(deviceID: r.deviceID, start: r.start, end: r.end, credential: r.credential)
-            publish(r)
             return try json(["status": "saved"])
         }
         router.get("get-reservation") { request, _ in
@@ -68,20 +66,12 @@ struct ReservationsController {
             let r = try Self.parse(try await request.jsonObject(context: context))
             do {
                 let reservation = try await repository.add(deviceID: r.deviceID, start: r.start, end: r.end, credential: r.credential)
-                publish(r)
                 return try json(ReservationBody(reservation), status: .created)
             } catch let overlap as ReservationsRepository.Overlap {
                 let message = "overlaps reservation \(overlap.existing.id) of device \(r.deviceID)"
                 return try json(OverlapBody(error: message, detail: message, conflicting: ReservationBody(overlap.existing)), status: .conflict)
             }
         }
-    }
-
-    /// A reservation was made; the credential stays out of the feed.
-    private func publish(_ r: Input) {
-        feed.publish(.reservations, "reservation.set", [
-            "device_id": JSONValue.string(r.deviceID), "start_time": .string(r.start.rfc3339), "end_time": .string(r.end.rfc3339),
-        ])
     }
 
     struct Input {

@@ -14,6 +14,7 @@ struct Reservation: Sendable {
 /// `set-reservation` replaced it.
 struct ReservationsRepository: Sendable {
     let database: any Database
+    let feed: ChangeFeed
 
     struct Overlap: Error {
         let existing: Reservation
@@ -26,12 +27,13 @@ struct ReservationsRepository: Sendable {
             try await db.raw("UPDATE reservations SET status = 'replaced' WHERE device_id = \(bind: deviceID) AND status = 'active'").run()
             _ = try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, db: db)
         }
+        published(deviceID: deviceID, start: start, end: end)
     }
 
     /// Adds a reservation beside the device's others, unless it overlaps an active one
     /// (half-open intervals: one may end exactly when the next starts).
     func add(deviceID: String, start: Timestamp, end: Timestamp, credential: String) async throws -> Reservation {
-        try await database.transaction { db in
+        let reservation = try await database.transaction { db in
             try await Self.lockDevice(deviceID, db: db)
             if let existing = try await db.raw("""
                 SELECT \(unsafeRaw: Self.columns) FROM reservations
@@ -42,6 +44,15 @@ struct ReservationsRepository: Sendable {
             }
             return try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, db: db)
         }
+        published(deviceID: deviceID, start: start, end: end)
+        return reservation
+    }
+
+    /// A reservation was made; the credential stays out of the feed.
+    private func published(deviceID: String, start: Timestamp, end: Timestamp) {
+        feed.publish(.reservationSet, [
+            "device_id": JSONValue.string(deviceID), "start_time": .string(start.rfc3339), "end_time": .string(end.rfc3339),
+        ])
     }
 
     /// The device's reservation: its most recently made active one.

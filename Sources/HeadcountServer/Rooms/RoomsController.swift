@@ -8,7 +8,6 @@ struct RoomsController {
 
     let repository: RoomsRepository
     let log: RoomLog
-    let feed: ChangeFeed
 
     struct ActionResponse: Encodable {
         let status: String
@@ -75,9 +74,6 @@ struct RoomsController {
         let name = try Self.name(in: body)
         let result = try await repository.record(action, name: name, room: room)
         log.changed(room: room, day: result.logged.at.day)
-        feed.publish(.rooms, "room.\(action.rawValue)", [
-            "room": JSONValue.string(room), "name": .string(name), "inside": .int(Int64(result.occupants.count)), "at": .string(result.logged.at.rfc3339),
-        ])
         return try json(ActionResponse(status: action == .register ? "registered" : "unregistered", occupants: result.occupants))
     }
 

@@ -14,10 +14,11 @@ struct LoggedAction: Sendable {
 /// The SQL of rooms: an append-only action log, the current occupants, and a parent row per room.
 struct RoomsRepository: Sendable {
     let database: any Database
+    let feed: ChangeFeed
 
     /// Logs an action and applies it to the occupants, in one transaction; returns the occupants after it.
     func record(_ action: RoomAction, name: String, room: String) async throws -> (occupants: [String], logged: LoggedAction) {
-        try await database.transaction { db in
+        let result = try await database.transaction { db in
             // Lock the room and take the next sequence number; time never runs backwards within a room.
             let now = Timestamp.now().microseconds
             let parent = try await db.raw("""
@@ -43,8 +44,12 @@ struct RoomsRepository: Sendable {
                 try await db.raw("DELETE FROM room_occupants WHERE room = \(bind: room) AND name = \(bind: name)").run()
             }
             let occupants = try await Self.occupants(room: room, db: db)
-            return (occupants, LoggedAction(seq: seq, name: name, action: action, at: at))
+            return (occupants: occupants, logged: LoggedAction(seq: seq, name: name, action: action, at: at))
         }
+        feed.publish(action == .register ? .roomRegister : .roomUnregister, [
+            "room": JSONValue.string(room), "name": .string(name), "inside": .int(Int64(result.occupants.count)), "at": .string(result.logged.at.rfc3339),
+        ])
+        return result
     }
 
     /// Who is inside now, in order of arrival.

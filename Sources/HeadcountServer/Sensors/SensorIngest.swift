@@ -52,7 +52,7 @@ final class SensorIngest: Sendable {
                 }
                 // Callers first: publishing is not what they wait for.
                 for (sensor, inside) in inside.sorted(by: { $0.key < $1.key }) {
-                    feed.publish(.sensors, "sensor.occupancy", ["sensor": JSONValue.string(sensor), "inside": .int(inside)])
+                    feed.publish(.sensorOccupancy, ["sensor": JSONValue.string(sensor), "inside": .int(inside)])
                 }
             } catch {
                 batch.forEach { $0.done.resume(throwing: error) }

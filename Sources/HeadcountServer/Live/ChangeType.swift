@@ -1,0 +1,34 @@
+/// Every kind of change the server publishes, by family: the `event:` names subscribers of
+/// `/api/stream` see. A change is published by the code that commits it, right after the commit
+/// returns: the family's repository, or for webhooks `SensorIngest`, which commits them in groups.
+enum ChangeType: String, CaseIterable, Sendable {
+    // Rooms: {room, name, inside, at}
+    case roomRegister = "room.register"
+    case roomUnregister = "room.unregister"
+    // Sensors: {sensor, inside}, once per sensor per commit
+    case sensorOccupancy = "sensor.occupancy"
+    // Events: the event; {eventId}; a registration change with the counts after it
+    case eventCreated = "event.created"
+    case eventUpdated = "event.updated"
+    case eventDeleted = "event.deleted"
+    case eventRegistration = "event.registration"
+    case eventCancellation = "event.cancellation"
+    // Attendance (admin key): {tenant_id, device_id, ...}
+    case deviceRegistered = "device.registered"
+    case deviceDeactivated = "device.deactivated"
+    case attendanceSync = "attendance.sync"
+    case attendanceDeleted = "attendance.deleted"
+    // Reservations: {device_id, start_time, end_time}; the credential stays out
+    case reservationSet = "reservation.set"
+
+    /// The stream topic it belongs to.
+    var topic: Topic {
+        switch self {
+        case .roomRegister, .roomUnregister: .rooms
+        case .sensorOccupancy: .sensors
+        case .eventCreated, .eventUpdated, .eventDeleted, .eventRegistration, .eventCancellation: .events
+        case .deviceRegistered, .deviceDeactivated, .attendanceSync, .attendanceDeleted: .attendance
+        case .reservationSet: .reservations
+        }
+    }
+}
