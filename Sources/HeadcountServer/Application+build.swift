@@ -86,7 +86,12 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     router.add(middleware: ErrorMiddleware(routes: routes))
     _ = PrometheusMetrics.registry
 
-    SystemController(database: services.database, feed: services.feed).addRoutes(to: router)
+    let metrics = DomainMetrics(
+        database: services.database,
+        families: [RoomsRepository.gauges, SensorsRepository.gauges, EventsRepository.gauges, DevicesRepository.gauges]
+    )
+    let feed = services.feed
+    SystemController(database: services.database, metrics: metrics, instanceGauges: { feed.gauges }).addRoutes(to: router)
     try DocsController().addRoutes(to: router)
     RoomsController(repository: RoomsRepository(database: services.database, feed: services.feed), log: services.roomLog).addRoutes(to: router)
     ReservationsController(repository: ReservationsRepository(database: services.database, feed: services.feed)).addRoutes(to: router)

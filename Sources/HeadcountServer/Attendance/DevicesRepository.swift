@@ -151,3 +151,14 @@ struct DevicesRepository: Sendable {
         return found
     }
 }
+
+extension DevicesRepository {
+    /// The attendance gauges of `/metrics`.
+    static func gauges(_ db: any SQLDatabase) async throws -> [Gauge] {
+        var active = Gauge("headcount_tenant_active_devices", "Active devices of each tenant.")
+        for row in try await db.raw("SELECT tenant_id, CAST(SUM(is_active) AS BIGINT) AS active FROM devices GROUP BY tenant_id").all() {
+            active.add(try row.decode(column: "active", as: Int64.self), ("tenant", try row.decode(column: "tenant_id", as: String.self)))
+        }
+        return [active]
+    }
+}

@@ -161,3 +161,18 @@ struct EventsRepository: Sendable {
         }
     }
 }
+
+extension EventsRepository {
+    /// The events' gauges of `/metrics`.
+    static func gauges(_ db: any SQLDatabase) async throws -> [Gauge] {
+        var seats = Gauge("headcount_event_registrations", "Registrations of each event by status.")
+        var capacity = Gauge("headcount_event_capacity", "Seats of each event.")
+        for row in try await db.raw("SELECT event_id, capacity, confirmed, waitlisted FROM events").all() {
+            let event = try row.decode(column: "event_id", as: String.self)
+            seats.add(try row.decode(column: "confirmed", as: Int64.self), ("event", event), ("status", "confirmed"))
+            seats.add(try row.decode(column: "waitlisted", as: Int64.self), ("event", event), ("status", "waitlisted"))
+            capacity.add(try row.decode(column: "capacity", as: Int64.self), ("event", event))
+        }
+        return [seats, capacity]
+    }
+}

@@ -177,3 +177,14 @@ extension JSONEncoder {
         return encoder
     }()
 }
+
+extension ChangeFeed {
+    /// This instance's own gauges of `/metrics`, there while the database is away too.
+    var gauges: [Gauge] {
+        var subscribers = Gauge("headcount_stream_subscribers", "Clients of /api/stream on this instance.")
+        subscribers.add(subscriberCount)
+        var lag = Gauge("headcount_change_feed_lag_seconds", "From publishing the latest change to this instance's feed receiving it.")
+        lag.add(lagSeconds)
+        return [subscribers, lag]
+    }
+}

@@ -3,7 +3,9 @@ import Hummingbird
 /// `/`, `/health` and `/metrics` (request metrics, then the domain gauges).
 struct SystemController {
     let database: any Database
-    let feed: ChangeFeed
+    let metrics: DomainMetrics
+    /// Gauges of this instance alone, not read from the database.
+    let instanceGauges: @Sendable () -> [Gauge]
 
     static let version = "0.1.0"
 
@@ -24,9 +26,10 @@ struct SystemController {
         router.get("metrics") { _, _ in
             var body = ByteBuffer(bytes: PrometheusMetrics.registry.emitToBuffer())
             // The instance's own figures are worth scraping while the database is away.
-            let domain = try? await DomainMetrics(database: database, feed: feed).render()
-            body.writeString("# HELP headcount_database_up Whether the database answered this scrape.\n# TYPE headcount_database_up gauge\n")
-            body.writeString("headcount_database_up \(domain == nil ? 0 : 1)\n")
+            let domain = try? await metrics.render()
+            var up = Gauge("headcount_database_up", "Whether the database answered this scrape.")
+            up.add(domain == nil ? 0 : 1)
+            body.writeString(([up] + instanceGauges()).map(\.text).joined())
             body.writeString(domain ?? "")
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: body))
         }

@@ -176,3 +176,16 @@ struct RoomsRepository: Sendable {
         }
     }
 }
+
+extension RoomsRepository {
+    /// The rooms' gauges of `/metrics`.
+    static func gauges(_ db: any SQLDatabase) async throws -> [Gauge] {
+        var inside = Gauge("headcount_room_people_inside", "People inside each room now.")
+        for row in try await db.raw("""
+            SELECT r.room, COUNT(o.name) AS inside FROM rooms r LEFT JOIN room_occupants o ON o.room = r.room GROUP BY r.room
+            """).all() {
+            inside.add(try row.decode(column: "inside", as: Int64.self), ("room", try row.decode(column: "room", as: String.self)))
+        }
+        return [inside]
+    }
+}

@@ -92,3 +92,14 @@ struct SensorsRepository: Sendable {
         )
     }
 }
+
+extension SensorsRepository {
+    /// The sensors' gauges of `/metrics`.
+    static func gauges(_ db: any SQLDatabase) async throws -> [Gauge] {
+        var occupancy = Gauge("headcount_sensor_occupancy", "Occupancy of each sensor now (in minus out).")
+        for row in try await db.raw("SELECT sensor, inside FROM sensors").all() {
+            occupancy.add(try row.decode(column: "inside", as: Int64.self), ("sensor", try row.decode(column: "sensor", as: String.self)))
+        }
+        return [occupancy]
+    }
+}
