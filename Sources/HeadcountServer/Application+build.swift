@@ -99,7 +99,7 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     let events = EventsRepository(database: services.database, feed: services.feed)
     let registrations = RegistrationsRepository(database: services.database, feed: services.feed)
     EventsController(events: events, registrations: registrations).addRoutes(to: router)
-    RegistrationsController(events: events, registrations: registrations).addRoutes(to: router)
+    RegistrationsController(users: UsersRepository(database: services.database), registrations: registrations).addRoutes(to: router)
     let devices = DevicesRepository(database: services.database, feed: services.feed)
     DevicesController(devices: devices, adminKey: services.adminKey).addRoutes(to: router)
     RecordsController(devices: devices, records: RecordsRepository(database: services.database, feed: services.feed), adminKey: services.adminKey).addRoutes(to: router)

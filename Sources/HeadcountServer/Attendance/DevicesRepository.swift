@@ -1,8 +1,5 @@
 import SQLKit
 
-/// An epoch-millisecond time, the attendance family's unit (as its original used).
-func milliseconds(_ microseconds: Int64) -> Int64 { microseconds / 1000 }
-
 struct ActivationCode: Encodable, Sendable {
     let code: String
     let tenant_id: String

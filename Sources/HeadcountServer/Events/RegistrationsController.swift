@@ -2,7 +2,7 @@ import Hummingbird
 
 /// Seed 003's users and registrations, under both of its route shapes.
 struct RegistrationsController {
-    let events: EventsRepository
+    let users: UsersRepository
     let registrations: RegistrationsRepository
 
     func addRoutes(to router: Router<AppRequestContext>) {
@@ -11,16 +11,16 @@ struct RegistrationsController {
             let id = check.text("userId", 1...100)
             let name = check.text("name", 1...200)
             try check.check()
-            guard let user = try await events.createUser(id: id!, name: name!) else { throw APIError.conflict("User \(id!) already exists") }
+            guard let user = try await users.create(id: id!, name: name!) else { throw APIError.conflict("User \(id!) already exists") }
             return try json(user, status: .created)
         }
         router.get("users/{userId}") { _, context in
-            guard let user = try await events.user(try context.pathID("userId")) else { throw APIError.notFound("User not found") }
+            guard let user = try await users.user(try context.pathID("userId")) else { throw APIError.notFound("User not found") }
             return try json(user)
         }
         router.get("users/{userId}/registrations") { _, context in
             let id = try context.pathID("userId")
-            guard try await events.user(id) != nil else { throw APIError.notFound("User not found") }
+            guard try await users.user(id) != nil else { throw APIError.notFound("User not found") }
             return try json(try await registrations.registrations(user: id))
         }
 

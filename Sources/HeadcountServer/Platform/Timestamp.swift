@@ -163,3 +163,6 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
         return (m <= 2 ? y + 1 : y, m, d)
     }
 }
+
+/// An epoch-millisecond time, the attendance family's unit (as its original used).
+func milliseconds(_ microseconds: Int64) -> Int64 { microseconds / 1000 }

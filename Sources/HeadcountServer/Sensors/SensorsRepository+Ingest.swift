@@ -154,10 +154,3 @@ extension SensorsRepository {
         }
     }
 }
-
-extension Array {
-    /// Consecutive slices of at most `size` elements.
-    func chunks(of size: Int) -> [ArraySlice<Element>] {
-        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
-    }
-}
