@@ -161,8 +161,7 @@ import Testing
 
             let target = try #require((page1["updates"] as? [[String: Any]])?.first?["server_id"] as? Int)
             let deleteRequest = { (tenant: String) in
-                try await client.execute(uri: "/api/admin/attendance/\(target)", method: .delete,
-                                         headers: Self.admin.merging([.tenantID: tenant]), body: ByteBuffer(string: #"{"reason": "wrong person"}"#))
+                try await client.delete("/api/admin/attendance/\(target)", #"{"reason": "wrong person"}"#, headers: Self.admin.merging([.tenantID: tenant]))
             }
             #expect(try await deleteRequest("BETA").status == .notFound)
             #expect(try await deleteRequest("ACME").status == .ok)
@@ -190,8 +189,7 @@ import Testing
         try await TestEnvironment.make(engine).withApp { client in
             let token = try await Self.device(client, "tab-1")
             let deactivate = { (tenant: String) in
-                try await client.execute(uri: "/api/admin/devices/tab-1/deactivate", method: .put,
-                                         headers: Self.admin.merging([.tenantID: tenant]), body: ByteBuffer(string: #"{"reason": "stolen"}"#))
+                try await client.put("/api/admin/devices/tab-1/deactivate", #"{"reason": "stolen"}"#, headers: Self.admin.merging([.tenantID: tenant]))
             }
             #expect(try await deactivate("BETA").status == .notFound)
             let done = try await deactivate("ACME")

@@ -55,8 +55,7 @@ import Testing
             #expect(try Self.array(try await client.get("/events?status=cancelled")).map { $0["eventId"] as? String } == [generated["eventId"] as? String])
             #expect(try await client.get("/events?status=bogus").status == .unprocessableContent)
 
-            let updated = try await client.execute(uri: "/events/tech-conf-2024", method: .put, headers: [.contentType: "application/json"],
-                                                   body: ByteBuffer(string: #"{"location": "Oakland, CA", "status": "scheduled"}"#))
+            let updated = try await client.put("/events/tech-conf-2024", #"{"location": "Oakland, CA", "status": "scheduled"}"#)
             #expect(updated.status == .ok)
             let after = try updated.object()
             #expect(after["location"] as? String == "Oakland, CA")
@@ -64,17 +63,17 @@ import Testing
             #expect(after["title"] as? String == "Tech Conference 2024")
 
             for (body, field) in [(#"{"title": null}"#, "title"), (#"{"capacity": 0}"#, "capacity"), (#"{"eventId": "other"}"#, "eventId"), (#"{"hasWaitlist": "yes"}"#, "hasWaitlist")] {
-                let response = try await client.execute(uri: "/events/tech-conf-2024", method: .put, headers: [.contentType: "application/json"], body: ByteBuffer(string: body))
+                let response = try await client.put("/events/tech-conf-2024", body)
                 #expect(response.status == .unprocessableContent, "\(body)")
                 #expect((try response.object()["fields"] as? [[String: Any]])?.first?["field"] as? String == field)
             }
-            #expect(try await client.execute(uri: "/events/nope", method: .put, headers: [.contentType: "application/json"], body: ByteBuffer(string: "{}")).status == .notFound)
+            #expect(try await client.put("/events/nope", "{}").status == .notFound)
             #expect(try await client.get("/events/tech-conf-2024").object()["location"] as? String == "Oakland, CA")
 
-            let deleted = try await client.execute(uri: "/events/tech-conf-2024", method: .delete)
+            let deleted = try await client.delete("/events/tech-conf-2024")
             #expect(try deleted.object() as NSDictionary == ["message": "Event deleted successfully"])
             #expect(try await client.get("/events/tech-conf-2024").status == .notFound)
-            #expect(try await client.execute(uri: "/events/tech-conf-2024", method: .delete).status == .notFound)
+            #expect(try await client.delete("/events/tech-conf-2024").status == .notFound)
         }
     }
 
@@ -137,10 +136,10 @@ import Testing
             for (i, uri) in ["/registrations", "/events/small/registrations", "/registrations", "/events/small/registrations"].enumerated() {
                 let response = try await client.post(uri, jsonText(["userId": "u\(i)", "eventId": "small"]))
                 #expect(response.status == .created)
-                let body = try response.object()
-                #expect(body["status"] as? String == (i < 2 ? "confirmed" : "waitlisted"))
-                #expect(Timestamp(rfc3339: body["registeredAt"] as? String ?? "") != nil)
-                positions.append(body["position"] as? Int)
+                let body = try response.decoded(as: RegistrationBody.self)
+                #expect(body.status == (i < 2 ? "confirmed" : "waitlisted"))
+                #expect(Timestamp(rfc3339: body.registeredAt) != nil)
+                positions.append(body.position)
             }
             #expect(positions == [nil, nil, 1, 2])
             let twice = try await client.post("/registrations", #"{"userId": "u0", "eventId": "small"}"#)
@@ -152,22 +151,22 @@ import Testing
             #expect(try full.errorMessage() == "Event is full")
 
             // u0 leaves: u2, the oldest waitlisted, takes the seat; u3 moves up.
-            let left = try await client.execute(uri: "/registrations/u0/small", method: .delete)
+            let left = try await client.delete("/registrations/u0/small")
             #expect(try left.object() as NSDictionary == ["message": "Registration deleted successfully"])
-            let list = try Self.array(try await client.get("/events/small/registrations"))
-            #expect(list.map { $0["userId"] as? String } == ["u1", "u2", "u3"])
-            #expect(list.map { $0["status"] as? String } == ["confirmed", "confirmed", "waitlisted"])
-            #expect(list.map { $0["position"] as? Int } == [nil, nil, 1])
-            #expect(try Self.array(try await client.get("/events/small/registrations?status=waitlisted")).count == 1)
-            #expect(try await client.get("/events/small").object()["confirmedCount"] as? Int == 2)
+            let list = try await client.get("/events/small/registrations").decoded(as: [RegistrationBody].self)
+            #expect(list.map(\.userId) == ["u1", "u2", "u3"])
+            #expect(list.map(\.status) == ["confirmed", "confirmed", "waitlisted"])
+            #expect(list.map(\.position) == [nil, nil, 1])
+            #expect(try await client.get("/events/small/registrations?status=waitlisted").decoded(as: [RegistrationBody].self).count == 1)
+            #expect(try await client.get("/events/small").decoded(as: EventBody.self).confirmedCount == 2)
 
-            let mine = try Self.array(try await client.get("/users/u3/registrations"))
+            let mine = try await client.get("/users/u3/registrations").decoded(as: [RegistrationBody].self)
             #expect(mine.count == 1)
-            #expect(mine.first?["eventTitle"] as? String == "Tech Conference 2024")
-            #expect(mine.first?["status"] as? String == "waitlisted")
+            #expect(mine.first?.eventTitle == "Tech Conference 2024")
+            #expect(mine.first?.status == "waitlisted")
             #expect(try await client.get("/users/ghost/registrations").status == .notFound)
             #expect(try await client.get("/events/nope/registrations").status == .notFound)
-            #expect(try await client.execute(uri: "/events/small/registrations/u0", method: .delete).status == .notFound)
+            #expect(try await client.delete("/events/small/registrations/u0").status == .notFound)
 
             let csv = try await client.get("/events/small/registrations.csv")
             #expect(csv.headers[.contentType] == "text/csv; charset=utf-8")
@@ -176,7 +175,7 @@ import Testing
             #expect(lines.dropFirst().filter { !$0.isEmpty }.map { $0.split(separator: ",", omittingEmptySubsequences: false)[2] } == ["confirmed", "confirmed", "waitlisted"])
 
             // Deleting the event takes its registrations with it.
-            _ = try await client.execute(uri: "/events/small", method: .delete)
+            _ = try await client.delete("/events/small")
             #expect(try Self.array(try await client.get("/users/u1/registrations")).isEmpty)
         }
     }
@@ -188,13 +187,13 @@ import Testing
             _ = try await client.post("/events", jsonText(Self.event("grow", capacity: 2, waitlist: true)))
             for i in 0..<6 { _ = try await client.post("/events/grow/registrations", jsonText(["userId": "u\(i)"])) }
             func put(_ body: String) async throws -> TestResponse {
-                try await client.execute(uri: "/events/grow", method: .put, headers: [.contentType: "application/json"], body: ByteBuffer(string: body))
+                try await client.put("/events/grow", body)
             }
             let grown = try await put(#"{"capacity": 4}"#)
-            #expect(try grown.object()["confirmedCount"] as? Int == 4)
-            let list = try Self.array(try await client.get("/events/grow/registrations"))
-            #expect(list.filter { $0["status"] as? String == "confirmed" }.map { $0["userId"] as? String } == ["u0", "u1", "u2", "u3"])
-            #expect(list.filter { $0["status"] as? String == "waitlisted" }.map { $0["position"] as? Int } == [1, 2])
+            #expect(try grown.decoded(as: EventBody.self).confirmedCount == 4)
+            let list = try await client.get("/events/grow/registrations").decoded(as: [RegistrationBody].self)
+            #expect(list.filter { $0.status == "confirmed" }.map(\.userId) == ["u0", "u1", "u2", "u3"])
+            #expect(list.filter { $0.status == "waitlisted" }.map(\.position) == [1, 2])
 
             let shrink = try await put(#"{"capacity": 3}"#)
             #expect(shrink.status == .conflict)
@@ -316,7 +315,7 @@ import Testing
                 _ = try await client.post("/users", jsonText(["userId": "p\(n)", "name": "P \(n)"]))
                 _ = try await client.post("/events/paged/registrations", jsonText(["userId": "p\(n)"]))
             }
-            _ = try await client.execute(uri: "/events/paged/registrations/p1", method: .delete)
+            _ = try await client.delete("/events/paged/registrations/p1")
             let listing = try Self.array(try await client.get("/events/paged/registrations"))
             let rows = listing.map { [$0["userId"] as! String, "paged", $0["status"] as! String, ($0["position"] as? Int).map(String.init) ?? "", $0["registeredAt"] as! String] }
             let csv = try await client.get("/events/paged/registrations.csv").text

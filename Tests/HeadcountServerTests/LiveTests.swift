@@ -134,7 +134,7 @@ final class SSEClient: Sendable {
                 let confirmed = try Self.data(await stream.next()), waitlisted = try Self.data(await stream.next())
                 #expect(confirmed["status"] as? String == "confirmed" && confirmed["confirmedCount"] as? Int == 1)
                 #expect(waitlisted["status"] as? String == "waitlisted" && waitlisted["position"] as? Int == 1 && waitlisted["waitlistCount"] as? Int == 1)
-                _ = try await client.execute(uri: "/events/gala/registrations/u1", method: .delete)
+                _ = try await client.delete("/events/gala/registrations/u1")
                 let cancellation = await stream.next()
                 #expect(cancellation?.type == "event.cancellation")
                 #expect(try Self.data(cancellation)["promoted"] as? [String] == ["u2"])

@@ -20,7 +20,7 @@ import Testing
             #expect(wrong.status == .methodNotAllowed)
             #expect(wrong.headers[.allow] == "POST")
             _ = try wrong.errorMessage()
-            let wrongNamed = try await client.execute(uri: "/rooms/lab/people/status", method: .delete)
+            let wrongNamed = try await client.delete("/rooms/lab/people/status")
             #expect(wrongNamed.status == .methodNotAllowed)
             let wrongCSV = try await client.execute(uri: "/people/logs/2024-01-01.csv", method: .post)
             #expect(wrongCSV.status == .methodNotAllowed)
@@ -146,7 +146,7 @@ import Testing
             ] {
                 #expect(lines.contains(expected), "\(expected)")
             }
-            _ = try await client.execute(uri: "/events/gala", method: .delete)
+            _ = try await client.delete("/events/gala")
             #expect(!(try await client.get("/metrics").text.contains(#"event="gala""#)))
         }
     }

@@ -132,6 +132,16 @@ extension TestClientProtocol {
     func get(_ uri: String, headers: HTTPFields = [:]) async throws -> TestResponse {
         try await execute(uri: uri, method: .get, headers: headers)
     }
+
+    func put(_ uri: String, _ body: String, headers: HTTPFields = [:]) async throws -> TestResponse {
+        var headers = headers
+        headers[.contentType] = headers[.contentType] ?? "application/json"
+        return try await execute(uri: uri, method: .put, headers: headers, body: ByteBuffer(string: body))
+    }
+
+    func delete(_ uri: String, _ body: String? = nil, headers: HTTPFields = [:]) async throws -> TestResponse {
+        try await execute(uri: uri, method: .delete, headers: headers, body: body.map { ByteBuffer(string: $0) })
+    }
 }
 
 extension TestResponse {
@@ -247,4 +257,35 @@ func rawExchange(port: Int, _ parts: [(after: Duration, bytes: String)], timeout
 extension ChangeFeed {
     /// A feed for repositories used without an application; nobody subscribes.
     static func unheard() -> ChangeFeed { ChangeFeed(logger: Logger(label: "test")) }
+}
+
+extension TestResponse {
+    /// The body decoded as one of the response types below, as a typed client would read it.
+    func decoded<T: Decodable>(as type: T.Type) throws -> T {
+        do { return try JSONDecoder().decode(type, from: Data(buffer: body)) } catch {
+            Issue.record("not a \(type): \(text)")
+            throw error
+        }
+    }
+}
+
+/// Seed 003's event, as clients read it.
+struct EventBody: Decodable, Equatable {
+    let eventId: String
+    let title: String
+    let capacity: Int
+    let status: String
+    let hasWaitlist: Bool
+    let confirmedCount: Int
+    let waitlistCount: Int
+}
+
+/// A registration, as clients read it (`eventTitle` only in a user's list).
+struct RegistrationBody: Decodable, Equatable {
+    let userId: String
+    let eventId: String
+    let status: String
+    let registeredAt: String
+    let position: Int?
+    let eventTitle: String?
 }

@@ -91,7 +91,7 @@ import Testing
 
             // PUT changes only what it is given; {} is a 400 and a bad email a 422.
             let put = { (path: String, body: String) in
-                try await client.execute(uri: path, method: .put, headers: Self.admin, body: ByteBuffer(string: body))
+                try await client.put(path, body, headers: Self.admin)
             }
             let renamed = try await put("/api/workers/w%2F1", #"{"first_name": "  Anabel "}"#)
             #expect(renamed.status == .ok)
@@ -114,12 +114,12 @@ import Testing
             // DELETE removes the worker, their images and their timestamps.
             let stamp = try await client.post("/api/timestamps", #"{"worker_id": "w/1", "event_type": "entry"}"#, headers: Self.admin)
             #expect(stamp.status == .created)
-            #expect(try await client.execute(uri: "/api/workers/w%2F1", method: .delete, headers: Self.admin).status == .noContent)
+            #expect(try await client.delete("/api/workers/w%2F1", headers: Self.admin).status == .noContent)
             #expect(try await Self.storedImages(environment).isEmpty)
             #expect(try await client.get(urls[0], headers: Self.admin).status == .notFound)
             #expect(try await client.get("/api/workers/w%2F1", headers: Self.admin).status == .notFound)
             #expect(try await client.get("/api/timestamps", headers: Self.admin).text == "[]")
-            #expect(try await client.execute(uri: "/api/workers/w%2F1", method: .delete, headers: Self.admin).status == .notFound)
+            #expect(try await client.delete("/api/workers/w%2F1", headers: Self.admin).status == .notFound)
         }
     }
 
@@ -196,7 +196,7 @@ import Testing
             #expect(try await client.get("/api/timestamps?worker_id=%00", headers: Self.admin).text == "[]")
 
             let put = { (path: String, body: String) in
-                try await client.execute(uri: path, method: .put, headers: Self.admin, body: ByteBuffer(string: body))
+                try await client.put(path, body, headers: Self.admin)
             }
             let changed = try await put("/api/timestamps/\(id)", #"{"event_type": "exit"}"#)
             #expect(try changed.object()["event_type"] as? String == "exit" && changed.object()["timestamp"] as? Int64 == 1_700_000_000_000)
@@ -205,8 +205,8 @@ import Testing
             #expect(try await put("/api/timestamps/nope", #"{"event_type": "entry"}"#).status == .notFound)
             #expect(try await client.get("/api/timestamps/\(id)", headers: Self.admin).object()["event_type"] as? String == "exit")
 
-            #expect(try await client.execute(uri: "/api/timestamps/\(id)", method: .delete, headers: Self.admin).status == .noContent)
-            #expect(try await client.execute(uri: "/api/timestamps/\(id)", method: .delete, headers: Self.admin).status == .notFound)
+            #expect(try await client.delete("/api/timestamps/\(id)", headers: Self.admin).status == .noContent)
+            #expect(try await client.delete("/api/timestamps/\(id)", headers: Self.admin).status == .notFound)
             #expect(try await client.get("/api/timestamps?worker_id=w1", headers: Self.admin).text == "[]")
         }
     }
