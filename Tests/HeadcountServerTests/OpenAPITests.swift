@@ -33,8 +33,8 @@ import Testing
         }
     }
 
-    /// The stream's documentation names every change type the server publishes, each with its
-    /// topic, and the dashboard listens only for types that exist.
+    /// The stream's documentation names every change type the server publishes, and the
+    /// dashboard listens only for types that exist.
     @Test func everyChangeTypeIsDocumentedAndTheDashboardHearsRealOnes() throws {
         let document = String(decoding: Data(buffer: try Resources.load("openapi.json")), as: UTF8.self)
         for type in ChangeType.allCases {

@@ -59,4 +59,21 @@ import Testing
             #expect(try from.errorMessage().hasPrefix("from must be an integer between"))
         }
     }
+
+    /// The events and attendance families keep their 422 messages, one per field at fault: a blank
+    /// optional field is out of range, not missing.
+    @Test func validatorMessagesNameTheRange() async throws {
+        try await TestEnvironment.make(.sqlite).withApp { client in
+            let created = try await client.post("/events", jsonText([
+                "eventId": "  ", "title": String(repeating: "t", count: 201), "description": "a\u{1}b", "date": "2024-12-15",
+                "location": "Hall", "capacity": 10, "organizer": "Ana",
+            ]))
+            #expect(created.status == .unprocessableContent)
+            let fields = try #require(try created.object()["fields"] as? [[String: String]])
+            #expect(fields.map { $0["field"] } == ["eventId", "title", "description"])
+            #expect(fields.map { $0["message"] } == [
+                "eventId must be 1-100 characters", "title must be 1-200 characters", "description must not contain control characters",
+            ])
+        }
+    }
 }

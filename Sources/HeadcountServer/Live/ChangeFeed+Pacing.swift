@@ -17,7 +17,7 @@ extension ChangeFeed {
     /// Paces the streams and sends heartbeats (and runs the relay) until graceful shutdown, then
     /// ends every subscription.
     func run() async throws {
-        try? await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 if let relay = self.relay {
                     group.addTask {

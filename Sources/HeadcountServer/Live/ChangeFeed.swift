@@ -82,7 +82,7 @@ final class ChangeFeed: Service, Sendable {
     let state = Mutex(State())
     /// Changes are encoded and delivered (or relayed) from here, in order, off the publisher's path:
     /// for webhooks that path is SQLite's writer.
-    private let outbox = Mutex<Outbox<Published>?>(nil)
+    private let outbox = Mutex<Batcher<Published>?>(nil)
 
     /// A change as published, before it is encoded.
     private struct Published: Sendable {
@@ -98,7 +98,7 @@ final class ChangeFeed: Service, Sendable {
         self.retainedCount = retained
         self.heartbeat = heartbeat
         self.logger = logger
-        outbox.withLock { $0 = Outbox { [weak self] changes in self?.forward(changes) } }
+        outbox.withLock { $0 = Batcher { [weak self] changes in self?.forward(changes) } }
     }
 
     /// Publishes a change that has committed. Never waits on subscribers, nor encodes.

@@ -13,12 +13,12 @@ final class PostgresRelay: ChangeRelay {
 
     private let client: PostgresClient
     private let logger: Logger
-    private let outbox: Outbox<String>
+    private let outbox: Batcher<String>
 
     init(client: PostgresClient, logger: Logger) {
         self.client = client
         self.logger = logger
-        outbox = Outbox { payloads in
+        outbox = Batcher { payloads in
             do {
                 try await client.query("""
                     SELECT pg_notify(\(Self.channel), payload) FROM unnest(\(payloads)::text[]) WITH ORDINALITY AS t (payload, n) ORDER BY n

@@ -33,6 +33,11 @@ struct Validator {
             return nil
         }
         let text = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        // This family's message for a length out of range, whether or not the field is required.
+        guard range.contains(text.count) else {
+            fail(field, "\(field) must be \(range.lowerBound)-\(range.upperBound) characters")
+            return nil
+        }
         if let problem = TextRule.problem(field, text, length: range, allowing: multiline ? ["\n", "\r", "\t"] : []) {
             fail(field, problem)
             return nil

@@ -18,7 +18,7 @@ public protocol Database: Sendable {
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
 
     /// Where a task that does nothing but issue transactions back to back is best run: SQLite's
-    /// writer thread; nil (no preference) on PostgreSQL.
+    /// writer thread; nil (no preference) on PostgreSQL. Used through `writeBatcher`.
     var writerExecutor: (any TaskExecutor)? { get }
 
     /// Makes the database ready: checks it can be reached with the configured credentials (a
@@ -54,6 +54,14 @@ extension Database {
 
     func isHealthy() async -> Bool {
         (try? await read { db in try await db.raw("SELECT 1 AS ok").first() }) != nil
+    }
+
+    /// A batcher for code that does nothing but issue transactions back to back: its batches run
+    /// where this database's transactions are cheapest to issue (SQLite's writer thread).
+    func writeBatcher<Item: Sendable>(
+        maxWeight: Int, weight: @escaping @Sendable (Item) -> Int, handle: @escaping @Sendable ([Item]) async -> Void
+    ) -> Batcher<Item> {
+        Batcher(on: writerExecutor, maxWeight: maxWeight, weight: weight, handle: handle)
     }
 
     /// Column type of an auto-incrementing 64-bit primary key.

@@ -1,4 +1,3 @@
-import DequeModule
 import SQLKit
 import Synchronization
 
@@ -6,7 +5,7 @@ import Synchronization
 /// its fsync, so rather than one transaction per request, the writes waiting when the writer gets
 /// free are run together in one transaction, each inside its own savepoint: a write that fails rolls
 /// back alone, the others commit together, and nobody hears "done" before that commit is durable.
-actor GroupCommit {
+final class GroupCommit: Sendable {
     struct Job: Sendable {
         /// Runs the caller's body; its result is kept by the closure until `succeed`.
         let run: @Sendable (any SQLDatabase) async throws -> Void
@@ -14,36 +13,29 @@ actor GroupCommit {
         let fail: @Sendable (any Error) -> Void
     }
 
-    private let db: any SQLDatabase
-    private var pending = Deque<Job>()
-    private var committing = false
-    private var idle: [CheckedContinuation<Void, Never>] = []
     /// The most writes one transaction takes, so that none waits behind an endless batch.
-    private let maxBatch = 256
+    private static let maxBatch = 256
+    private let db: any SQLDatabase
+    private let batcher = Mutex<Batcher<Job>?>(nil)
 
-    init(db: any SQLDatabase) {
+    /// Batches run on `writer`, the thread of `db`'s connection.
+    init(db: any SQLDatabase, writer: any TaskExecutor) {
         self.db = db
+        batcher.withLock {
+            $0 = Batcher(on: writer, maxWeight: Self.maxBatch) { [weak self] batch in
+                guard let self else { return batch.forEach { $0.fail(CancellationError()) } }
+                await self.commit(batch)
+            }
+        }
     }
 
-    /// Queues a job; the first caller to find the writer free commits batches until none are left.
-    func submit(_ job: Job) async {
-        pending.append(job)
-        guard !committing else { return }
-        committing = true
-        while !pending.isEmpty {
-            let batch = Array(pending.prefix(maxBatch))
-            pending.removeFirst(batch.count)
-            await commit(batch)
-        }
-        committing = false
-        idle.forEach { $0.resume() }
-        idle.removeAll()
+    func submit(_ job: Job) {
+        batcher.withLock { $0 }?.send(job)
     }
 
     /// Waits until no write is queued or running.
     func drain() async {
-        guard committing else { return }
-        await withCheckedContinuation { idle.append($0) }
+        await batcher.withLock { $0 }?.idle()
     }
 
     private func commit(_ batch: [Job]) async {

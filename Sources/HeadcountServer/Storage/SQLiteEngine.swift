@@ -23,7 +23,7 @@ final class SQLiteEngine: Database {
         self.writerThread = writerThread
         self.writer = writer
         self.readers = readers
-        self.writes = GroupCommit(db: writer.sql(queryLogLevel: .trace))
+        self.writes = GroupCommit(db: writer.sql(queryLogLevel: .trace), writer: writerThread)
     }
 
     /// Opens (or creates) the file. A path SQLite cannot use is a bad setting: one line, exit 2.
@@ -92,7 +92,7 @@ final class SQLiteEngine: Database {
                 succeed: { continuation.resume(returning: result.withLock { $0! }) },
                 fail: { continuation.resume(throwing: $0) }
             )
-            Task(executorPreference: writerThread) { [writes] in await writes.submit(job) }
+            writes.submit(job)
         }
     }
 
