@@ -23,8 +23,10 @@ public struct AppServices: Sendable {
         )
     }
 
-    init(database: any Database, objectStore: any ObjectStore, adminKey: String, heartbeat: Duration = .seconds(15),
-         instance: InstanceID = InstanceID(), logger: Logger) {
+    init(
+        database: any Database, objectStore: any ObjectStore, adminKey: String, heartbeat: Duration = .seconds(15),
+        instance: InstanceID = InstanceID(), logger: Logger
+    ) {
         self.database = database
         self.objectStore = objectStore
         self.adminKey = adminKey

@@ -164,8 +164,8 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
         let bucket = String(path.prefix { $0 != "/" })
         // S3's bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens.
         guard (3...63).contains(bucket.count),
-              bucket.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "." || $0 == "-") }),
-              bucket.first!.isLetter || bucket.first!.isNumber
+            bucket.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "." || $0 == "-") }),
+            bucket.first!.isLetter || bucket.first!.isNumber
         else {
             throw ConfigurationError("--object-store '\(text)' has no valid bucket name (3-63 lowercase letters, digits, dots, hyphens); use e.g. s3://headcount/prod")
         }
@@ -173,7 +173,7 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
         let region = env("HEADCOUNT_S3_REGION") ?? env("AWS_REGION") ?? "us-east-1"
         let endpointText = env("HEADCOUNT_S3_ENDPOINT") ?? "https://s3.\(region).amazonaws.com"
         guard let endpoint = URL(string: endpointText), ["http", "https"].contains(endpoint.scheme ?? ""), endpoint.host != nil,
-              endpoint.path.isEmpty || endpoint.path == "/", endpoint.query == nil
+            endpoint.path.isEmpty || endpoint.path == "/", endpoint.query == nil
         else {
             throw ConfigurationError("HEADCOUNT_S3_ENDPOINT '\(endpointText)' is not an http(s) URL without a path; use e.g. http://127.0.0.1:9000")
         }
@@ -202,7 +202,9 @@ enum ByteSize {
     /// Parses `1048576`, `512KiB`, `1MiB`, `8MB` (decimal units are read as binary ones).
     static func parse(_ text: String) -> Int? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
-        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("K", 1 << 10), ("M", 1 << 20), ("B", 1)]
+        let units: [(String, Int)] = [
+            ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("K", 1 << 10), ("M", 1 << 20), ("B", 1),
+        ]
         for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
             guard let n = Int(trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), n >= 0 else { return nil }
             return n.multipliedReportingOverflow(by: factor).overflow ? nil : n * factor

@@ -7,16 +7,26 @@ import Logging
 struct Settings: ParsableArguments {
     @Option(help: "Address to listen on (HEADCOUNT_HOST; default 127.0.0.1).") var host: String?
     @Option(help: "Port to listen on (HEADCOUNT_PORT; default 8080).") var port: String?
-    @Option(help: "sqlite://path.sqlite, a bare path, or postgres://user:pass@host:5432/db (HEADCOUNT_DATABASE; default sqlite://<data-dir>/headcount.sqlite).") var database: String?
+    @Option(help: "sqlite://path.sqlite, a bare path, or postgres://user:pass@host:5432/db (HEADCOUNT_DATABASE; default sqlite://<data-dir>/headcount.sqlite).") var database:
+        String?
     @Option(name: .customLong("data-dir"), help: "Directory for the SQLite file, objects and admin key (HEADCOUNT_DATA_DIR; default headcount-data).") var dataDir: String?
-    @Option(name: .customLong("object-store"), help: "file://<directory>, or s3://bucket/prefix with HEADCOUNT_S3_ENDPOINT, HEADCOUNT_S3_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (HEADCOUNT_OBJECT_STORE; default file://<data-dir>/objects).") var objectStore: String?
+    @Option(
+        name: .customLong("object-store"),
+        help:
+            "file://<directory>, or s3://bucket/prefix with HEADCOUNT_S3_ENDPOINT, HEADCOUNT_S3_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (HEADCOUNT_OBJECT_STORE; default file://<data-dir>/objects)."
+    ) var objectStore: String?
     @Option(name: .customLong("admin-key"), help: "Admin key (HEADCOUNT_ADMIN_KEY; default generated into <data-dir>/admin.key).") var adminKey: String?
     @Option(name: .customLong("max-body-size"), help: "Largest JSON body, e.g. 1MiB (HEADCOUNT_MAX_BODY_SIZE; default 1MiB).") var maxBodySize: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (HEADCOUNT_LOG_LEVEL; default info).") var logLevel: String?
-    @Option(name: .customLong("idle-timeout"), help: "Close a connection with no request in progress after this long, e.g. 75s (HEADCOUNT_IDLE_TIMEOUT; default 75s).") var idleTimeout: String?
-    @Option(name: .customLong("header-timeout"), help: "Close a connection whose request head takes longer than this from its first byte (HEADCOUNT_HEADER_TIMEOUT; default 10s).") var headerTimeout: String?
-    @Option(name: .customLong("body-timeout"), help: "Close a connection whose request body takes longer than this from its head (HEADCOUNT_BODY_TIMEOUT; default 5m).") var bodyTimeout: String?
-    @Option(name: .customLong("cors-origins"), help: "Comma-separated browser origins allowed to call admin and device routes, or * (HEADCOUNT_CORS_ORIGINS; default none: same origin only).") var corsOrigins: String?
+    @Option(name: .customLong("idle-timeout"), help: "Close a connection with no request in progress after this long, e.g. 75s (HEADCOUNT_IDLE_TIMEOUT; default 75s).")
+    var idleTimeout: String?
+    @Option(name: .customLong("header-timeout"), help: "Close a connection whose request head takes longer than this from its first byte (HEADCOUNT_HEADER_TIMEOUT; default 10s).")
+    var headerTimeout: String?
+    @Option(name: .customLong("body-timeout"), help: "Close a connection whose request body takes longer than this from its head (HEADCOUNT_BODY_TIMEOUT; default 5m).")
+    var bodyTimeout: String?
+    @Option(
+        name: .customLong("cors-origins"),
+        help: "Comma-separated browser origins allowed to call admin and device routes, or * (HEADCOUNT_CORS_ORIGINS; default none: same origin only).") var corsOrigins: String?
 
     func configuration() async throws -> Configuration {
         let flags: [String: String?] = [

@@ -4,6 +4,7 @@ import HTTPTypes
 import HummingbirdTesting
 import NIOCore
 import Testing
+
 @testable import HeadcountServer
 
 @Suite("Attendance") struct AttendanceTests {
@@ -14,8 +15,10 @@ import Testing
     }
 
     static func record(_ local: Int, employee: String = "emp-1", type: String = "ENTRY", at ms: Int64, device: String) -> [String: Any] {
-        ["local_id": local, "employee_id": employee, "type": type, "timestamp": ms, "confidence": 0.97, "liveness_passed": true,
-         "device_id": device, "created_at": ms]
+        [
+            "local_id": local, "employee_id": employee, "type": type, "timestamp": ms, "confidence": 0.97, "liveness_passed": true,
+            "device_id": device, "created_at": ms,
+        ]
     }
 
     /// Creates a code for `tenant` and registers `device` with it; returns the device token.
@@ -95,14 +98,17 @@ import Testing
             let token = try await Self.device(client, "tab-1")
             let now = Timestamp.now().microseconds / 1000
             let t = now - 3_600_000
-            let first = try await Self.sync(client, token, [
-                Self.record(1, at: t, device: "tab-1"),
-                Self.record(2, at: t + 30_000, device: "tab-1"),                 // within ±30 s, inclusive: conflict
-                Self.record(3, at: t + 30_001, device: "tab-1"),
-                Self.record(4, employee: "emp-2", at: t, device: "tab-9"),         // DEVICE_ID_MISMATCH
-                Self.record(5, employee: "emp-2", type: "LUNCH", at: t, device: "tab-1"),
-                Self.record(6, employee: "emp-2", at: now + 600_000, device: "tab-1"),
-            ]).object()
+            let first = try await Self.sync(
+                client, token,
+                [
+                    Self.record(1, at: t, device: "tab-1"),
+                    Self.record(2, at: t + 30_000, device: "tab-1"),  // within ±30 s, inclusive: conflict
+                    Self.record(3, at: t + 30_001, device: "tab-1"),
+                    Self.record(4, employee: "emp-2", at: t, device: "tab-9"),  // DEVICE_ID_MISMATCH
+                    Self.record(5, employee: "emp-2", type: "LUNCH", at: t, device: "tab-1"),
+                    Self.record(6, employee: "emp-2", at: now + 600_000, device: "tab-1"),
+                ]
+            ).object()
             #expect(first["success"] as? Bool == true)
             #expect(first["synced_count"] as? Int == 2)
             let synced = try #require(first["synced_records"] as? [[String: Any]])
@@ -121,20 +127,28 @@ import Testing
             // Too many, or malformed: nothing stored.
             let many = (0..<101).map { Self.record(100 + $0, employee: "bulk-\($0)", at: t, device: "tab-1") }
             #expect(try await Self.sync(client, token, many).status == .contentTooLarge)
-            #expect(try await client.post("/api/attendance/sync", jsonText(["records": [Self.record(200, employee: "e", at: t, device: "tab-1"), ["local_id": "x"]]]),
-                                          headers: Self.bearer(token)).status == .unprocessableContent)
+            #expect(
+                try await client.post(
+                    "/api/attendance/sync", jsonText(["records": [Self.record(200, employee: "e", at: t, device: "tab-1"), ["local_id": "x"]]]),
+                    headers: Self.bearer(token)
+                ).status == .unprocessableContent)
             #expect(try await client.post("/api/attendance/sync", "{", headers: Self.bearer(token)).status == .badRequest)
             let listed = try await client.get("/api/admin/attendance?tenant_id=ACME", headers: Self.admin).object()["records"] as? [Any]
             #expect(listed?.count == 2)
             #expect(try await client.get("/api/devices/status", headers: Self.bearer(token)).object()["last_sync_at"] as? Int != nil)
 
-            let audits = try await client.post("/api/audit/sync", jsonText(["audits": [["local_id": 1, "action": "MANUAL_FIX", "timestamp": t, "reason": "typo"]]]),
-                                               headers: Self.bearer(token)).object()
-            let again = try await client.post("/api/audit/sync", jsonText(["audits": [["local_id": 1, "action": "MANUAL_FIX", "timestamp": t]]]),
-                                              headers: Self.bearer(token)).object()
+            let audits = try await client.post(
+                "/api/audit/sync", jsonText(["audits": [["local_id": 1, "action": "MANUAL_FIX", "timestamp": t, "reason": "typo"]]]),
+                headers: Self.bearer(token)
+            ).object()
+            let again = try await client.post(
+                "/api/audit/sync", jsonText(["audits": [["local_id": 1, "action": "MANUAL_FIX", "timestamp": t]]]),
+                headers: Self.bearer(token)
+            ).object()
             #expect(audits["synced_count"] as? Int == 1)
-            #expect((audits["synced_audits"] as? [[String: Any]])?.first?["server_id"] as? Int
-                == (again["synced_audits"] as? [[String: Any]])?.first?["server_id"] as? Int)
+            #expect(
+                (audits["synced_audits"] as? [[String: Any]])?.first?["server_id"] as? Int
+                    == (again["synced_audits"] as? [[String: Any]])?.first?["server_id"] as? Int)
             #expect(try await client.post("/api/audit/sync", jsonText(["audits": [["action": "X"]]]), headers: Self.bearer(token)).status == .unprocessableContent)
         }
     }
@@ -180,7 +194,7 @@ import Testing
 
             let csv = try await client.get("/api/admin/attendance.csv?tenant_id=ACME", headers: Self.admin).text
             #expect(csv.hasPrefix("server_id,employee_id,type,timestamp,time,device_id\r\n"))
-            #expect(csv.components(separatedBy: "\r\n").filter { !$0.isEmpty }.count == 5)   // header + 4 live records
+            #expect(csv.components(separatedBy: "\r\n").filter { !$0.isEmpty }.count == 5)  // header + 4 live records
         }
     }
 
@@ -217,8 +231,9 @@ import Testing
         try await TestEnvironment.make(engine).withApp(.live) { client in
             let port = try #require(client.port)
             _ = try await client.post("/api/admin/activation-codes", #"{"code": "ACME-RACE"}"#, headers: Self.admin)
-            let results = try await postInParallel(port: port, path: "/api/devices/register",
-                                                   bodies: (0..<10).map { jsonText(["activation_code": "ACME-RACE", "device_id": "racer-\($0)"]) })
+            let results = try await postInParallel(
+                port: port, path: "/api/devices/register",
+                bodies: (0..<10).map { jsonText(["activation_code": "ACME-RACE", "device_id": "racer-\($0)"]) })
             #expect(results.filter { $0.status == 201 }.count == 1)
             #expect(results.filter { $0.status == 400 }.count == 9)
             let devices = try await client.get("/api/admin/devices?tenant_id=ACME", headers: Self.admin).object()["devices"] as? [Any]
@@ -242,8 +257,9 @@ import Testing
                             let records = (0..<10).map { i in
                                 Self.record(batch * 10 + i, employee: "w\(w)-e\(batch * 10 + i)", at: base + Int64(batch * 10 + i) * 60_000, device: "w-\(w + 1)")
                             }
-                            let results = try await postInParallel(port: port, path: "/api/attendance/sync", bodies: [jsonText(["records": records])],
-                                                                   headers: [("Authorization", "Bearer \(token)")])
+                            let results = try await postInParallel(
+                                port: port, path: "/api/attendance/sync", bodies: [jsonText(["records": records])],
+                                headers: [("Authorization", "Bearer \(token)")])
                             #expect(results.first?.status == 200)
                         }
                         return []

@@ -1,5 +1,6 @@
 import Synchronization
 import Testing
+
 @testable import HeadcountServer
 
 /// The batching block under SQLite's group commit, the webhooks' and the change feed's.
@@ -26,9 +27,15 @@ import Testing
     @Test func everyItemOfManySendersIsHandledOnceOneBatchAtATime() async {
         let seen = Mutex<(items: [Int], running: Int, overlapped: Bool)>(([], 0, false))
         let batcher = Batcher<Int> { batch in
-            seen.withLock { $0.running += 1; $0.overlapped = $0.overlapped || $0.running > 1 }
+            seen.withLock {
+                $0.running += 1
+                $0.overlapped = $0.overlapped || $0.running > 1
+            }
             await Task.yield()
-            seen.withLock { $0.items += batch; $0.running -= 1 }
+            seen.withLock {
+                $0.items += batch
+                $0.running -= 1
+            }
         }
         await withTaskGroup(of: Void.self) { group in
             for sender in 0..<8 { group.addTask { for n in 0..<500 { batcher.send(sender * 1000 + n) } } }

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 import Testing
+
 @testable import HeadcountServer
 
 /// The production layout: two instances behind nginx, one PostgreSQL, one S3 server, as
@@ -19,7 +20,9 @@ import Testing
     let tag = "-" + UUID().uuidString.prefix(8).lowercased()
 
     /// A request through nginx, its body read as JSON.
-    static func call(_ method: HTTPMethod, _ path: String, _ body: String? = nil, headers: [(String, String)] = [], using http: HTTPClient = .shared) async throws -> (status: UInt, json: Any?) {
+    static func call(_ method: HTTPMethod, _ path: String, _ body: String? = nil, headers: [(String, String)] = [], using http: HTTPClient = .shared) async throws -> (
+        status: UInt, json: Any?
+    ) {
         let response = try await send(method, port: port!, path, body: body.map { ByteBuffer(string: $0) }, headers: headers, using: http)
         return (response.status, try? JSONSerialization.jsonObject(with: Data(response.body.utf8), options: [.fragmentsAllowed]))
     }
@@ -33,8 +36,9 @@ import Testing
     func aOneTimeCodeGoesToOneDevice() async throws {
         let code = "T\(tag.dropFirst())-RACE"
         #expect(try await Self.call(.POST, "/api/admin/activation-codes", jsonText(["code": code]), headers: Self.admin).status == 201)
-        let results = try await postInParallel(port: Self.port!, path: "/api/devices/register",
-                                               bodies: (0..<20).map { jsonText(["activation_code": code, "device_id": "racer-\($0)\(tag)"]) })
+        let results = try await postInParallel(
+            port: Self.port!, path: "/api/devices/register",
+            bodies: (0..<20).map { jsonText(["activation_code": code, "device_id": "racer-\($0)\(tag)"]) })
         #expect(results.filter { $0.status == 201 }.count == 1)
         #expect(results.filter { $0.status == 400 }.count == 19)
     }
@@ -84,9 +88,11 @@ import Testing
                     group.addTask {
                         for batch in 0..<10 {
                             let records = (0..<10).map { i in
-                                AttendanceTests.record(batch * 10 + i, employee: "w\(w)-e\(batch * 10 + i)", at: base + Int64(batch * 10 + i) * 60_000, device: "w-\(w + 1)\(self.tag)")
+                                AttendanceTests.record(
+                                    batch * 10 + i, employee: "w\(w)-e\(batch * 10 + i)", at: base + Int64(batch * 10 + i) * 60_000, device: "w-\(w + 1)\(self.tag)")
                             }
-                            let synced = try await Self.call(.POST, "/api/attendance/sync", jsonText(["records": records]), headers: [("Authorization", "Bearer \(token)")], using: http)
+                            let synced = try await Self.call(
+                                .POST, "/api/attendance/sync", jsonText(["records": records]), headers: [("Authorization", "Bearer \(token)")], using: http)
                             #expect(synced.status == 200)
                         }
                         return []
@@ -110,7 +116,8 @@ import Testing
                 return try await group.reduce(into: [Int]()) { $0 += $1 }
             }
         }
-        let stored = try #require((try await Self.call(.GET, "/api/admin/attendance?tenant_id=\(tenant)", headers: Self.admin).json as? [String: Any])?["records"] as? [[String: Any]])
+        let stored = try #require(
+            (try await Self.call(.GET, "/api/admin/attendance?tenant_id=\(tenant)", headers: Self.admin).json as? [String: Any])?["records"] as? [[String: Any]])
         #expect(stored.count == 200)
         #expect(seen.count == Set(seen).count, "no record twice")
         #expect(Set(seen) == Set(stored.compactMap { $0["server_id"] as? Int }), "no record missed")
@@ -153,7 +160,9 @@ import Testing
         #expect(outcome.acknowledged.count > 100, "writes went on during the restarts: \(outcome.acknowledged.count)")
         #expect(Set(outcome.acknowledged).isSubset(of: inside), "lost: \(Set(outcome.acknowledged).subtracting(inside).sorted())")
         #expect(!outcome.statuses.contains(500))
-        print("restarts under load: \(outcome.statuses.count) writes, \(outcome.acknowledged.count) acknowledged, statuses \(Dictionary(grouping: outcome.statuses, by: { $0 }).mapValues(\.count))")
+        print(
+            "restarts under load: \(outcome.statuses.count) writes, \(outcome.acknowledged.count) acknowledged, statuses \(Dictionary(grouping: outcome.statuses, by: { $0 }).mapValues(\.count))"
+        )
     }
 
     final class Running: Sendable {

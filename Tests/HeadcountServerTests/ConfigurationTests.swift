@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import HeadcountServer
 
 @Suite("Configuration") struct ConfigurationTests {
@@ -32,14 +33,22 @@ import Testing
     @Test func s3ObjectStoresTakeTheirEndpointAndCredentialsFromTheEnvironment() throws {
         let credentials = ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secret"]
         let aws = try Configuration.resolve(flags: ["object-store": "s3://hc-logs"], environment: credentials)
-        #expect(aws.objectStore == .s3(S3Location(
-            endpoint: URL(string: "https://s3.us-east-1.amazonaws.com")!, region: "us-east-1", bucket: "hc-logs", prefix: "",
-            accessKey: "AKID", secretKey: "secret")))
-        let local = try Configuration.resolve(flags: [:], environment: credentials.merging([
-            "HEADCOUNT_OBJECT_STORE": "s3://hc-logs//prod/eu/", "HEADCOUNT_S3_ENDPOINT": "http://127.0.0.1:9000",
-            "HEADCOUNT_S3_REGION": "eu-west-1", "AWS_SESSION_TOKEN": "token",
-        ]) { $1 })
-        guard case .s3(let s3) = local.objectStore else { Issue.record("not S3"); return }
+        #expect(
+            aws.objectStore
+                == .s3(
+                    S3Location(
+                        endpoint: URL(string: "https://s3.us-east-1.amazonaws.com")!, region: "us-east-1", bucket: "hc-logs", prefix: "",
+                        accessKey: "AKID", secretKey: "secret")))
+        let local = try Configuration.resolve(
+            flags: [:],
+            environment: credentials.merging([
+                "HEADCOUNT_OBJECT_STORE": "s3://hc-logs//prod/eu/", "HEADCOUNT_S3_ENDPOINT": "http://127.0.0.1:9000",
+                "HEADCOUNT_S3_REGION": "eu-west-1", "AWS_SESSION_TOKEN": "token",
+            ]) { $1 })
+        guard case .s3(let s3) = local.objectStore else {
+            Issue.record("not S3")
+            return
+        }
         #expect(s3.endpoint.absoluteString == "http://127.0.0.1:9000" && s3.region == "eu-west-1")
         #expect(s3.prefix == "prod/eu/" && s3.sessionToken == "token")
         #expect(!"\(s3)".contains("secret"), "the secret is never printed")
@@ -102,13 +111,14 @@ import Testing
         let file = directory.appendingPathComponent("file.txt")
         try Data("not a database, just some text that is long enough for SQLite to read a header from it..........".utf8).write(to: file)
         let data = directory.appendingPathComponent("data").path
-        let arguments: [String] = switch situation {
-        case "database is a directory": ["--database", directory.path, "--data-dir", data]
-        case "database is not a database": ["--database", file.path, "--data-dir", data]
-        case "database under a file": ["--database", file.path + "/headcount.sqlite", "--data-dir", data]
-        case "data dir is a file": ["--data-dir", file.path]
-        default: ["--data-dir", file.path + "/data"]
-        }
+        let arguments: [String] =
+            switch situation {
+            case "database is a directory": ["--database", directory.path, "--data-dir", data]
+            case "database is not a database": ["--database", file.path, "--data-dir", data]
+            case "database under a file": ["--database", file.path + "/headcount.sqlite", "--data-dir", data]
+            case "data dir is a file": ["--data-dir", file.path]
+            default: ["--data-dir", file.path + "/data"]
+            }
         let (status, output) = try runBinary(["serve", "--admin-key", "test-admin-key-0123456789", "--port", "1"] + arguments)
         #expect(status == 2, "\(output)")
         #expect(output.hasPrefix("headcount: ") && output.contains(expected), "\(output)")

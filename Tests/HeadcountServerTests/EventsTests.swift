@@ -4,6 +4,7 @@ import HummingbirdTesting
 import Logging
 import NIOCore
 import Testing
+
 @testable import HeadcountServer
 
 @Suite("Events") struct EventsTests {
@@ -62,7 +63,9 @@ import Testing
             #expect(after["status"] as? String == "scheduled")
             #expect(after["title"] as? String == "Tech Conference 2024")
 
-            for (body, field) in [(#"{"title": null}"#, "title"), (#"{"capacity": 0}"#, "capacity"), (#"{"eventId": "other"}"#, "eventId"), (#"{"hasWaitlist": "yes"}"#, "hasWaitlist")] {
+            for (body, field) in [
+                (#"{"title": null}"#, "title"), (#"{"capacity": 0}"#, "capacity"), (#"{"eventId": "other"}"#, "eventId"), (#"{"hasWaitlist": "yes"}"#, "hasWaitlist"),
+            ] {
                 let response = try await client.put("/events/tech-conf-2024", body)
                 #expect(response.status == .unprocessableContent, "\(body)")
                 #expect((try response.object()["fields"] as? [[String: Any]])?.first?["field"] as? String == field)

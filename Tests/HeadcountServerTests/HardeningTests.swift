@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdTesting
 import NIOCore
 import Testing
+
 @testable import HeadcountServer
 
 /// The reproductions of the hardening review, each as it was sent: every one used to crash, stall
@@ -20,8 +21,12 @@ import Testing
             let now = Timestamp.now().microseconds / 1000
             let bodies: [([[String: Any]], String)] = [
                 ([["local_id": 1, "employee_id": "e", "type": "ENTRY", "timestamp": Int64.min, "device_id": "tab-1"]], "records[0].timestamp"),
-                ([AttendanceTests.record(1, employee: "e", at: -9_223_372_036_854_745_000, device: "tab-1"),
-                  AttendanceTests.record(2, employee: "e", at: now, device: "tab-1")], "records[0].timestamp"),
+                (
+                    [
+                        AttendanceTests.record(1, employee: "e", at: -9_223_372_036_854_745_000, device: "tab-1"),
+                        AttendanceTests.record(2, employee: "e", at: now, device: "tab-1"),
+                    ], "records[0].timestamp"
+                ),
                 ([AttendanceTests.record(1, at: Int64.max, device: "tab-1")], "records[0].timestamp"),
                 ([AttendanceTests.record(1, at: now, device: "tab-1").merging(["created_at": Int64.min]) { $1 }], "records[0].created_at"),
                 ([AttendanceTests.record(1, at: now, device: "tab-1"), AttendanceTests.record(2, at: -62_135_596_800_001, device: "tab-1")], "records[1].timestamp"),
@@ -33,8 +38,9 @@ import Testing
                 #expect(fields.first?["field"] as? String == field)
                 #expect(try response.errorMessage().contains("years 0001-9999"))
             }
-            let audit = try await client.post("/api/audit/sync", jsonText(["audits": [["local_id": 1, "action": "x", "timestamp": Int64.max]]]),
-                                              headers: AttendanceTests.bearer(token))
+            let audit = try await client.post(
+                "/api/audit/sync", jsonText(["audits": [["local_id": 1, "action": "x", "timestamp": Int64.max]]]),
+                headers: AttendanceTests.bearer(token))
             #expect(audit.status == .unprocessableContent)
             let code = try await client.post("/api/admin/activation-codes", jsonText(["tenant_id": "ACME", "expires_at": Int64.max]), headers: Self.admin)
             #expect(code.status == .unprocessableContent)
@@ -62,8 +68,10 @@ import Testing
                 let encoded = bad.replacingOccurrences(of: "+", with: "%2B")
                 #expect(try await client.post("/api/webhook", jsonText(["sensor": "door", "ts": bad, "in_count": 1, "out": 0])).status == .badRequest)
                 #expect(try await client.post("/api/webhook/batch", jsonText(["events": [["sensor": "door", "ts": bad, "in_count": 1, "out": 0]]])).status == .badRequest)
-                for path in ["/api/sensors/door/occupancy?atInstant=", "/sensors/door/occupancy?atInstant=", "/api/sensors/door/occupancy/series?from=",
-                             "/api/sensors/door/occupancy/series?to=", "/api/sensors/door/events.csv?from=", "/people/status?at=", "/rooms/lab/people/status?at="] {
+                for path in [
+                    "/api/sensors/door/occupancy?atInstant=", "/sensors/door/occupancy?atInstant=", "/api/sensors/door/occupancy/series?from=",
+                    "/api/sensors/door/occupancy/series?to=", "/api/sensors/door/events.csv?from=", "/people/status?at=", "/rooms/lab/people/status?at=",
+                ] {
                     #expect(try await client.get(path + encoded).status == .badRequest, "\(path)\(bad)")
                 }
                 let reservation = ["device_id": "d1", "start_time": bad, "end_time": "2024-01-01T10:00:00Z", "credential": "c"]
@@ -120,7 +128,8 @@ import Testing
         var environment = try await TestEnvironment.make(.sqlite)
         environment.configuration.headerTimeout = .milliseconds(500)
         try await environment.withApp(.live) { client in
-            let trickle = [(after: Duration.zero, bytes: "GET /health HTTP/1.1\r\nHost: x\r\n")]
+            let trickle =
+                [(after: Duration.zero, bytes: "GET /health HTTP/1.1\r\nHost: x\r\n")]
                 + (0..<20).map { (after: Duration.milliseconds(200), bytes: "X-Slow-\($0): 1\r\n") }
             let (text, closedAfter) = try await rawExchange(port: try #require(client.port), trickle, timeout: .seconds(2))
             #expect(text.isEmpty)
@@ -137,7 +146,8 @@ import Testing
         var environment = try await TestEnvironment.make(.sqlite)
         environment.configuration.bodyTimeout = .milliseconds(500)
         try await environment.withApp(.live) { client in
-            let trickle = [(after: Duration.zero, bytes: "POST /api/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")]
+            let trickle =
+                [(after: Duration.zero, bytes: "POST /api/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")]
                 + (0..<20).map { _ in (after: Duration.milliseconds(200), bytes: " ") }
             let (text, closedAfter) = try await rawExchange(port: try #require(client.port), trickle, timeout: .seconds(2))
             let closed = try #require(closedAfter, "closed while the body still trickled")
@@ -212,9 +222,11 @@ import Testing
         var environment = try await TestEnvironment.make(.sqlite)
         environment.configuration.corsOrigins = [try CORSPolicy.origin("HTTPS://Admin.Example:443")]
         try await environment.withApp { client in
-            let preflight = try await client.execute(uri: "/api/workers", method: .options, headers: [
-                .origin: "https://admin.example", .accessControlRequestMethod: "GET", .accessControlRequestHeaders: "X-Admin-Token",
-            ])
+            let preflight = try await client.execute(
+                uri: "/api/workers", method: .options,
+                headers: [
+                    .origin: "https://admin.example", .accessControlRequestMethod: "GET", .accessControlRequestHeaders: "X-Admin-Token",
+                ])
             #expect(preflight.headers[.accessControlAllowOrigin] == "https://admin.example")
             #expect(preflight.headers[.accessControlAllowHeaders]?.contains("X-Admin-Token") == true)
             #expect(preflight.headers[.vary] == "Origin")

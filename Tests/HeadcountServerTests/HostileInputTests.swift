@@ -5,6 +5,7 @@ import NIOCore
 import NIOFoundationCompat
 import SQLKit
 import Testing
+
 @testable import HeadcountServer
 
 /// Every field of every JSON route, and every whole body, replaced in turn by values that have
@@ -33,32 +34,45 @@ import Testing
     }
 
     static let now = Timestamp.now().microseconds / 1000
-    static var routes: [Route] { [
-        Route(method: .post, path: "/people/register", credentials: .none, body: ["name": "Ada"]),
-        Route(method: .post, path: "/people/unregister", credentials: .none, body: ["name": "Ada"]),
-        Route(method: .post, path: "/rooms/lab/people/register", credentials: .none, body: ["name": "Ada"]),
-        Route(method: .post, path: "/rooms/lab/people/unregister", credentials: .none, body: ["name": "Ada"]),
-        Route(method: .post, path: "/api/webhook", credentials: .none, body: ["sensor": "door", "ts": "2024-01-01T10:00:00Z", "in_count": 1, "out": 0, "id": "w1"]),
-        Route(method: .post, path: "/api/webhook/batch", credentials: .none, body: ["events": [["sensor": "door", "ts": "2024-01-01T10:00:00Z", "in": 1, "out": 0, "id": "b1"]]]),
-        Route(method: .post, path: "/set-reservation", credentials: .none, body: ["device_id": "d1", "start_time": "2024-01-01T10:00:00Z", "end_time": "2024-01-01T11:00:00Z", "credential": "c"]),
-        Route(method: .post, path: "/api/reservations", credentials: .none, body: ["device_id": "d2", "start_time": "2024-01-01T10:00:00Z", "end_time": "2024-01-01T11:00:00Z", "credential": "c"]),
-        Route(method: .post, path: "/events", credentials: .none, body: EventsTests.event("fuzz", capacity: 5, waitlist: true)),
-        Route(method: .put, path: "/events/ev1", credentials: .none, body: ["title": "t", "capacity": 10, "hasWaitlist": true, "status": "active", "date": "2024-12-15"]),
-        Route(method: .post, path: "/users", credentials: .none, body: ["userId": "u2", "name": "Grace"]),
-        Route(method: .post, path: "/registrations", credentials: .none, body: ["userId": "u1", "eventId": "ev1"]),
-        Route(method: .post, path: "/events/ev1/registrations", credentials: .none, body: ["userId": "u1"]),
-        Route(method: .post, path: "/api/admin/activation-codes", credentials: .admin, body: ["tenant_id": "ACME", "description": "d", "expires_at": now + 60_000]),
-        Route(method: .post, path: "/api/devices/register", credentials: .none, body: ["activation_code": "ACME-SPARE", "device_id": "tab-2", "device_name": "n", "device_model": "m", "device_manufacturer": "f", "android_version": "14"]),
-        Route(method: .post, path: "/api/attendance/sync", credentials: .device, body: ["records": [AttendanceTests.record(7, at: now, device: "tab-1")]]),
-        Route(method: .post, path: "/api/audit/sync", credentials: .device, body: ["audits": [["local_id": 1, "action": "review", "timestamp": now, "reason": "r", "metadata": ["a": 1]]]]),
-        Route(method: .put, path: "/api/admin/devices/tab-1/deactivate", credentials: .admin, body: ["reason": "lost"]),
-        Route(method: .delete, path: "/api/admin/attendance/1", credentials: .admin, body: ["reason": "mistake"]),
-        Route(method: .post, path: "/api/timestamps", credentials: .admin, body: ["worker_id": "w-1", "event_type": "entry", "timestamp": now]),
-        Route(method: .put, path: "/api/timestamps/TIMESTAMP", credentials: .admin, body: ["event_type": "exit", "timestamp": now]),
-        Route(method: .put, path: "/api/workers/w-1", credentials: .admin, body: ["first_name": "Ana", "last_name": "Ríos", "email": "ana@example.com"]),
-        // The JSON part of the worker form (sent as multipart, below).
-        Route(method: .post, path: "/api/workers", credentials: .admin, body: ["id": "w-2", "document_id": "D-2", "first_name": "Bo", "last_name": "Li", "email": "bo@example.com"]),
-    ] }
+    static var routes: [Route] {
+        [
+            Route(method: .post, path: "/people/register", credentials: .none, body: ["name": "Ada"]),
+            Route(method: .post, path: "/people/unregister", credentials: .none, body: ["name": "Ada"]),
+            Route(method: .post, path: "/rooms/lab/people/register", credentials: .none, body: ["name": "Ada"]),
+            Route(method: .post, path: "/rooms/lab/people/unregister", credentials: .none, body: ["name": "Ada"]),
+            Route(method: .post, path: "/api/webhook", credentials: .none, body: ["sensor": "door", "ts": "2024-01-01T10:00:00Z", "in_count": 1, "out": 0, "id": "w1"]),
+            Route(
+                method: .post, path: "/api/webhook/batch", credentials: .none, body: ["events": [["sensor": "door", "ts": "2024-01-01T10:00:00Z", "in": 1, "out": 0, "id": "b1"]]]),
+            Route(
+                method: .post, path: "/set-reservation", credentials: .none,
+                body: ["device_id": "d1", "start_time": "2024-01-01T10:00:00Z", "end_time": "2024-01-01T11:00:00Z", "credential": "c"]),
+            Route(
+                method: .post, path: "/api/reservations", credentials: .none,
+                body: ["device_id": "d2", "start_time": "2024-01-01T10:00:00Z", "end_time": "2024-01-01T11:00:00Z", "credential": "c"]),
+            Route(method: .post, path: "/events", credentials: .none, body: EventsTests.event("fuzz", capacity: 5, waitlist: true)),
+            Route(method: .put, path: "/events/ev1", credentials: .none, body: ["title": "t", "capacity": 10, "hasWaitlist": true, "status": "active", "date": "2024-12-15"]),
+            Route(method: .post, path: "/users", credentials: .none, body: ["userId": "u2", "name": "Grace"]),
+            Route(method: .post, path: "/registrations", credentials: .none, body: ["userId": "u1", "eventId": "ev1"]),
+            Route(method: .post, path: "/events/ev1/registrations", credentials: .none, body: ["userId": "u1"]),
+            Route(method: .post, path: "/api/admin/activation-codes", credentials: .admin, body: ["tenant_id": "ACME", "description": "d", "expires_at": now + 60_000]),
+            Route(
+                method: .post, path: "/api/devices/register", credentials: .none,
+                body: ["activation_code": "ACME-SPARE", "device_id": "tab-2", "device_name": "n", "device_model": "m", "device_manufacturer": "f", "android_version": "14"]),
+            Route(method: .post, path: "/api/attendance/sync", credentials: .device, body: ["records": [AttendanceTests.record(7, at: now, device: "tab-1")]]),
+            Route(
+                method: .post, path: "/api/audit/sync", credentials: .device,
+                body: ["audits": [["local_id": 1, "action": "review", "timestamp": now, "reason": "r", "metadata": ["a": 1]]]]),
+            Route(method: .put, path: "/api/admin/devices/tab-1/deactivate", credentials: .admin, body: ["reason": "lost"]),
+            Route(method: .delete, path: "/api/admin/attendance/1", credentials: .admin, body: ["reason": "mistake"]),
+            Route(method: .post, path: "/api/timestamps", credentials: .admin, body: ["worker_id": "w-1", "event_type": "entry", "timestamp": now]),
+            Route(method: .put, path: "/api/timestamps/TIMESTAMP", credentials: .admin, body: ["event_type": "exit", "timestamp": now]),
+            Route(method: .put, path: "/api/workers/w-1", credentials: .admin, body: ["first_name": "Ana", "last_name": "Ríos", "email": "ana@example.com"]),
+            // The JSON part of the worker form (sent as multipart, below).
+            Route(
+                method: .post, path: "/api/workers", credentials: .admin,
+                body: ["id": "w-2", "document_id": "D-2", "first_name": "Bo", "last_name": "Li", "email": "bo@example.com"]),
+        ]
+    }
 
     /// Every place a value sits in `body`, as key and index paths.
     static func fieldPaths(_ value: Any, _ path: [Any] = []) -> [[Any]] {
@@ -73,8 +87,14 @@ import Testing
     static func replacing(_ path: [Any], in body: [String: Any], with raw: String) -> String {
         func set(_ value: Any, _ path: ArraySlice<Any>) -> Any {
             guard let first = path.first else { return "\u{1}FUZZ\u{1}" }
-            if var object = value as? [String: Any], let key = first as? String { object[key] = set(object[key]!, path.dropFirst()); return object }
-            if var array = value as? [Any], let index = first as? Int { array[index] = set(array[index], path.dropFirst()); return array }
+            if var object = value as? [String: Any], let key = first as? String {
+                object[key] = set(object[key]!, path.dropFirst())
+                return object
+            }
+            if var array = value as? [Any], let index = first as? Int {
+                array[index] = set(array[index], path.dropFirst())
+                return array
+            }
             return value
         }
         return jsonText(set(body, path[...])).replacingOccurrences(of: #""\u0001FUZZ\u0001""#, with: raw)
@@ -83,12 +103,16 @@ import Testing
     /// Row counts and lock counters of every table: a refused request must leave them alone.
     /// (`room_log_pending` is left out: the room log's own flush empties it meanwhile.)
     static func fingerprint(_ database: any Database) async throws -> [Int64] {
-        let tables = ["rooms", "room_actions", "room_occupants", "reservation_devices", "reservations", "sensors",
-                      "sensor_events", "sensor_minutes", "events", "users", "registrations", "tenants", "activation_codes", "devices",
-                      "attendance_records", "attendance_audits", "workers", "worker_images", "worker_timestamps"]
-        let counters = ["(SELECT SUM(seq) FROM rooms)", "(SELECT SUM(version) FROM reservation_devices)", "(SELECT SUM(version) FROM events)",
-                        "(SELECT SUM(change_ms) FROM tenants)", "(SELECT SUM(inside) FROM sensors)", "(SELECT SUM(is_active) FROM devices)",
-                        "(SELECT COUNT(*) FROM attendance_records WHERE deleted_us IS NOT NULL)"]
+        let tables = [
+            "rooms", "room_actions", "room_occupants", "reservation_devices", "reservations", "sensors",
+            "sensor_events", "sensor_minutes", "events", "users", "registrations", "tenants", "activation_codes", "devices",
+            "attendance_records", "attendance_audits", "workers", "worker_images", "worker_timestamps",
+        ]
+        let counters = [
+            "(SELECT SUM(seq) FROM rooms)", "(SELECT SUM(version) FROM reservation_devices)", "(SELECT SUM(version) FROM events)",
+            "(SELECT SUM(change_ms) FROM tenants)", "(SELECT SUM(inside) FROM sensors)", "(SELECT SUM(is_active) FROM devices)",
+            "(SELECT COUNT(*) FROM attendance_records WHERE deleted_us IS NOT NULL)",
+        ]
         let columns = tables.map { "(SELECT COUNT(*) FROM \($0))" } + counters
         let select = columns.enumerated().map { "CAST(COALESCE(\($1), 0) AS BIGINT) AS c\($0)" }.joined(separator: ", ")
         return try await database.read { db in
@@ -122,7 +146,8 @@ import Testing
                     case .device: headers[.authorization] = "Bearer \(token)"
                     }
                     let path = route.path.replacingOccurrences(of: "TIMESTAMP", with: timestampID)
-                    let bodies = Self.fieldPaths(route.body).flatMap { field in Self.extremes.map { Self.replacing(field, in: route.body, with: $0) } }
+                    let bodies =
+                        Self.fieldPaths(route.body).flatMap { field in Self.extremes.map { Self.replacing(field, in: route.body, with: $0) } }
                         + Self.extremes + ["", "{", #"{"a":1,}"#]
                     for text in bodies {
                         let response: TestResponse
@@ -156,7 +181,8 @@ import Testing
         try await TestEnvironment.make(engine).withApp { client in
             _ = try await client.post("/api/webhook", jsonText(["sensor": "door", "ts": "2024-01-01T10:00:00Z", "in_count": 1, "out": 0]))
             let token = try await AttendanceTests.device(client, "tab-1")
-            let values = Self.extremes.map { $0.hasPrefix("\"") && $0.hasSuffix("\"") && $0.count > 1 ? String($0.dropFirst().dropLast()) : $0 }
+            let values =
+                Self.extremes.map { $0.hasPrefix("\"") && $0.hasSuffix("\"") && $0.count > 1 ? String($0.dropFirst().dropLast()) : $0 }
                 + ["2024-01-01T10:00:00 02:00", "%", "%00", "..", "../../etc/passwd", "-0", "+1", "1e3", "0x10", " 1"]
             let templates = [
                 "/api/sensors/door/occupancy?atInstant=V", "/sensors/V/occupancy?atInstant=2024-01-01T10:00:00Z", "/api/sensors/V/occupancy",
@@ -190,7 +216,7 @@ import Testing
         for (path, operations) in paths {
             for (method, operation) in operations {
                 guard let body = (operation as? [String: Any])?["requestBody"] as? [String: Any], let content = body["content"] as? [String: Any],
-                      content["application/json"] != nil || content["multipart/form-data"] != nil
+                    content["application/json"] != nil || content["multipart/form-data"] != nil
                 else { continue }
                 documented.insert("\(method.uppercased()) \(path)")
             }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import Testing
+
 @testable import HeadcountServer
 
 @Suite("JSON parser") struct JSONParserTests {

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import Synchronization
 import Testing
+
 @testable import HeadcountServer
 
 /// One server-sent event as a client sees it.
@@ -70,7 +71,10 @@ final class SSEClient: Sendable {
 
     /// Whether the stream ends within `seconds`.
     func ends(within seconds: Double) async -> Bool {
-        await withDeadline(seconds) { await self.task.value; return true } ?? false
+        await withDeadline(seconds) {
+            await self.task.value
+            return true
+        } ?? false
     }
 
     private func withDeadline<T: Sendable>(_ seconds: Double, _ operation: @escaping @Sendable () async -> T?) async -> T? {
@@ -125,7 +129,9 @@ final class SSEClient: Sendable {
                 #expect(sensor?.type == "sensor.occupancy")
                 #expect(try Self.data(sensor)["sensor"] as? String == "door" && Self.data(sensor)["inside"] as? Int == 2)
 
-                _ = try await client.post("/events", #"{"eventId": "gala", "title": "Gala", "description": "d", "date": "2030-01-01", "location": "Hall", "capacity": 1, "organizer": "o", "hasWaitlist": true}"#)
+                _ = try await client.post(
+                    "/events",
+                    #"{"eventId": "gala", "title": "Gala", "description": "d", "date": "2030-01-01", "location": "Hall", "capacity": 1, "organizer": "o", "hasWaitlist": true}"#)
                 #expect(await stream.next()?.type == "event.created")
                 for user in ["u1", "u2"] {
                     _ = try await client.post("/users", jsonText(["userId": user, "name": user]))
@@ -147,7 +153,8 @@ final class SSEClient: Sendable {
                 #expect(sync?.type == "attendance.sync")
                 #expect(try Self.data(sync)["synced_count"] as? Int == 1 && Self.data(sync)["tenant_id"] as? String == "ACME")
 
-                _ = try await client.post("/set-reservation", #"{"device_id": "d1", "start_time": "2024-01-01T10:00:00Z", "end_time": "2024-01-01T11:00:00Z", "credential": "secret"}"#)
+                _ = try await client.post(
+                    "/set-reservation", #"{"device_id": "d1", "start_time": "2024-01-01T10:00:00Z", "end_time": "2024-01-01T11:00:00Z", "credential": "secret"}"#)
                 let reservation = await stream.next()
                 #expect(reservation?.type == "reservation.set")
                 #expect(try Self.data(reservation)["credential"] == nil)

@@ -4,6 +4,7 @@ import HummingbirdTesting
 import NIOCore
 import Synchronization
 import Testing
+
 @testable import HeadcountServer
 
 /// Both stores keep the same contract; S3 runs against the real S3 API server `scripts/dev-s3`
@@ -92,7 +93,10 @@ import Testing
         let requests = Mutex(0)
         let router = Router()
         router.put("/flaky/**") { _, _ -> Response in
-            requests.withLock { $0 += 1; return $0 } <= 2 ? Response(status: .serviceUnavailable) : Response(status: .ok)
+            requests.withLock {
+                $0 += 1
+                return $0
+            } <= 2 ? Response(status: .serviceUnavailable) : Response(status: .ok)
         }
         router.head("/denied") { _, _ in Response(status: .forbidden) }
         router.put("/denied/**") { _, _ -> Response in
@@ -130,15 +134,20 @@ import Testing
                 .first { $0.0 == "authorization" }?.1
         }
         let credential = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request"
-        #expect(authorization("GET", "/test.txt", headers: [("Range", "bytes=0-9")])
-            == "\(credential),SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+        #expect(
+            authorization("GET", "/test.txt", headers: [("Range", "bytes=0-9")])
+                == "\(credential),SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
         let body = SigV4.hexSHA256(Array("Welcome to Amazon S3.".utf8))
         #expect(body == "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072")
-        #expect(authorization("PUT", "/" + SigV4.encode("test$file.text", keepSlash: true),
-                              headers: [("Date", "Fri, 24 May 2013 00:00:00 GMT"), ("x-amz-storage-class", "REDUCED_REDUNDANCY")], payloadHash: body)
-            == "\(credential),SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class,Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd")
+        #expect(
+            authorization(
+                "PUT", "/" + SigV4.encode("test$file.text", keepSlash: true),
+                headers: [("Date", "Fri, 24 May 2013 00:00:00 GMT"), ("x-amz-storage-class", "REDUCED_REDUNDANCY")], payloadHash: body)
+                == "\(credential),SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class,Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"
+        )
         #expect(authorization("GET", "/", query: [("lifecycle", "")])?.hasSuffix("Signature=fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543") == true)
-        #expect(authorization("GET", "/", query: [("prefix", "J"), ("max-keys", "2")])?.hasSuffix("Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7") == true)
+        #expect(
+            authorization("GET", "/", query: [("prefix", "J"), ("max-keys", "2")])?.hasSuffix("Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7") == true)
         #expect(SigV4.encode("a b/é~*", keepSlash: true) == "a%20b/%C3%A9~%2A")
     }
 }

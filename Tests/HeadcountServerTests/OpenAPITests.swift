@@ -1,9 +1,10 @@
 import Foundation
-import NIOCore
-import NIOFoundationCompat
 import Hummingbird
 import Logging
+import NIOCore
+import NIOFoundationCompat
 import Testing
+
 @testable import HeadcountServer
 
 /// The OpenAPI document is the contract: it must describe exactly the routes the router serves.
@@ -18,9 +19,10 @@ import Testing
         let data = Data(buffer: try Resources.load("openapi.json"))
         let document = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         let paths = try #require(document["paths"] as? [String: [String: Any]])
-        let documented = Set(paths.flatMap { path, operations in
-            operations.keys.filter { ["get", "post", "put", "delete", "patch"].contains($0) }.map { "\($0.uppercased()) \(path)" }
-        })
+        let documented = Set(
+            paths.flatMap { path, operations in
+                operations.keys.filter { ["get", "post", "put", "delete", "patch"].contains($0) }.map { "\($0.uppercased()) \(path)" }
+            })
         #expect(served.subtracting(documented).sorted() == [], "served but not documented")
         #expect(documented.subtracting(served).sorted() == [], "documented but not served")
 

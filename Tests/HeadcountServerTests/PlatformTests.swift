@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import SQLKit
 import Testing
+
 @testable import HeadcountServer
 
 @Suite("Platform") struct PlatformTests {
@@ -68,9 +69,11 @@ import Testing
         try await TestEnvironment.make(.sqlite).withApp { client in
             let response = try await client.get("/people/status", headers: [.origin: "https://example.org"])
             #expect(response.headers[.accessControlAllowOrigin] == "*")
-            let preflight = try await client.execute(uri: "/people/register", method: .options, headers: [
-                .origin: "https://example.org", .accessControlRequestMethod: "POST",
-            ])
+            let preflight = try await client.execute(
+                uri: "/people/register", method: .options,
+                headers: [
+                    .origin: "https://example.org", .accessControlRequestMethod: "POST",
+                ])
             #expect(preflight.status == .noContent || preflight.status == .ok)
             #expect(preflight.headers[.accessControlAllowMethods]?.contains("POST") == true)
         }

@@ -7,6 +7,7 @@ import PostgresNIO
 import SQLKit
 import Synchronization
 import Testing
+
 @testable import HeadcountServer
 
 /// A PostgreSQL cluster of a test's own (`scripts/dev-postgres` on a port of its own), which the
@@ -64,7 +65,10 @@ struct ThrowawayPostgres {
         guard status == 0 else { throw ScriptFailed(argument: argument ?? "start", status: status) }
     }
 
-    struct ScriptFailed: Error { let argument: String; let status: Int32 }
+    struct ScriptFailed: Error {
+        let argument: String
+        let status: Int32
+    }
 }
 
 /// PostgreSQL going away, or not being there at start: answers stay fast and honest (503 with
@@ -74,7 +78,9 @@ struct ThrowawayPostgres {
 @Suite("Hardening: PostgreSQL outages", .enabled(if: Engine.available.contains(.postgres) && ThrowawayPostgres.installed))
 struct PostgresOutageTests {
     /// One request, timed.
-    static func timed(_ method: HTTPMethod, _ port: Int, _ path: String, _ body: String? = nil) async throws -> (status: UInt, body: String, headers: HTTPHeaders, elapsed: Duration) {
+    static func timed(_ method: HTTPMethod, _ port: Int, _ path: String, _ body: String? = nil) async throws -> (
+        status: UInt, body: String, headers: HTTPHeaders, elapsed: Duration
+    ) {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
         request.method = method
         if let body {
@@ -164,9 +170,10 @@ struct PostgresOutageTests {
         let url = try await createPostgresDatabase(base: try #require(Engine.postgresURL))
         let engine = try await PostgresEngine.open(url: url, statementTimeout: statementTimeout, logger: Logger(label: "test"))
         let components = try #require(URLComponents(string: url))
-        let own = try await PostgresConnection.connect(configuration: .init(
-            host: "127.0.0.1", port: components.port!, username: "postgres", password: components.password, database: String(components.path.dropFirst()), tls: .disable
-        ), id: 1, logger: Logger(label: "test"))
+        let own = try await PostgresConnection.connect(
+            configuration: .init(
+                host: "127.0.0.1", port: components.port!, username: "postgres", password: components.password, database: String(components.path.dropFirst()), tls: .disable
+            ), id: 1, logger: Logger(label: "test"))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await engine.run() }
             defer { group.cancelAll() }

@@ -3,6 +3,7 @@ import Foundation
 import HummingbirdTesting
 import NIOCore
 import Testing
+
 @testable import HeadcountServer
 
 @Suite("Reservations") struct ReservationsTests {

@@ -3,6 +3,7 @@ import Foundation
 import HummingbirdTesting
 import NIOCore
 import Testing
+
 @testable import HeadcountServer
 
 @Suite("Rooms") struct RoomsTests {
@@ -277,4 +278,3 @@ import Testing
         }
     }
 }
-

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import HeadcountServer
 
 /// The pure rules under the routes, checked without a server: the minute rollups and the series

@@ -1,6 +1,7 @@
 import Foundation
 import HummingbirdTesting
 import Testing
+
 @testable import HeadcountServer
 
 @Suite("Sensors") struct SensorsTests {
@@ -53,14 +54,14 @@ import Testing
                 #expect(try await client.post("/api/webhook", jsonText(body)).status == .ok)
             }
             let expectations: [(String, Int)] = [
-                ("2018-11-14T10:59:59Z", 0),          // before the first event
-                ("2018-11-14T11:00:00Z", 2),          // exactly at an event: it counts
+                ("2018-11-14T10:59:59Z", 0),  // before the first event
+                ("2018-11-14T11:00:00Z", 2),  // exactly at an event: it counts
                 ("2018-11-14T12:00:00Z", 7),
-                ("2018-11-14T13:00:00%2B01:00", 7),   // the same instant with an offset
+                ("2018-11-14T13:00:00%2B01:00", 7),  // the same instant with an offset
                 ("2018-11-14T12:30:00.249Z", 7),
-                ("2018-11-14T12:30:00.25Z", 0),       // a zero balance is 0, not 404
+                ("2018-11-14T12:30:00.25Z", 0),  // a zero balance is 0, not 404
                 ("2018-11-14T12:30:00.250001Z", 0),
-                ("2018-11-14T13:31:00+01:00", 0),     // an unencoded `+` arrives as a space
+                ("2018-11-14T13:31:00+01:00", 0),  // an unencoded `+` arrives as a space
                 ("2030-01-01T00:00:00Z", 0),
             ]
             for (instant, inside) in expectations {
@@ -93,7 +94,8 @@ import Testing
         let sorted = (0..<300).map { i in
             (ts: base + Int64(random.next() % (2 * 3_600_000_000)), in: Int(random.next() % 5), out: Int(random.next() % 4), id: "e\(i)")
         }.sorted { $0.ts < $1.ts }
-        let events = sorted.enumerated().filter { $0.offset % 5 != 0 }.map(\.element)
+        let events =
+            sorted.enumerated().filter { $0.offset % 5 != 0 }.map(\.element)
             + sorted.enumerated().filter { $0.offset % 5 == 0 }.map(\.element).shuffled(using: &random)
         let sizes = (0..<events.count).map { _ in Int(random.next() % 12) + 1 }
         let randomInstants = (0..<40).map { _ in base - 3_600_000_000 + Int64(random.next() % (4 * 3_600_000_000)) }
@@ -103,7 +105,8 @@ import Testing
                 let slice = events[index..<min(index + size, events.count)].map {
                     Self.webhook("hall", Timestamp(microseconds: $0.ts).rfc3339, in: $0.in, out: $0.out, id: $0.id)
                 }
-                let response = slice.count == 1
+                let response =
+                    slice.count == 1
                     ? try await client.post("/api/webhook", jsonText(slice[0]))
                     : try await client.post("/api/webhook/batch", jsonText(["events": slice]))
                 #expect(response.status == .ok, "\(response.text)")
@@ -145,13 +148,17 @@ import Testing
             #expect(try await Self.inside(client, "/api/sensors/gate/occupancy") == 3)
 
             // The same id on another sensor is another event; within a batch, repeats are duplicates.
-            let batch = try await client.post("/api/webhook/batch", jsonText(["events": [
-                Self.webhook("gate", "2024-01-01T10:01:00Z", in: 1, out: 0, id: "evt-1"),
-                Self.webhook("side", "2024-01-01T10:01:00Z", in: 1, out: 0, id: "evt-1"),
-                Self.webhook("gate", "2024-01-01T10:02:00Z", in: 2, out: 0, id: "evt-2"),
-                Self.webhook("gate", "2024-01-01T10:02:00Z", in: 2, out: 0, id: "evt-2"),
-                Self.webhook("gate", "2024-01-01T10:03:00Z", in: 1, out: 0),
-            ]]))
+            let batch = try await client.post(
+                "/api/webhook/batch",
+                jsonText([
+                    "events": [
+                        Self.webhook("gate", "2024-01-01T10:01:00Z", in: 1, out: 0, id: "evt-1"),
+                        Self.webhook("side", "2024-01-01T10:01:00Z", in: 1, out: 0, id: "evt-1"),
+                        Self.webhook("gate", "2024-01-01T10:02:00Z", in: 2, out: 0, id: "evt-2"),
+                        Self.webhook("gate", "2024-01-01T10:02:00Z", in: 2, out: 0, id: "evt-2"),
+                        Self.webhook("gate", "2024-01-01T10:03:00Z", in: 1, out: 0),
+                    ]
+                ]))
             #expect(try batch.object() as NSDictionary == ["accepted": 3, "duplicates": 2])
             #expect(try await Self.inside(client, "/api/sensors/gate/occupancy") == 6)
             #expect(try await Self.inside(client, "/api/sensors/side/occupancy") == 1)
@@ -221,23 +228,28 @@ import Testing
     @Test(arguments: Engine.available)
     func seriesAndEventsExport(engine: Engine) async throws {
         try await TestEnvironment.make(engine).withApp { client in
-            _ = try await client.post("/api/webhook/batch", jsonText(["events": [
-                Self.webhook("lobby, east", "2024-01-01T09:59:00Z", in: 4, out: 0, id: "a\"1"),
-                Self.webhook("lobby, east", "2024-01-01T10:03:00Z", in: 3, out: 1),
-                Self.webhook("lobby, east", "2024-01-01T10:07:30Z", in: 0, out: 5),
-                Self.webhook("lobby, east", "2024-01-01T10:20:00Z", in: 2, out: 0),
-            ]]))
+            _ = try await client.post(
+                "/api/webhook/batch",
+                jsonText([
+                    "events": [
+                        Self.webhook("lobby, east", "2024-01-01T09:59:00Z", in: 4, out: 0, id: "a\"1"),
+                        Self.webhook("lobby, east", "2024-01-01T10:03:00Z", in: 3, out: 1),
+                        Self.webhook("lobby, east", "2024-01-01T10:07:30Z", in: 0, out: 5),
+                        Self.webhook("lobby, east", "2024-01-01T10:20:00Z", in: 2, out: 0),
+                    ]
+                ]))
             let sensor = "lobby,%20east"
             let series = try await client.get("/api/sensors/\(sensor)/occupancy/series?from=2024-01-01T10:00:00Z&to=2024-01-01T10:15:00Z&bucket=5m").object()
             #expect(series["sensor"] as? String == "lobby, east")
             #expect(series["from"] as? String == "2024-01-01T10:00:00Z")
             #expect(series["to"] as? String == "2024-01-01T10:15:00Z")
             let points = try #require(series["series"] as? [NSDictionary])
-            #expect(points == [
-                ["start": "2024-01-01T10:00:00Z", "end": "2024-01-01T10:05:00Z", "entries": 3, "exits": 1, "min": 4, "max": 6, "last": 6],
-                ["start": "2024-01-01T10:05:00Z", "end": "2024-01-01T10:10:00Z", "entries": 0, "exits": 5, "min": 1, "max": 6, "last": 1],
-                ["start": "2024-01-01T10:10:00Z", "end": "2024-01-01T10:15:00Z", "entries": 0, "exits": 0, "min": 1, "max": 1, "last": 1],
-            ])
+            #expect(
+                points == [
+                    ["start": "2024-01-01T10:00:00Z", "end": "2024-01-01T10:05:00Z", "entries": 3, "exits": 1, "min": 4, "max": 6, "last": 6],
+                    ["start": "2024-01-01T10:05:00Z", "end": "2024-01-01T10:10:00Z", "entries": 0, "exits": 5, "min": 1, "max": 6, "last": 1],
+                    ["start": "2024-01-01T10:10:00Z", "end": "2024-01-01T10:15:00Z", "entries": 0, "exits": 0, "min": 1, "max": 1, "last": 1],
+                ])
             for (query, message) in [
                 ("bucket=2m", "bucket must be one of 5m, 1h, 1d"),
                 ("from=2024-01-02T00:00:00Z&to=2024-01-01T00:00:00Z", "from must be before to"),
@@ -255,16 +267,18 @@ import Testing
                 _ = try await client.post("/api/webhook", jsonText(Self.webhook("steps", "2024-01-01T\(ts)Z", in: inCount, out: out)))
             }
             let steps = try await client.get("/api/sensors/steps/occupancy/series?from=2024-01-01T10:00:00Z&to=2024-01-01T10:05:00Z&bucket=5m").object()
-            #expect(steps["series"] as? [NSDictionary] == [
-                ["start": "2024-01-01T10:00:00Z", "end": "2024-01-01T10:05:00Z", "entries": 7, "exits": 10, "min": -2, "max": 6, "last": -1],
-            ])
+            #expect(
+                steps["series"] as? [NSDictionary] == [
+                    ["start": "2024-01-01T10:00:00Z", "end": "2024-01-01T10:05:00Z", "entries": 7, "exits": 10, "min": -2, "max": 6, "last": -1]
+                ])
 
             let csv = try await client.get("/api/sensors/\(sensor)/events.csv?from=2024-01-01T10:00:00Z&to=2024-01-01T10:20:00Z")
             #expect(csv.status == .ok)
             #expect(csv.headers[.contentType] == "text/csv; charset=utf-8")
-            #expect(csv.text == "ts,sensor,in_count,out_count,id\r\n"
-                + "2024-01-01T10:03:00Z,\"lobby, east\",3,1,\r\n"
-                + "2024-01-01T10:07:30Z,\"lobby, east\",0,5,\r\n")
+            #expect(
+                csv.text == "ts,sensor,in_count,out_count,id\r\n"
+                    + "2024-01-01T10:03:00Z,\"lobby, east\",3,1,\r\n"
+                    + "2024-01-01T10:07:30Z,\"lobby, east\",0,5,\r\n")
             let all = try await client.get("/api/sensors/\(sensor)/events.csv").text
             #expect(all.contains("2024-01-01T09:59:00Z,\"lobby, east\",4,0,\"a\"\"1\"\r\n"))
             #expect(all.hasSuffix("2024-01-01T10:20:00Z,\"lobby, east\",2,0,\r\n"))
@@ -303,8 +317,9 @@ import Testing
             #expect(results.allSatisfy { $0.status == 200 })
             let expected = (0..<100).reduce(0) { $0 + $1 % 7 - $1 % 3 }
             #expect(try await Self.inside(client, "/api/sensors/busy/occupancy") == expected)
-            #expect(try await Self.inside(client, "/api/sensors/busy/occupancy?atInstant=2024-01-01T10:30:00Z")
-                == (0..<100).filter { $0 % 60 <= 30 }.reduce(0) { $0 + $1 % 7 - $1 % 3 })
+            #expect(
+                try await Self.inside(client, "/api/sensors/busy/occupancy?atInstant=2024-01-01T10:30:00Z")
+                    == (0..<100).filter { $0 % 60 <= 30 }.reduce(0) { $0 + $1 % 7 - $1 % 3 })
 
             let retries = Array(repeating: jsonText(Self.webhook("busy", "2024-01-01T11:00:00Z", in: 5, out: 0, id: "once")), count: 50)
             #expect(try await postInParallel(port: port, path: "/api/webhook", bodies: retries).allSatisfy { $0.status == 200 })

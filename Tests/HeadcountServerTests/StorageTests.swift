@@ -1,6 +1,7 @@
 import Logging
 import SQLKit
 import Testing
+
 @testable import HeadcountServer
 
 @Suite("Storage") struct StorageTests {

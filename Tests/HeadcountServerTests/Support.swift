@@ -9,6 +9,7 @@ import NIOPosix
 import PostgresNIO
 import Synchronization
 import Testing
+
 @testable import HeadcountServer
 
 /// The engines every storage-touching test runs on. PostgreSQL comes from
@@ -208,8 +209,10 @@ func postInParallel(port: Int, path: String, bodies: [ByteBuffer], headers: [(St
 
 /// One request to the live server at `port` over a real socket; a body is JSON unless `headers`
 /// give a `Content-Type`.
-func send(_ method: HTTPMethod, port: Int, _ path: String, body: ByteBuffer? = nil, headers: [(String, String)] = [],
-          using http: HTTPClient = .shared) async throws -> (status: UInt, body: String) {
+func send(
+    _ method: HTTPMethod, port: Int, _ path: String, body: ByteBuffer? = nil, headers: [(String, String)] = [],
+    using http: HTTPClient = .shared
+) async throws -> (status: UInt, body: String) {
     var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
     request.method = method
     if body != nil, !headers.contains(where: { $0.0.lowercased() == "content-type" }) {

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import HeadcountServer
 
 @Suite("Timestamp") struct TimestampTests {
@@ -18,10 +19,12 @@ import Testing
         #expect(Timestamp(rfc3339: text)?.microseconds == micros)
     }
 
-    @Test(arguments: ["", "2018-11-14", "2018-11-14T13:34:49", "2018-11-14T13:34:49+0100", "2023-02-29T00:00:00Z",
-                      "2018-13-14T13:34:49Z", "2018-11-14T24:00:00Z", "2018-11-14T13:34:49.Z", "2018-11-14T13:34:49Zjunk", "１９７０-01-01T00:00:00Z",
-                      // Outside years 0001-9999 once in UTC: they could not be written back as RFC 3339.
-                      "0000-12-31T23:00:00Z", "0001-01-01T00:00:00+00:01", "9999-12-31T23:00:00-05:00", "9999-12-31T23:59:59.999999-00:01"])
+    @Test(arguments: [
+        "", "2018-11-14", "2018-11-14T13:34:49", "2018-11-14T13:34:49+0100", "2023-02-29T00:00:00Z",
+        "2018-13-14T13:34:49Z", "2018-11-14T24:00:00Z", "2018-11-14T13:34:49.Z", "2018-11-14T13:34:49Zjunk", "１９７０-01-01T00:00:00Z",
+        // Outside years 0001-9999 once in UTC: they could not be written back as RFC 3339.
+        "0000-12-31T23:00:00Z", "0001-01-01T00:00:00+00:01", "9999-12-31T23:00:00-05:00", "9999-12-31T23:59:59.999999-00:01",
+    ])
     func rejectsTheRest(text: String) {
         #expect(Timestamp(rfc3339: text) == nil)
     }

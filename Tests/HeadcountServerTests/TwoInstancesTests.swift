@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import Testing
+
 @testable import HeadcountServer
 
 /// A `headcount serve` process of the built binary, on its own port and data directory.
@@ -20,8 +21,10 @@ final class ServerProcess {
         port = Int.random(in: 20_000...32_000)
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("headcount-instance-\(UUID().uuidString)")
         process.executableURL = binary
-        process.arguments = ["serve", "--port", "\(port)", "--database", database, "--data-dir", directory.path,
-                             "--admin-key", "test-admin-key-0123456789", "--log-level", "warning"]
+        process.arguments = [
+            "serve", "--port", "\(port)", "--database", database, "--data-dir", directory.path,
+            "--admin-key", "test-admin-key-0123456789", "--log-level", "warning",
+        ]
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("log").path, contents: nil)
         let log = try FileHandle(forWritingTo: directory.appendingPathComponent("log"))

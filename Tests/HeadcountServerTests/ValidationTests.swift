@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Testing
+
 @testable import HeadcountServer
 
 /// The one text rule and the one reading of path and query parameters that every family uses.
@@ -64,16 +65,19 @@ import Testing
     /// optional field is out of range, not missing.
     @Test func validatorMessagesNameTheRange() async throws {
         try await TestEnvironment.make(.sqlite).withApp { client in
-            let created = try await client.post("/events", jsonText([
-                "eventId": "  ", "title": String(repeating: "t", count: 201), "description": "a\u{1}b", "date": "2024-12-15",
-                "location": "Hall", "capacity": 10, "organizer": "Ana",
-            ]))
+            let created = try await client.post(
+                "/events",
+                jsonText([
+                    "eventId": "  ", "title": String(repeating: "t", count: 201), "description": "a\u{1}b", "date": "2024-12-15",
+                    "location": "Hall", "capacity": 10, "organizer": "Ana",
+                ]))
             #expect(created.status == .unprocessableContent)
             let fields = try #require(try created.object()["fields"] as? [[String: String]])
             #expect(fields.map { $0["field"] } == ["eventId", "title", "description"])
-            #expect(fields.map { $0["message"] } == [
-                "eventId must be 1-100 characters", "title must be 1-200 characters", "description must not contain control characters",
-            ])
+            #expect(
+                fields.map { $0["message"] } == [
+                    "eventId must be 1-100 characters", "title must be 1-200 characters", "description must not contain control characters",
+                ])
         }
     }
 }

@@ -4,6 +4,7 @@ import HTTPTypes
 import HummingbirdTesting
 import NIOCore
 import Testing
+
 @testable import HeadcountServer
 
 @Suite("Workers and timestamps") struct WorkersTests {
@@ -135,7 +136,13 @@ import Testing
                 ("malformed personal data", [Part(name: "personal_data_json", filename: nil, bytes: Array("{no".utf8)), Self.image(Self.jpeg())], .badRequest),
                 ("personal data not an object", [Part(name: "personal_data_json", filename: nil, bytes: Array("[1]".utf8)), Self.image(Self.jpeg())], .unprocessableContent),
                 ("bad email", [Self.person(email: "not-an-email"), Self.image(Self.jpeg())], .unprocessableContent),
-                ("blank name", [Part(name: "personal_data_json", filename: nil, bytes: Array(#"{"document_id": "D", "first_name": " ", "last_name": "R", "email": "a@b.co"}"#.utf8)), Self.image(Self.jpeg())], .unprocessableContent),
+                (
+                    "blank name",
+                    [
+                        Part(name: "personal_data_json", filename: nil, bytes: Array(#"{"document_id": "D", "first_name": " ", "last_name": "R", "email": "a@b.co"}"#.utf8)),
+                        Self.image(Self.jpeg()),
+                    ], .unprocessableContent
+                ),
                 ("no images", [Self.person()], .unprocessableContent),
                 ("eight images", [Self.person()] + (0..<8).map { Self.image(Self.jpeg(seed: UInt8($0))) }, .unprocessableContent),
                 ("a text file", [Self.person(), Self.image(Self.jpeg()), Self.image(Array("hello, not a picture".utf8), "face.jpg")], .unprocessableContent),
@@ -181,8 +188,10 @@ import Testing
             #expect(abs((now["timestamp"] as? Int64 ?? 0) - Int64(Date().timeIntervalSince1970 * 1000)) < 60_000)
 
             #expect(try await post(#"{"worker_id": "ghost", "event_type": "entry"}"#).status == .notFound)
-            for bad in [#"{"worker_id": "w1"}"#, #"{"event_type": "entry"}"#, #"{"worker_id": "w1", "event_type": "lunch"}"#,
-                        #"{"worker_id": "w1", "event_type": "entry", "timestamp": -5}"#, #"{"worker_id": "w1", "event_type": "entry", "timestamp": "noon"}"#, "[]"] {
+            for bad in [
+                #"{"worker_id": "w1"}"#, #"{"event_type": "entry"}"#, #"{"worker_id": "w1", "event_type": "lunch"}"#,
+                #"{"worker_id": "w1", "event_type": "entry", "timestamp": -5}"#, #"{"worker_id": "w1", "event_type": "entry", "timestamp": "noon"}"#, "[]",
+            ] {
                 #expect(try await post(bad).status == .unprocessableContent, "\(bad)")
             }
             #expect(try await post("{oops").status == .badRequest)
@@ -218,9 +227,11 @@ import Testing
         try await environment.withApp(.live) { client in
             let port = try #require(client.port)
             let bodies = (0..<10).map { Self.form([Self.person("racer", document: "D-\($0)"), Self.image(Self.jpeg(seed: UInt8($0)))]) }
-            let results = try await postInParallel(port: port, path: "/api/workers", bodies: bodies, headers: [
-                ("X-Admin-Token", Self.adminKey), ("Content-Type", "multipart/form-data; boundary=\(Self.boundary)"),
-            ])
+            let results = try await postInParallel(
+                port: port, path: "/api/workers", bodies: bodies,
+                headers: [
+                    ("X-Admin-Token", Self.adminKey), ("Content-Type", "multipart/form-data; boundary=\(Self.boundary)"),
+                ])
             #expect(results.filter { $0.status == 201 }.count == 1)
             #expect(results.filter { $0.status == 409 }.count == 9)
             #expect(try await Self.storedImages(environment).count == 1)
@@ -241,8 +252,10 @@ import Testing
                             let admin = [("X-Admin-Token", Self.adminKey)]
                             return index == 10
                                 ? try await send(.DELETE, port: port, "/api/workers/leaving", headers: admin, using: http).status
-                                : try await send(.POST, port: port, "/api/timestamps", body: ByteBuffer(string: #"{"worker_id": "leaving", "event_type": "entry"}"#),
-                                                 headers: admin, using: http).status
+                                : try await send(
+                                    .POST, port: port, "/api/timestamps", body: ByteBuffer(string: #"{"worker_id": "leaving", "event_type": "entry"}"#),
+                                    headers: admin, using: http
+                                ).status
                         }
                     }
                     return try await group.reduce(into: [UInt]()) { $0.append($1) }

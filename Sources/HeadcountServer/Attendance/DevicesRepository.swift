@@ -64,25 +64,31 @@ struct DevicesRepository: Sendable {
     func createCode(_ code: String, tenant: String, description: String?, expiresAt: Int64?) async throws -> ActivationCode? {
         let now = Timestamp.now().microseconds
         return try await database.transaction { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 INSERT INTO tenants (tenant_id, change_ms, created_us) VALUES (\(bind: tenant), 0, \(bind: now))
                 ON CONFLICT (tenant_id) DO NOTHING
-                """).run()
-            return try await db.raw("""
+                """
+            ).run()
+            return try await db.raw(
+                """
                 INSERT INTO activation_codes (code, tenant_id, description, created_us, expires_ms)
                 VALUES (\(bind: code), \(bind: tenant), \(bind: description), \(bind: now), \(bind: expiresAt))
                 ON CONFLICT (code) DO NOTHING RETURNING code, tenant_id, description, created_us, expires_ms, used_by_device
-                """).first().map { try ActivationCode(row: $0, now: now) }
+                """
+            ).first().map { try ActivationCode(row: $0, now: now) }
         }
     }
 
     func codes(tenant: String) async throws -> [ActivationCode] {
         let now = Timestamp.now().microseconds
         return try await database.read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT code, tenant_id, description, created_us, expires_ms, used_by_device FROM activation_codes
                 WHERE tenant_id = \(bind: tenant) ORDER BY created_us, code
-                """).all().map { try ActivationCode(row: $0, now: now) }
+                """
+            ).all().map { try ActivationCode(row: $0, now: now) }
         }
     }
 
@@ -96,25 +102,32 @@ struct DevicesRepository: Sendable {
     func register(_ device: NewDevice, code: String, token: String) async throws -> (tenant: String, registeredAt: Int64) {
         let now = Timestamp.now().microseconds
         let tenant = try await database.transaction { db in
-            guard let tenant = try await db.raw("""
-                UPDATE activation_codes SET used_by_device = \(bind: device.device), used_us = \(bind: now)
-                WHERE code = \(bind: code) AND used_by_device IS NULL AND (expires_ms IS NULL OR expires_ms > \(bind: milliseconds(now)))
-                RETURNING tenant_id
-                """).first()?.decode(column: "tenant_id", as: String.self)
+            guard
+                let tenant = try await db.raw(
+                    """
+                    UPDATE activation_codes SET used_by_device = \(bind: device.device), used_us = \(bind: now)
+                    WHERE code = \(bind: code) AND used_by_device IS NULL AND (expires_ms IS NULL OR expires_ms > \(bind: milliseconds(now)))
+                    RETURNING tenant_id
+                    """
+                ).first()?.decode(column: "tenant_id", as: String.self)
             else {
                 guard let row = try await db.raw("SELECT used_by_device FROM activation_codes WHERE code = \(bind: code)").first() else {
                     throw APIError.badRequest("Invalid activation code.")
                 }
-                throw APIError.badRequest(try row.decode(column: "used_by_device", as: String?.self) != nil
-                    ? "Activation code has already been used." : "Activation code has expired.")
+                throw APIError.badRequest(
+                    try row.decode(column: "used_by_device", as: String?.self) != nil
+                        ? "Activation code has already been used." : "Activation code has expired.")
             }
-            guard try await db.raw("""
-                INSERT INTO devices (device_id, tenant_id, token_sha256, device_name, device_model, device_manufacturer,
-                    android_version, is_active, registered_us)
-                VALUES (\(bind: device.device), \(bind: tenant), \(bind: Secret.sha256Hex(token)), \(bind: device.name), \(bind: device.model),
-                    \(bind: device.manufacturer), \(bind: device.androidVersion), 1, \(bind: now))
-                ON CONFLICT (device_id) DO NOTHING RETURNING device_id
-                """).first() != nil
+            guard
+                try await db.raw(
+                    """
+                    INSERT INTO devices (device_id, tenant_id, token_sha256, device_name, device_model, device_manufacturer,
+                        android_version, is_active, registered_us)
+                    VALUES (\(bind: device.device), \(bind: tenant), \(bind: Secret.sha256Hex(token)), \(bind: device.name), \(bind: device.model),
+                        \(bind: device.manufacturer), \(bind: device.androidVersion), 1, \(bind: now))
+                    ON CONFLICT (device_id) DO NOTHING RETURNING device_id
+                    """
+                ).first() != nil
             else { throw APIError.conflict("Device ID is already registered.") }
             return tenant
         }
@@ -139,10 +152,12 @@ struct DevicesRepository: Sendable {
     /// Deactivates a tenant's device (again is fine); false if the tenant has no such device.
     func deactivate(_ id: String, tenant: String, reason: String?) async throws -> Bool {
         let found = try await database.transaction { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 UPDATE devices SET is_active = 0, deactivation_reason = \(bind: reason)
                 WHERE device_id = \(bind: id) AND tenant_id = \(bind: tenant) RETURNING device_id
-                """).first() != nil
+                """
+            ).first() != nil
         }
         if found { feed.publish(.deviceDeactivated, ["tenant_id": tenant, "device_id": id]) }
         return found

@@ -21,7 +21,11 @@ struct RecordsController {
             let since = try request.integer("since", in: 0...Int64.max) ?? 0
             let limit = try request.integer("limit", in: 1...1000) ?? 500
             let (changes, more) = try await records.updates(tenant: device.tenant, since: since, limit: Int(limit))
-            struct Updates: Encodable { let updates: [StoredRecord]; let last_sync_timestamp: Int64; let has_more: Bool }
+            struct Updates: Encodable {
+                let updates: [StoredRecord]
+                let last_sync_timestamp: Int64
+                let has_more: Bool
+            }
             return try json(Updates(updates: changes, last_sync_timestamp: changes.last?.change ?? since, has_more: more))
         }
         router.post("api/audit/sync") { request, context in
@@ -29,7 +33,7 @@ struct RecordsController {
             let items = try await Self.batch("audits", request, context)
             let audits = try items.enumerated().map { index, item -> (localID: Int64, body: String) in
                 guard case .object(let body) = item, case .int(let local) = body["local_id"], body["action"]?.stringValue != nil,
-                      case .int(let timestamp) = body["timestamp"], Timestamp.validMilliseconds.contains(timestamp)
+                    case .int(let timestamp) = body["timestamp"], Timestamp.validMilliseconds.contains(timestamp)
                 else {
                     let message = "audits[\(index)]: local_id, action and timestamp (epoch milliseconds, years 0001-9999) are required"
                     throw APIError.invalid("audits[\(index)]", message)
@@ -37,7 +41,11 @@ struct RecordsController {
                 return (local, String(decoding: try JSONEncoder().encode(item), as: UTF8.self))
             }
             let synced = audits.isEmpty ? [] : try await records.syncAudits(audits, device: device)
-            struct Audits: Encodable { let success = true; let synced_count: Int; let synced_audits: [SyncResult.Synced] }
+            struct Audits: Encodable {
+                let success = true
+                let synced_count: Int
+                let synced_audits: [SyncResult.Synced]
+            }
             return try json(Audits(synced_count: synced.count, synced_audits: synced))
         }
 

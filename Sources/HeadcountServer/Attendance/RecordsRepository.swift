@@ -2,9 +2,22 @@ import Foundation
 import SQLKit
 
 struct SyncResult: Encodable, Sendable {
-    struct Synced: Encodable, Sendable { let local_id: Int64; let server_id: Int64; let synced_at: Int64 }
-    struct Conflict: Encodable, Sendable { let local_id: Int64; let reason: String; let message: String; let existing_record: StoredRecord }
-    struct Failure: Encodable, Sendable { let local_id: Int64; let error: String; let message: String }
+    struct Synced: Encodable, Sendable {
+        let local_id: Int64
+        let server_id: Int64
+        let synced_at: Int64
+    }
+    struct Conflict: Encodable, Sendable {
+        let local_id: Int64
+        let reason: String
+        let message: String
+        let existing_record: StoredRecord
+    }
+    struct Failure: Encodable, Sendable {
+        let local_id: Int64
+        let error: String
+        let message: String
+    }
 
     let success = true
     var synced_count = 0
@@ -54,9 +67,12 @@ struct RecordsRepository: Sendable {
     /// stamp and the server's clock, so stamps read like epoch milliseconds yet only ever grow,
     /// and are handed out in commit order.
     private static func lockTenant(_ tenant: String, now: Int64, db: any SQLDatabase) async throws -> Int64 {
-        let last = try await db.raw("""
-            UPDATE tenants SET change_ms = change_ms WHERE tenant_id = \(bind: tenant) RETURNING change_ms
-            """).first()?.decode(column: "change_ms", as: Int64.self) ?? 0
+        let last =
+            try await db.raw(
+                """
+                UPDATE tenants SET change_ms = change_ms WHERE tenant_id = \(bind: tenant) RETURNING change_ms
+                """
+            ).first()?.decode(column: "change_ms", as: Int64.self) ?? 0
         return max(last, milliseconds(now))
     }
 
@@ -80,19 +96,23 @@ struct RecordsRepository: Sendable {
             guard !valid.isEmpty else { return result }
 
             var replayed: [Int64: (Int64, Int64)] = [:]
-            for row in try await db.raw("""
+            for row in try await db.raw(
+                """
                 SELECT local_id, server_id, synced_us FROM attendance_records
                 WHERE device_id = \(bind: device.id) AND local_id IN (\(binds: valid.map(\.localID)))
-                """).all() {
+                """
+            ).all() {
                 replayed[try row.decode(column: "local_id", as: Int64.self)] =
                     (try row.decode(column: "server_id", as: Int64.self), milliseconds(try row.decode(column: "synced_us", as: Int64.self)))
             }
             let window = SyncRecord.duplicateWindowMs
-            let nearby = try await db.raw("""
+            let nearby = try await db.raw(
+                """
                 SELECT \(StoredRecord.columns) FROM attendance_records
                 WHERE tenant_id = \(bind: device.tenant) AND deleted_us IS NULL AND employee_id IN (\(binds: Array(Set(valid.map(\.employeeID)))))
                     AND timestamp_ms BETWEEN \(bind: valid.map(\.timestamp).min()! - window) AND \(bind: valid.map(\.timestamp).max()! + window)
-                """).all().map(StoredRecord.init)
+                """
+            ).all().map(StoredRecord.init)
 
             var fresh: [SyncRecord] = []
             var seenLocal = Set<Int64>()
@@ -127,11 +147,13 @@ struct RecordsRepository: Sendable {
                         \(bind: r.confidence), \(bind: live), \(bind: r.createdAt), \(bind: now), \(bind: stamp - Int64(fresh.count - 1 - offset)))
                         """
                 }
-                let stored = try await db.raw("""
+                let stored = try await db.raw(
+                    """
                     INSERT INTO attendance_records (tenant_id, device_id, local_id, employee_id, type, timestamp_ms, confidence,
                         liveness_passed, created_ms, synced_us, change_ms)
                     VALUES \(rows.joined(separator: ", ")) RETURNING local_id, server_id
-                    """).all()
+                    """
+                ).all()
                 var serverIDs: [Int64: Int64] = [:]
                 for row in stored {
                     serverIDs[try row.decode(column: "local_id", as: Int64.self)] = try row.decode(column: "server_id", as: Int64.self)
@@ -148,25 +170,30 @@ struct RecordsRepository: Sendable {
             result.synced_count = result.synced_records.count
             return result
         }
-        feed.publish(.attendanceSync, [
-            "tenant_id": JSONValue.string(device.tenant), "device_id": .string(device.id), "synced_count": .int(Int64(result.synced_count)),
-            "conflicts": .int(Int64(result.conflicts.count)), "errors": .int(Int64(result.errors.count)),
-        ])
+        feed.publish(
+            .attendanceSync,
+            [
+                "tenant_id": JSONValue.string(device.tenant), "device_id": .string(device.id), "synced_count": .int(Int64(result.synced_count)),
+                "conflicts": .int(Int64(result.conflicts.count)), "errors": .int(Int64(result.errors.count)),
+            ])
         return result
     }
 
     private static func conflict(_ record: SyncRecord, _ existing: StoredRecord) -> SyncResult.Conflict {
-        .init(local_id: record.localID, reason: "DUPLICATE_TIMESTAMP",
-              message: "employee \(record.employeeID) already has a record within 30 seconds", existing_record: existing)
+        .init(
+            local_id: record.localID, reason: "DUPLICATE_TIMESTAMP",
+            message: "employee \(record.employeeID) already has a record within 30 seconds", existing_record: existing)
     }
 
     /// The tenant's changes stamped after `since`, oldest first, at most `limit`, and whether more follow.
     func updates(tenant: String, since: Int64, limit: Int) async throws -> (records: [StoredRecord], more: Bool) {
         let rows = try await database.read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT \(StoredRecord.columns) FROM attendance_records WHERE tenant_id = \(bind: tenant) AND change_ms > \(bind: since)
                 ORDER BY change_ms LIMIT \(literal: limit + 1)
-                """).all().map(StoredRecord.init)
+                """
+            ).all().map(StoredRecord.init)
         }
         return (Array(rows.prefix(limit)), rows.count > limit)
     }
@@ -176,15 +203,20 @@ struct RecordsRepository: Sendable {
         let now = Timestamp.now().microseconds
         let found = try await database.transaction { db in
             let stamp = try await Self.lockTenant(tenant, now: now, db: db) + 1
-            guard let row = try await db.raw("""
-                SELECT deleted_us FROM attendance_records WHERE server_id = \(bind: serverID) AND tenant_id = \(bind: tenant)
-                """).first()
+            guard
+                let row = try await db.raw(
+                    """
+                    SELECT deleted_us FROM attendance_records WHERE server_id = \(bind: serverID) AND tenant_id = \(bind: tenant)
+                    """
+                ).first()
             else { return false }
             guard try row.decode(column: "deleted_us", as: Int64?.self) == nil else { return true }
-            try await db.raw("""
+            try await db.raw(
+                """
                 UPDATE attendance_records SET deleted_us = \(bind: now), deleted_reason = \(bind: reason), change_ms = \(bind: stamp)
                 WHERE server_id = \(bind: serverID)
-                """).run()
+                """
+            ).run()
             try await Self.saveStamp(stamp, tenant: tenant, db: db)
             return true
         }
@@ -196,14 +228,17 @@ struct RecordsRepository: Sendable {
     /// cursor, those after it, and at most `limit`.
     func records(tenant: String, from: Int64, to: Int64, after cursor: (timestamp: Int64, serverID: Int64)? = nil, limit: Int? = nil) async throws -> [StoredRecord] {
         try await database.read { db in
-            let after: SQLQueryString = cursor.map {
-                " AND (timestamp_ms > \(bind: $0.timestamp) OR (timestamp_ms = \(bind: $0.timestamp) AND server_id > \(bind: $0.serverID)))"
-            } ?? ""
+            let after: SQLQueryString =
+                cursor.map {
+                    " AND (timestamp_ms > \(bind: $0.timestamp) OR (timestamp_ms = \(bind: $0.timestamp) AND server_id > \(bind: $0.serverID)))"
+                } ?? ""
             let page: SQLQueryString = limit.map { " LIMIT \(literal: $0)" } ?? ""
-            return try await db.raw("""
+            return try await db.raw(
+                """
                 SELECT \(StoredRecord.columns) FROM attendance_records WHERE tenant_id = \(bind: tenant) AND deleted_us IS NULL
                     AND timestamp_ms >= \(bind: from) AND timestamp_ms < \(bind: to)\(after) ORDER BY timestamp_ms, server_id\(page)
-                """).all().map(StoredRecord.init)
+                """
+            ).all().map(StoredRecord.init)
         }
     }
 
@@ -214,18 +249,23 @@ struct RecordsRepository: Sendable {
             let rows = audits.map { a -> SQLQueryString in
                 "(\(bind: device.tenant), \(bind: device.id), \(bind: a.localID), \(bind: a.body), \(bind: now))"
             }
-            try await db.raw("""
+            try await db.raw(
+                """
                 INSERT INTO attendance_audits (tenant_id, device_id, local_id, body, synced_us) VALUES \(rows.joined(separator: ", "))
                 ON CONFLICT (device_id, local_id) DO NOTHING
-                """).run()
+                """
+            ).run()
             var stored: [Int64: SyncResult.Synced] = [:]
-            for row in try await db.raw("""
+            for row in try await db.raw(
+                """
                 SELECT local_id, server_id, synced_us FROM attendance_audits
                 WHERE device_id = \(bind: device.id) AND local_id IN (\(binds: audits.map(\.localID)))
-                """).all() {
+                """
+            ).all() {
                 let local = try row.decode(column: "local_id", as: Int64.self)
-                stored[local] = .init(local_id: local, server_id: try row.decode(column: "server_id", as: Int64.self),
-                                      synced_at: milliseconds(try row.decode(column: "synced_us", as: Int64.self)))
+                stored[local] = .init(
+                    local_id: local, server_id: try row.decode(column: "server_id", as: Int64.self),
+                    synced_at: milliseconds(try row.decode(column: "synced_us", as: Int64.self)))
             }
             try await db.raw("UPDATE devices SET last_sync_us = \(bind: now) WHERE device_id = \(bind: device.id)").run()
             return audits.compactMap { stored[$0.localID] }

@@ -24,7 +24,9 @@ struct SyncRecord: Sendable {
         /// An epoch-millisecond time within years 0001-9999, so that no arithmetic on it overflows.
         func time(_ field: String, _ value: JSONValue?) throws -> Int64 {
             guard case .int(let ms) = value, Timestamp.validMilliseconds.contains(ms) else {
-                throw fail("\(field) must be epoch milliseconds between \(Timestamp.validMilliseconds.lowerBound) and \(Timestamp.validMilliseconds.upperBound) (years 0001-9999)", field: field)
+                throw fail(
+                    "\(field) must be epoch milliseconds between \(Timestamp.validMilliseconds.lowerBound) and \(Timestamp.validMilliseconds.upperBound) (years 0001-9999)",
+                    field: field)
             }
             return ms
         }

@@ -18,10 +18,12 @@ struct TimestampsRepository: Sendable {
             // The worker's lock: a worker being deleted is either gone or deletes this one too.
             guard try await WorkersRepository.lock(worker, db: db) else { return nil }
             let id = UUID().uuidString.lowercased()
-            try await db.raw("""
+            try await db.raw(
+                """
                 INSERT INTO worker_timestamps (timestamp_id, worker_id, timestamp_ms, event_type, created_us)
                 VALUES (\(bind: id), \(bind: worker), \(bind: timestamp), \(bind: eventType), \(bind: Timestamp.now().microseconds))
-                """).run()
+                """
+            ).run()
             return WorkerTimestamp(id: id, worker_id: worker, timestamp: timestamp, event_type: eventType)
         }
     }
@@ -44,10 +46,12 @@ struct TimestampsRepository: Sendable {
     /// Changes what is given; nil when there is no such timestamp.
     func update(_ id: String, eventType: String?, timestamp: Int64?) async throws -> WorkerTimestamp? {
         try await database.transaction { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 UPDATE worker_timestamps SET event_type = COALESCE(CAST(\(bind: eventType) AS TEXT), event_type), timestamp_ms = COALESCE(CAST(\(bind: timestamp) AS BIGINT), timestamp_ms)
                 WHERE timestamp_id = \(bind: id) RETURNING \(unsafeRaw: Self.columns)
-                """).first().map(Self.timestamp)
+                """
+            ).first().map(Self.timestamp)
         }
     }
 

@@ -83,7 +83,7 @@ struct WorkersController {
             try request.requireAdmin(adminKey)
             let id = try context.pathID("workerId")
             guard let position = context.parameters.get("position").flatMap(Int.init), (1...WorkerUpload.maxImages).contains(position),
-                  let image = try await workers.image(id, position: position)
+                let image = try await workers.image(id, position: position)
             else { throw APIError.notFound("Image not found.") }
             return Response(
                 status: .ok,

@@ -34,11 +34,15 @@ struct WorkersRepository: Sendable {
         do {
             return try await database.transaction { db in
                 let now = Timestamp.now().microseconds
-                guard try await db.raw("""
-                    INSERT INTO workers (worker_id, document_id, first_name, last_name, email, created_us, updated_us)
-                    VALUES (\(bind: id), \(bind: documentID), \(bind: firstName), \(bind: lastName), \(bind: email), \(bind: now), \(bind: now))
-                    ON CONFLICT DO NOTHING RETURNING worker_id
-                    """).first() != nil else {
+                guard
+                    try await db.raw(
+                        """
+                        INSERT INTO workers (worker_id, document_id, first_name, last_name, email, created_us, updated_us)
+                        VALUES (\(bind: id), \(bind: documentID), \(bind: firstName), \(bind: lastName), \(bind: email), \(bind: now), \(bind: now))
+                        ON CONFLICT DO NOTHING RETURNING worker_id
+                        """
+                    ).first() != nil
+                else {
                     let taken = try await db.raw("SELECT 1 AS taken FROM workers WHERE worker_id = \(bind: id)").first()
                     throw taken == nil ? CreateError.documentTaken : CreateError.idTaken
                 }
@@ -46,12 +50,15 @@ struct WorkersRepository: Sendable {
                 for (position, (key, image)) in zip(keys, images).enumerated() {
                     rows.append("(\(bind: id), \(bind: position + 1), \(bind: key), \(bind: image.contentType), \(bind: image.bytes.readableBytes))")
                 }
-                try await db.raw("""
+                try await db.raw(
+                    """
                     INSERT INTO worker_images (worker_id, position, object_key, content_type, byte_count)
                     VALUES \(rows.joined(separator: ", "))
-                    """).run()
-                return Worker(id: id, documentID: documentID, firstName: firstName, lastName: lastName, email: email,
-                              createdMs: now / 1000, imageCount: images.count)
+                    """
+                ).run()
+                return Worker(
+                    id: id, documentID: documentID, firstName: firstName, lastName: lastName, email: email,
+                    createdMs: now / 1000, imageCount: images.count)
             }
         } catch {
             for key in keys { try? await store.delete(key) }
@@ -76,12 +83,14 @@ struct WorkersRepository: Sendable {
     /// Changes the names and email that are given; nil when there is no such worker.
     func update(_ id: String, firstName: String?, lastName: String?, email: String?) async throws -> Worker? {
         try await database.transaction { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 UPDATE workers SET first_name = COALESCE(CAST(\(bind: firstName) AS TEXT), first_name), last_name = COALESCE(CAST(\(bind: lastName) AS TEXT), last_name),
                     email = COALESCE(CAST(\(bind: email) AS TEXT), email), updated_us = \(bind: Timestamp.now().microseconds)
                 WHERE worker_id = \(bind: id)
                 RETURNING \(unsafeRaw: Self.columns), \(unsafeRaw: Self.imageCount)
-                """).first().map(Self.worker)
+                """
+            ).first().map(Self.worker)
         }
     }
 

@@ -65,10 +65,12 @@ struct EventsRepository: Sendable {
     func create(id: String, _ fields: EventChanges) async throws -> Event? {
         let values = [("event_id", id as any Encodable & Sendable), ("created_us", Timestamp.now().microseconds)] + fields.assignments
         let event = try await database.transaction { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 INSERT INTO events (\(unsafeRaw: values.map(\.0).joined(separator: ", "))) VALUES (\(binds: values.map(\.1)))
                 ON CONFLICT (event_id) DO NOTHING RETURNING \(Event.columns)
-                """).first().map(Event.init)
+                """
+            ).first().map(Event.init)
         }
         if let event { feed.publish(.eventCreated, event) }
         return event
@@ -127,11 +129,13 @@ struct EventsRepository: Sendable {
     /// nil if there is no such event, or no such `user` when one is given.
     static func lock(_ id: String, registeringAt now: Int64 = 0, user: String? = nil, db: any SQLDatabase) async throws -> (event: Event, version: Int64, clock: Int64)? {
         let userExists: SQLQueryString = user.map { " AND EXISTS (SELECT 1 FROM users WHERE user_id = \(bind: $0))" } ?? ""
-        return try await db.raw("""
+        return try await db.raw(
+            """
             UPDATE events SET version = version + 1,
                 last_registered_us = CASE WHEN \(bind: now) > last_registered_us THEN \(bind: now) ELSE last_registered_us END
             WHERE event_id = \(bind: id)\(userExists) RETURNING \(Event.columns), version, last_registered_us
-            """).first().map { row in
+            """
+        ).first().map { row in
             (try Event(row: row), try row.decode(column: "version", as: Int64.self), try row.decode(column: "last_registered_us", as: Int64.self))
         }
     }

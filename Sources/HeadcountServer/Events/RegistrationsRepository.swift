@@ -71,11 +71,15 @@ struct RegistrationsRepository: Sendable {
             }
             let confirmed = event.confirmedCount < event.capacity
             let status = confirmed ? "confirmed" : "waitlisted"
-            let inserted = confirmed || event.hasWaitlist ? try await db.raw("""
-                INSERT INTO registrations (event_id, user_id, status, registered_us, seq)
-                VALUES (\(bind: id), \(bind: user), \(bind: status), \(bind: at), \(bind: seq))
-                ON CONFLICT (event_id, user_id) DO NOTHING RETURNING seq
-                """).first() : nil
+            let inserted =
+                confirmed || event.hasWaitlist
+                ? try await db.raw(
+                    """
+                    INSERT INTO registrations (event_id, user_id, status, registered_us, seq)
+                    VALUES (\(bind: id), \(bind: user), \(bind: status), \(bind: at), \(bind: seq))
+                    ON CONFLICT (event_id, user_id) DO NOTHING RETURNING seq
+                    """
+                ).first() : nil
             guard inserted != nil else {
                 let registered = try await db.raw("SELECT 1 AS known FROM registrations WHERE event_id = \(bind: id) AND user_id = \(bind: user)").first()
                 throw APIError.conflict(registered != nil ? "User is already registered for this event" : "Event is full")
@@ -84,9 +88,12 @@ struct RegistrationsRepository: Sendable {
             try await db.raw("UPDATE events SET \(counter) WHERE event_id = \(bind: id)").run()
             // The newest registration is last in the waitlist.
             let position = confirmed ? nil : event.waitlistCount + 1
-            return (Registration(userId: user, eventId: id, status: status, registeredAt: at, position: position),
-                    RegistrationChange(eventId: id, userId: user, status: status, position: position, capacity: event.capacity,
-                                       confirmedCount: event.confirmedCount + (confirmed ? 1 : 0), waitlistCount: event.waitlistCount + (confirmed ? 0 : 1)))
+            return (
+                Registration(userId: user, eventId: id, status: status, registeredAt: at, position: position),
+                RegistrationChange(
+                    eventId: id, userId: user, status: status, position: position, capacity: event.capacity,
+                    confirmedCount: event.confirmedCount + (confirmed ? 1 : 0), waitlistCount: event.waitlistCount + (confirmed ? 0 : 1))
+            )
         }
         feed.publish(.eventRegistration, change)
         return registration
@@ -97,17 +104,21 @@ struct RegistrationsRepository: Sendable {
     func unregister(user: String, event id: String) async throws -> Bool {
         let change: RegistrationChange? = try await database.transaction { db in
             guard let event = try await EventsRepository.lock(id, db: db)?.event else { return nil }
-            guard let removed = try await db.raw("""
-                DELETE FROM registrations WHERE event_id = \(bind: id) AND user_id = \(bind: user) RETURNING status
-                """).first()?.decode(column: "status", as: String.self)
+            guard
+                let removed = try await db.raw(
+                    """
+                    DELETE FROM registrations WHERE event_id = \(bind: id) AND user_id = \(bind: user) RETURNING status
+                    """
+                ).first()?.decode(column: "status", as: String.self)
             else { return nil }
             let counter: SQLQueryString = removed == "confirmed" ? "confirmed = confirmed - 1" : "waitlisted = waitlisted - 1"
             try await db.raw("UPDATE events SET \(counter) WHERE event_id = \(bind: id)").run()
             let promoted = removed == "confirmed" ? try await Self.promote(event: id, seats: 1, db: db) : []
             let freed: Int64 = removed == "confirmed" ? 1 : 0
-            return RegistrationChange(eventId: id, userId: user, status: "cancelled", promoted: promoted, capacity: event.capacity,
-                                      confirmedCount: event.confirmedCount - freed + Int64(promoted.count),
-                                      waitlistCount: event.waitlistCount - (1 - freed) - Int64(promoted.count))
+            return RegistrationChange(
+                eventId: id, userId: user, status: "cancelled", promoted: promoted, capacity: event.capacity,
+                confirmedCount: event.confirmedCount - freed + Int64(promoted.count),
+                waitlistCount: event.waitlistCount - (1 - freed) - Int64(promoted.count))
         }
         guard let change else { return false }
         feed.publish(.eventCancellation, change)
@@ -119,18 +130,24 @@ struct RegistrationsRepository: Sendable {
     @discardableResult
     static func promote(event id: String, seats: Int64, db: any SQLDatabase) async throws -> [String] {
         guard seats > 0 else { return [] }
-        let promoted = try await db.raw("""
+        let promoted = try await db.raw(
+            """
             SELECT user_id FROM registrations WHERE event_id = \(bind: id) AND status = 'waitlisted'
             ORDER BY registered_us, seq LIMIT \(literal: Int(seats))
-            """).all().map { try $0.decode(column: "user_id", as: String.self) }
+            """
+        ).all().map { try $0.decode(column: "user_id", as: String.self) }
         guard !promoted.isEmpty else { return [] }
-        try await db.raw("""
+        try await db.raw(
+            """
             UPDATE registrations SET status = 'confirmed' WHERE event_id = \(bind: id) AND user_id IN (\(binds: promoted))
-            """).run()
-        try await db.raw("""
+            """
+        ).run()
+        try await db.raw(
+            """
             UPDATE events SET confirmed = confirmed + \(bind: promoted.count), waitlisted = waitlisted - \(bind: promoted.count)
             WHERE event_id = \(bind: id)
-            """).run()
+            """
+        ).run()
         return promoted
     }
 
@@ -155,20 +172,24 @@ struct RegistrationsRepository: Sendable {
     /// waitlisted one numbered on from the cursor; for exports that must not hold a whole event.
     func page(event id: String, after cursor: Cursor?, limit: Int) async throws -> (registrations: [Registration], cursor: Cursor?) {
         try await database.read { db in
-            let after: SQLQueryString = cursor.map {
-                " AND (registered_us > \(bind: $0.registeredUs) OR (registered_us = \(bind: $0.registeredUs) AND seq > \(bind: $0.seq)))"
-            } ?? ""
+            let after: SQLQueryString =
+                cursor.map {
+                    " AND (registered_us > \(bind: $0.registeredUs) OR (registered_us = \(bind: $0.registeredUs) AND seq > \(bind: $0.seq)))"
+                } ?? ""
             var waiting = cursor?.waiting ?? 0
             var last: Cursor?
-            let page = try await db.raw("""
+            let page = try await db.raw(
+                """
                 SELECT user_id, status, registered_us, seq FROM registrations WHERE event_id = \(bind: id)\(after)
                 ORDER BY registered_us, seq LIMIT \(literal: limit)
-                """).all().map { row in
+                """
+            ).all().map { row in
                 let status = try row.decode(column: "status", as: String.self), at = try row.decode(column: "registered_us", as: Int64.self)
                 if status == "waitlisted" { waiting += 1 }
                 last = Cursor(registeredUs: at, seq: try row.decode(column: "seq", as: Int64.self), waiting: waiting)
-                return Registration(userId: try row.decode(column: "user_id", as: String.self), eventId: id, status: status,
-                                    registeredAt: at, position: status == "waitlisted" ? waiting : nil)
+                return Registration(
+                    userId: try row.decode(column: "user_id", as: String.self), eventId: id, status: status,
+                    registeredAt: at, position: status == "waitlisted" ? waiting : nil)
             }
             return (page, last)
         }

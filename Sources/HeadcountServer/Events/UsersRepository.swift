@@ -12,10 +12,12 @@ struct UsersRepository: Sendable {
     /// Creates a user; nil if the id is taken.
     func create(id: String, name: String) async throws -> User? {
         try await database.transaction { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 INSERT INTO users (user_id, name, created_us) VALUES (\(bind: id), \(bind: name), \(bind: Timestamp.now().microseconds))
                 ON CONFLICT (user_id) DO NOTHING RETURNING user_id
-                """).first().map { _ in User(userId: id, name: name) }
+                """
+            ).first().map { _ in User(userId: id, name: name) }
         }
     }
 

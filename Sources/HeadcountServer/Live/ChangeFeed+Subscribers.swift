@@ -90,7 +90,9 @@ extension ChangeFeed {
     private static let partSize = 32 * 1024
 
     private var overflow: Step {
-        .write([ByteBuffer(string: StreamController.event("overflow", #"{"reason":"this client fell more than \#(retainedCount) changes behind; reload the state and reconnect"}"#))])
+        .write([
+            ByteBuffer(string: StreamController.event("overflow", #"{"reason":"this client fell more than \#(retainedCount) changes behind; reload the state and reconnect"}"#))
+        ])
     }
 
     /// Ends a subscription; its stream's `next` returns nil.

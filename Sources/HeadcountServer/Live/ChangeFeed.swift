@@ -30,7 +30,8 @@ final class ChangeFeed: Service, Sendable {
 
     /// What a parked stream is told when it wakes.
     enum Step {
-        case write([ByteBuffer]), end, again
+        case write([ByteBuffer])
+        case end, again
     }
 
     struct Subscriber {
@@ -91,8 +92,10 @@ final class ChangeFeed: Service, Sendable {
         let at: Int64
     }
 
-    init(relay: (any ChangeRelay)? = nil, retained: Int = 10_000, heartbeat: Duration = .seconds(15),
-         flushInterval: Duration = .milliseconds(250), logger: Logger) {
+    init(
+        relay: (any ChangeRelay)? = nil, retained: Int = 10_000, heartbeat: Duration = .seconds(15),
+        flushInterval: Duration = .milliseconds(250), logger: Logger
+    ) {
         self.relay = relay
         self.flushInterval = flushInterval
         self.retainedCount = retained

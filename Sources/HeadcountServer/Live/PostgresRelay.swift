@@ -20,7 +20,8 @@ final class PostgresRelay: ChangeRelay {
         self.logger = logger
         outbox = Batcher { payloads in
             do {
-                try await client.query("""
+                try await client.query(
+                    """
                     SELECT pg_notify(\(Self.channel), payload) FROM unnest(\(payloads)::text[]) WITH ORDINALITY AS t (payload, n) ORDER BY n
                     """, logger: logger)
             } catch {

@@ -16,7 +16,7 @@ struct StreamController {
             if topics.contains(.attendance) {
                 // EventSource cannot send headers, so the dashboard passes the key as `admin_key`.
                 guard let given = request.headers[.adminToken] ?? request.bearerToken ?? request.uri.queryParameters["admin_key"].map(String.init),
-                      Secret.equal(given, adminKey)
+                    Secret.equal(given, adminKey)
                 else { throw APIError(.unauthorized, "the attendance topic takes the admin key: X-Admin-Token, a bearer token or ?admin_key=") }
             }
             let lastEventID = request.headers[.lastEventID] ?? request.uri.queryParameters["lastEventId"].map(String.init)

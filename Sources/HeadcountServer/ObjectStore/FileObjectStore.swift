@@ -50,7 +50,8 @@ public struct FileObjectStore: ObjectStore {
             let rootPath = root.path + "/"
             for case let file as URL in enumerator {
                 guard (try? file.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true,
-                      !file.lastPathComponent.hasPrefix(".tmp-") else { continue }
+                    !file.lastPathComponent.hasPrefix(".tmp-")
+                else { continue }
                 let path = file.standardizedFileURL.path
                 guard path.hasPrefix(rootPath) else { continue }
                 let key = String(path.dropFirst(rootPath.count))

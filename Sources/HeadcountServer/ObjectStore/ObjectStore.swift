@@ -21,7 +21,7 @@ public struct InvalidObjectKey: Error, CustomStringConvertible {
 func validateObjectKey(_ key: String) throws -> [Substring] {
     let parts = key.split(separator: "/", omittingEmptySubsequences: false)
     guard !key.isEmpty, key.utf8.count <= 1024, !key.contains("\0"),
-          parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && !$0.hasPrefix(".tmp-") })
+        parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && !$0.hasPrefix(".tmp-") })
     else { throw InvalidObjectKey(key: key) }
     return parts
 }

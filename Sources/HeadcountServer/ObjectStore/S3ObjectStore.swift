@@ -74,7 +74,8 @@ public struct S3ObjectStore: ObjectStore {
             guard response.status == 200 else { throw S3Error("LIST", prefix, response) }
             let xml = String(buffer: response.body)
             keys += XMLElements.texts("Key", in: xml).map { String($0.dropFirst(location.prefix.count)) }
-            continuation = XMLElements.texts("IsTruncated", in: xml).first == "true"
+            continuation =
+                XMLElements.texts("IsTruncated", in: xml).first == "true"
                 ? XMLElements.texts("NextContinuationToken", in: xml).first : nil
         } while continuation != nil
         return keys.sorted()
@@ -106,7 +107,7 @@ public struct S3ObjectStore: ObjectStore {
             do {
                 let response = try await sendOnce(method, path: path, query: query, body: body, headers: headers, payloadHash: payloadHash)
                 if response.status < 500 || attempt == attempts { return response }
-            } catch where attempt < attempts && !(error is CancellationError) {}
+            } catch  where attempt < attempts && !(error is CancellationError) {}
             // Full jitter, so instances that failed together do not retry together.
             try await Task.sleep(for: delay * Double.random(in: 0.5...1.5))
             delay *= 2

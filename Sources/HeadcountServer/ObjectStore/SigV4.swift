@@ -24,7 +24,8 @@ struct SigV4: Sendable {
             .map { (name: $0.0.lowercased(), value: $0.1.split(whereSeparator: \.isWhitespace).joined(separator: " ")) }
             .sorted { $0.name < $1.name }
         let signedHeaders = canonicalHeaders.map(\.name).joined(separator: ";")
-        let canonicalQuery = query
+        let canonicalQuery =
+            query
             .map { (Self.encode($0.0), Self.encode($0.1)) }
             .sorted { $0 < $1 }
             .map { "\($0.0)=\($0.1)" }
@@ -51,7 +52,7 @@ struct SigV4: Sendable {
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
                 encoded.unicodeScalars.append(Unicode.Scalar(byte))
             case UInt8(ascii: "/") where keepSlash:
                 encoded += "/"

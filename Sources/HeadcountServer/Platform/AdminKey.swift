@@ -8,7 +8,8 @@ enum AdminKey {
         if let key = configuration.adminKey { return key }
         let path = URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("admin.key").path
         if let data = FileManager.default.contents(atPath: path),
-           let key = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines), key.count >= 16 {
+            let key = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines), key.count >= 16
+        {
             logger.info("admin key is in \(path)")
             return key
         }

@@ -63,7 +63,7 @@ struct CORSPolicy: RouterMiddleware {
         let origin = text.trimmingCharacters(in: .whitespaces)
         if origin == "*" { return origin }
         guard let url = URLComponents(string: origin), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
-              let host = url.host?.lowercased(), !host.isEmpty, url.path.isEmpty || url.path == "/", url.query == nil, url.fragment == nil, url.user == nil
+            let host = url.host?.lowercased(), !host.isEmpty, url.path.isEmpty || url.path == "/", url.query == nil, url.fragment == nil, url.user == nil
         else {
             throw ConfigurationError("--cors-origins: '\(origin)' is not an origin; use scheme://host[:port] (e.g. https://admin.example.com), comma-separated, or *")
         }

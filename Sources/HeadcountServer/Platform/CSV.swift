@@ -17,18 +17,20 @@ enum CSV {
     static func stream<Cursor: Sendable>(
         filename: String, header: [String], next: @escaping @Sendable (Cursor?) async throws -> (rows: [[String]], cursor: Cursor?)
     ) -> Response {
-        response(filename: filename, body: ResponseBody { writer in
-            try await writer.write(ByteBuffer(string: row(header)))
-            var cursor: Cursor?
-            while true {
-                let page = try await next(cursor)
-                guard !page.rows.isEmpty else { break }
-                try await writer.write(ByteBuffer(string: page.rows.map(row).joined()))
-                guard let last = page.cursor else { break }
-                cursor = last
-            }
-            try await writer.finish(nil)
-        })
+        response(
+            filename: filename,
+            body: ResponseBody { writer in
+                try await writer.write(ByteBuffer(string: row(header)))
+                var cursor: Cursor?
+                while true {
+                    let page = try await next(cursor)
+                    guard !page.rows.isEmpty else { break }
+                    try await writer.write(ByteBuffer(string: page.rows.map(row).joined()))
+                    guard let last = page.cursor else { break }
+                    cursor = last
+                }
+                try await writer.finish(nil)
+            })
     }
 
     /// A CSV download saved as `filename`.

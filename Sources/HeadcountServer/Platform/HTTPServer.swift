@@ -140,8 +140,11 @@ final class ConnectionRules: ChannelDuplexHandler, RemovableChannelHandler {
             }
             // An answer that says it closes the connection (an early 413, a broken body) does.
             if head.headers["connection"].contains(where: { $0.lowercased() == "close" }) { closeAfterResponse = true }
-            if closeAfterResponse { head.headers.replaceOrAdd(name: "Connection", value: "close") }
-            else if http10KeepAlive { head.headers.replaceOrAdd(name: "Connection", value: "keep-alive") }
+            if closeAfterResponse {
+                head.headers.replaceOrAdd(name: "Connection", value: "close")
+            } else if http10KeepAlive {
+                head.headers.replaceOrAdd(name: "Connection", value: "keep-alive")
+            }
             context.write(wrapOutboundOut(.head(head)), promise: promise)
         case .body:
             context.write(data, promise: promise)

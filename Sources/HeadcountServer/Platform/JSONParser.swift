@@ -61,9 +61,15 @@ struct JSONParser {
         case UInt8(ascii: "{"): return try object(depth: depth + 1)
         case UInt8(ascii: "["): return try array(depth: depth + 1)
         case UInt8(ascii: "\""): return .string(try string())
-        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
         default: throw fail("expected a value")
         }
@@ -96,7 +102,9 @@ struct JSONParser {
             switch bytes[i - 1] {
             case UInt8(ascii: ","): continue
             case UInt8(ascii: "}"): return .object(members)
-            default: i -= 1; throw fail("expected ',' or '}'")
+            default:
+                i -= 1
+                throw fail("expected ',' or '}'")
             }
         }
     }
@@ -116,7 +124,9 @@ struct JSONParser {
             switch bytes[i - 1] {
             case UInt8(ascii: ","): continue
             case UInt8(ascii: "]"): return .array(elements)
-            default: i -= 1; throw fail("expected ',' or ']'")
+            default:
+                i -= 1
+                throw fail("expected ',' or ']'")
             }
         }
     }
@@ -168,7 +178,10 @@ struct JSONParser {
                 default: throw fail("unknown escape", at: i - 2)
                 }
             default:
-                guard byte >= 0x20 else { i -= 1; throw fail("control character in a string") }
+                guard byte >= 0x20 else {
+                    i -= 1
+                    throw fail("control character in a string")
+                }
                 out.append(byte)
             }
         }

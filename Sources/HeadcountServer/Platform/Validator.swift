@@ -101,7 +101,8 @@ struct Validator {
         guard let text = text(field, 3...254) else { return nil }
         let parts = text.split(separator: "@", omittingEmptySubsequences: false)
         let labels = parts.last!.split(separator: ".", omittingEmptySubsequences: false)
-        let valid = parts.count == 2 && !parts[0].isEmpty && !text.contains(where: \.isWhitespace)
+        let valid =
+            parts.count == 2 && !parts[0].isEmpty && !text.contains(where: \.isWhitespace)
             && labels.count >= 2 && labels.allSatisfy { !$0.isEmpty }
         guard valid else {
             fail(field, "\(field) must be an email address, e.g. ana@example.com")

@@ -51,7 +51,7 @@ struct ReservationsController {
         router.get("get-reservation") { request, _ in
             // An id with control characters cannot have been stored (and PostgreSQL cannot even look for U+0000).
             guard let deviceID = request.uri.queryParameters["device_id"].map(String.init), TextRule.allows(deviceID, length: 1...200),
-                  let r = try await repository.current(deviceID: deviceID)
+                let r = try await repository.current(deviceID: deviceID)
             else { throw APIError.notFound("not found") }
             return try json(SeedReservation(start_time: r.start.rfc3339, end_time: r.end.rfc3339, credential: r.credential))
         }

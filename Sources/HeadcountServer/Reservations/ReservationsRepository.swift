@@ -35,11 +35,13 @@ struct ReservationsRepository: Sendable {
     func add(deviceID: String, start: Timestamp, end: Timestamp, credential: String) async throws -> Reservation {
         let reservation = try await database.transaction { db in
             try await Self.lockDevice(deviceID, db: db)
-            if let existing = try await db.raw("""
+            if let existing = try await db.raw(
+                """
                 SELECT \(unsafeRaw: Self.columns) FROM reservations
                 WHERE device_id = \(bind: deviceID) AND status = 'active' AND start_us < \(bind: end.microseconds) AND end_us > \(bind: start.microseconds)
                 ORDER BY start_us LIMIT 1
-                """).first() {
+                """
+            ).first() {
                 throw Overlap(existing: try Self.reservation(existing))
             }
             return try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, db: db)
@@ -50,27 +52,33 @@ struct ReservationsRepository: Sendable {
 
     /// A reservation was made; the credential stays out of the feed.
     private func published(deviceID: String, start: Timestamp, end: Timestamp) {
-        feed.publish(.reservationSet, [
-            "device_id": JSONValue.string(deviceID), "start_time": .string(start.rfc3339), "end_time": .string(end.rfc3339),
-        ])
+        feed.publish(
+            .reservationSet,
+            [
+                "device_id": JSONValue.string(deviceID), "start_time": .string(start.rfc3339), "end_time": .string(end.rfc3339),
+            ])
     }
 
     /// The device's reservation: its most recently made active one.
     func current(deviceID: String) async throws -> Reservation? {
         try await database.read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT \(unsafeRaw: Self.columns) FROM reservations WHERE device_id = \(bind: deviceID) AND status = 'active'
                 ORDER BY id DESC LIMIT 1
-                """).first().map(Self.reservation)
+                """
+            ).first().map(Self.reservation)
         }
     }
 
     /// Every reservation the device ever had, by start time.
     func history(deviceID: String) async throws -> [Reservation] {
         try await database.read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT \(unsafeRaw: Self.columns) FROM reservations WHERE device_id = \(bind: deviceID) ORDER BY start_us, id
-                """).all().map(Self.reservation)
+                """
+            ).all().map(Self.reservation)
         }
     }
 
@@ -79,18 +87,22 @@ struct ReservationsRepository: Sendable {
     /// Locks the device's parent row (creating it if new), so that concurrent changes to one
     /// device's reservations take turns, on any number of instances.
     private static func lockDevice(_ deviceID: String, db: any SQLDatabase) async throws {
-        try await db.raw("""
+        try await db.raw(
+            """
             INSERT INTO reservation_devices (device_id, version) VALUES (\(bind: deviceID), 1)
             ON CONFLICT (device_id) DO UPDATE SET version = reservation_devices.version + 1
-            """).run()
+            """
+        ).run()
     }
 
     private static func insert(deviceID: String, start: Timestamp, end: Timestamp, credential: String, db: any SQLDatabase) async throws -> Reservation {
-        let row = try await db.raw("""
+        let row = try await db.raw(
+            """
             INSERT INTO reservations (device_id, start_us, end_us, credential, status, created_us)
             VALUES (\(bind: deviceID), \(bind: start.microseconds), \(bind: end.microseconds), \(bind: credential), 'active', \(bind: Timestamp.now().microseconds))
             RETURNING \(unsafeRaw: columns)
-            """).first()!
+            """
+        ).first()!
         return try reservation(row)
     }
 

@@ -21,34 +21,42 @@ struct RoomsRepository: Sendable {
         let result = try await database.transaction { db in
             // Lock the room and take the next sequence number; time never runs backwards within a room.
             let now = Timestamp.now().microseconds
-            let parent = try await db.raw("""
+            let parent = try await db.raw(
+                """
                 INSERT INTO rooms (room, seq, last_at_us) VALUES (\(bind: room), 1, \(bind: now))
                 ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1,
                     last_at_us = CASE WHEN excluded.last_at_us > rooms.last_at_us THEN excluded.last_at_us ELSE rooms.last_at_us END
                 RETURNING seq, last_at_us
-                """).first()!
+                """
+            ).first()!
             let seq = try parent.decode(column: "seq", as: Int.self)
             let at = Timestamp(microseconds: try parent.decode(column: "last_at_us", as: Int64.self))
-            try await db.raw("""
+            try await db.raw(
+                """
                 INSERT INTO room_actions (room, seq, name, action, at_us, day)
                 VALUES (\(bind: room), \(bind: seq), \(bind: name), \(bind: action.rawValue), \(bind: at.microseconds), \(bind: at.day))
-                """).run()
+                """
+            ).run()
             try await Self.markPending(room: room, day: at.day, seq: seq, db: db)
             switch action {
             case .register:
-                try await db.raw("""
+                try await db.raw(
+                    """
                     INSERT INTO room_occupants (room, name, since_us, seq) VALUES (\(bind: room), \(bind: name), \(bind: at.microseconds), \(bind: seq))
                     ON CONFLICT (room, name) DO NOTHING
-                    """).run()
+                    """
+                ).run()
             case .unregister:
                 try await db.raw("DELETE FROM room_occupants WHERE room = \(bind: room) AND name = \(bind: name)").run()
             }
             let occupants = try await Self.occupants(room: room, db: db)
             return (occupants: occupants, logged: LoggedAction(seq: seq, name: name, action: action, at: at))
         }
-        feed.publish(action == .register ? .roomRegister : .roomUnregister, [
-            "room": JSONValue.string(room), "name": .string(name), "inside": .int(Int64(result.occupants.count)), "at": .string(result.logged.at.rfc3339),
-        ])
+        feed.publish(
+            action == .register ? .roomRegister : .roomUnregister,
+            [
+                "room": JSONValue.string(room), "name": .string(name), "inside": .int(Int64(result.occupants.count)), "at": .string(result.logged.at.rfc3339),
+            ])
         return result
     }
 
@@ -60,9 +68,11 @@ struct RoomsRepository: Sendable {
     /// Every room that has seen an action, with who is inside now, in order of arrival.
     func rooms() async throws -> [(room: String, occupants: [String])] {
         try await database.read { db in
-            let rows = try await db.raw("""
+            let rows = try await db.raw(
+                """
                 SELECT r.room, o.name FROM rooms r LEFT JOIN room_occupants o ON o.room = r.room ORDER BY r.room, o.seq
-                """).all()
+                """
+            ).all()
             var rooms: [(room: String, occupants: [String])] = []
             for row in rows {
                 let room = try row.decode(column: "room", as: String.self)
@@ -81,10 +91,12 @@ struct RoomsRepository: Sendable {
     /// Who was inside at `instant` (actions at exactly that instant count), in order of arrival.
     func occupants(room: String, at instant: Timestamp) async throws -> [String] {
         let actions = try await database.read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT name, action FROM room_actions WHERE room = \(bind: room) AND at_us <= \(bind: instant.microseconds)
                 ORDER BY at_us, seq
-                """).all().map { (try $0.decode(column: "name", as: String.self), try $0.decode(column: "action", as: String.self)) }
+                """
+            ).all().map { (try $0.decode(column: "name", as: String.self), try $0.decode(column: "action", as: String.self)) }
         }
         var inside: [String] = []
         var present = Set<String>()
@@ -109,9 +121,11 @@ struct RoomsRepository: Sendable {
     /// One day's actions, in the order they happened.
     func actions(room: String, day: String) async throws -> [LoggedAction] {
         try await database.read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT seq, name, action, at_us FROM room_actions WHERE room = \(bind: room) AND day = \(bind: day) ORDER BY seq
-                """).all().map { row in
+                """
+            ).all().map { row in
                 LoggedAction(
                     seq: try row.decode(column: "seq", as: Int.self),
                     name: try row.decode(column: "name", as: String.self),
@@ -124,10 +138,12 @@ struct RoomsRepository: Sendable {
 
     /// Notes that the day's object must be rewritten to hold `seq`.
     private static func markPending(room: String, day: String, seq: Int, db: any SQLDatabase) async throws {
-        try await db.raw("""
+        try await db.raw(
+            """
             INSERT INTO room_log_pending (room, day, seq) VALUES (\(bind: room), \(bind: day), \(bind: seq))
             ON CONFLICT (room, day) DO UPDATE SET seq = CASE WHEN excluded.seq > room_log_pending.seq THEN excluded.seq ELSE room_log_pending.seq END
-            """).run()
+            """
+        ).run()
     }
 
     /// The days whose objects may lag their rows (here or on any instance, before a crash too),
@@ -135,10 +151,12 @@ struct RoomsRepository: Sendable {
     func pendingDays(owner: String) async throws -> [(room: String, day: String)] {
         let now = Timestamp.now().microseconds
         return try await database.read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT room, day FROM room_log_pending
                 WHERE owner IS NULL OR owner = \(bind: owner) OR lease_until_us < \(bind: now) ORDER BY room, day
-                """).all().map { (try $0.decode(column: "room", as: String.self), try $0.decode(column: "day", as: String.self)) }
+                """
+            ).all().map { (try $0.decode(column: "room", as: String.self), try $0.decode(column: "day", as: String.self)) }
         }
     }
 
@@ -147,11 +165,13 @@ struct RoomsRepository: Sendable {
     func claim(room: String, day: String, owner: String, until: Int64) async throws -> Int64? {
         let now = Timestamp.now().microseconds
         return try await database.transaction { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 UPDATE room_log_pending SET owner = \(bind: owner), lease_until_us = \(bind: until), generation = generation + 1
                 WHERE room = \(bind: room) AND day = \(bind: day) AND (owner IS NULL OR owner = \(bind: owner) OR lease_until_us < \(bind: now))
                 RETURNING generation
-                """).first()?.decode(column: "generation", as: Int64.self)
+                """
+            ).first()?.decode(column: "generation", as: Int64.self)
         }
     }
 
@@ -167,10 +187,12 @@ struct RoomsRepository: Sendable {
                 return true
             }
             if try await db.raw("UPDATE room_log_pending SET owner = NULL, lease_until_us = 0 WHERE \(held) RETURNING seq").first() == nil {
-                try await db.raw("""
+                try await db.raw(
+                    """
                     INSERT INTO room_log_pending (room, day, seq) VALUES (\(bind: room), \(bind: day), \(bind: seq))
                     ON CONFLICT (room, day) DO UPDATE SET generation = room_log_pending.generation + 1
-                    """).run()
+                    """
+                ).run()
             }
             return false
         }
@@ -181,9 +203,11 @@ extension RoomsRepository {
     /// The rooms' gauges of `/metrics`.
     static func gauges(_ db: any SQLDatabase) async throws -> [Gauge] {
         var inside = Gauge("headcount_room_people_inside", "People inside each room now.")
-        for row in try await db.raw("""
+        for row in try await db.raw(
+            """
             SELECT r.room, COUNT(o.name) AS inside FROM rooms r LEFT JOIN room_occupants o ON o.room = r.room GROUP BY r.room
-            """).all() {
+            """
+        ).all() {
             inside.add(try row.decode(column: "inside", as: Int64.self), ("room", try row.decode(column: "room", as: String.self)))
         }
         return [inside]

@@ -1,6 +1,8 @@
 /// Occupancy over time in fixed UTC buckets, folded from minute rollups.
 enum SeriesBucket: String, Sendable, CaseIterable {
-    case fiveMinutes = "5m", hour = "1h", day = "1d"
+    case fiveMinutes = "5m"
+    case hour = "1h"
+    case day = "1d"
 
     var length: Int64 {
         switch self {
@@ -43,10 +45,11 @@ struct SeriesPoint: Encodable, Sendable, Equatable {
                 level = row.balanceAfter
                 pending = next.next()
             }
-            points.append(SeriesPoint(
-                start: Timestamp(microseconds: start).rfc3339, end: Timestamp(microseconds: end).rfc3339,
-                entries: entries, exits: exits, min: low, max: high, last: level
-            ))
+            points.append(
+                SeriesPoint(
+                    start: Timestamp(microseconds: start).rfc3339, end: Timestamp(microseconds: end).rfc3339,
+                    entries: entries, exits: exits, min: low, max: high, last: level
+                ))
             start = end
         }
         return points

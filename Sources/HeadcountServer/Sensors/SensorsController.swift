@@ -72,10 +72,11 @@ struct SensorsController {
         guard try await repository.inside(sensor: sensor) != nil else { throw Self.unknown }
         let (opening, minutes) = try await repository.minutes(sensor: sensor, from: start, to: end)
         let points = SeriesPoint.fold(from: start, to: end, bucket: bucket, opening: opening, minutes: minutes)
-        return try json(SeriesResponse(
-            sensor: sensor, bucket: bucket.rawValue,
-            from: Timestamp(microseconds: start).rfc3339, to: Timestamp(microseconds: end).rfc3339, series: points
-        ))
+        return try json(
+            SeriesResponse(
+                sensor: sensor, bucket: bucket.rawValue,
+                from: Timestamp(microseconds: start).rfc3339, to: Timestamp(microseconds: end).rfc3339, series: points
+            ))
     }
 
     /// The events with `from <= ts < to` as CSV, streamed a page at a time.

@@ -75,7 +75,8 @@ extension SensorsRepository {
             let last = batch.last!.ts.microseconds
             return "(\(bind: sensor), \(bind: entries - exits), \(bind: entries), \(bind: exits), \(bind: Int64(batch.count)), \(bind: last), NULL)"
         }
-        return try await db.raw("""
+        return try await db.raw(
+            """
             INSERT INTO sensors (sensor, inside, entries, exits, events, last_ts_us, prior_last_ts_us)
             VALUES \(rows.joined(separator: ", "))
             ON CONFLICT (sensor) DO UPDATE SET
@@ -86,9 +87,12 @@ extension SensorsRepository {
                 prior_last_ts_us = sensors.last_ts_us,
                 last_ts_us = CASE WHEN excluded.last_ts_us > sensors.last_ts_us THEN excluded.last_ts_us ELSE sensors.last_ts_us END
             RETURNING sensor, inside, prior_last_ts_us
-            """).all().map { row in
-            (try row.decode(column: "sensor", as: String.self),
-             (try row.decode(column: "inside", as: Int64.self), try row.decode(column: "prior_last_ts_us", as: Int64?.self)))
+            """
+        ).all().map { row in
+            (
+                try row.decode(column: "sensor", as: String.self),
+                (try row.decode(column: "inside", as: Int64.self), try row.decode(column: "prior_last_ts_us", as: Int64?.self))
+            )
         }
     }
 
@@ -99,14 +103,16 @@ extension SensorsRepository {
         let rows = sensors.flatMap { s in
             MinuteRollup.rolling(s.events, from: s.insideBefore).map { (s.events[0].sensor, $0) }
         }
-        try await upsertMinutes(rows, db: db, onConflict: """
-            entries = sensor_minutes.entries + excluded.entries,
-            exits = sensor_minutes.exits + excluded.exits,
-            low = CASE WHEN sensor_minutes.entries - sensor_minutes.exits + excluded.low < sensor_minutes.low
-                THEN sensor_minutes.entries - sensor_minutes.exits + excluded.low ELSE sensor_minutes.low END,
-            high = CASE WHEN sensor_minutes.entries - sensor_minutes.exits + excluded.high > sensor_minutes.high
-                THEN sensor_minutes.entries - sensor_minutes.exits + excluded.high ELSE sensor_minutes.high END
-            """)
+        try await upsertMinutes(
+            rows, db: db,
+            onConflict: """
+                entries = sensor_minutes.entries + excluded.entries,
+                exits = sensor_minutes.exits + excluded.exits,
+                low = CASE WHEN sensor_minutes.entries - sensor_minutes.exits + excluded.low < sensor_minutes.low
+                    THEN sensor_minutes.entries - sensor_minutes.exits + excluded.low ELSE sensor_minutes.low END,
+                high = CASE WHEN sensor_minutes.entries - sensor_minutes.exits + excluded.high > sensor_minutes.high
+                    THEN sensor_minutes.entries - sensor_minutes.exits + excluded.high ELSE sensor_minutes.high END
+                """)
     }
 
     /// Brings the minutes of late events up to date: each touched minute is recomputed from its
@@ -114,28 +120,36 @@ extension SensorsRepository {
     private static func repairMinutes(sensor: String, late events: [SensorEvent], db: any SQLDatabase) async throws {
         let changes = Dictionary(grouping: events, by: { MinuteRollup.minute(of: $0.ts) }).mapValues { $0.reduce(0) { $0 + $1.net } }
         for (minute, net) in changes.sorted(by: { $0.key < $1.key }) {
-            let previous = try await db.raw("""
+            let previous = try await db.raw(
+                """
                 SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
                 WHERE sensor = \(bind: sensor) AND minute_us <= \(bind: minute) ORDER BY minute_us DESC LIMIT 1
-                """).first().map(minuteRollup)
+                """
+            ).first().map(minuteRollup)
             let before = previous.map { $0.minute == minute ? $0.balanceBefore : $0.balanceAfter } ?? 0
             var row = MinuteRollup(minute: minute, balanceBefore: before)
-            for event in try await db.raw("""
+            for event in try await db.raw(
+                """
                 SELECT in_count, out_count FROM sensor_events
                 WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: minute) AND ts_us < \(bind: minute + MinuteRollup.length)
                 ORDER BY ts_us, seq
-                """).all() {
+                """
+            ).all() {
                 row.apply(in: try event.decode(column: "in_count", as: Int64.self), out: try event.decode(column: "out_count", as: Int64.self))
             }
-            try await upsertMinutes([(sensor, row)], db: db, onConflict: """
-                entries = excluded.entries, exits = excluded.exits, balance_before = excluded.balance_before,
-                low = excluded.low, high = excluded.high
-                """)
+            try await upsertMinutes(
+                [(sensor, row)], db: db,
+                onConflict: """
+                    entries = excluded.entries, exits = excluded.exits, balance_before = excluded.balance_before,
+                    low = excluded.low, high = excluded.high
+                    """)
             if net != 0 {
-                try await db.raw("""
+                try await db.raw(
+                    """
                     UPDATE sensor_minutes SET balance_before = balance_before + \(bind: net)
                     WHERE sensor = \(bind: sensor) AND minute_us > \(bind: minute)
-                    """).run()
+                    """
+                ).run()
             }
         }
     }
@@ -146,11 +160,13 @@ extension SensorsRepository {
             let values = chunk.map { sensor, m -> SQLQueryString in
                 "(\(bind: sensor), \(bind: m.minute), \(bind: m.entries), \(bind: m.exits), \(bind: m.balanceBefore), \(bind: m.low), \(bind: m.high))"
             }
-            try await db.raw("""
+            try await db.raw(
+                """
                 INSERT INTO sensor_minutes (sensor, minute_us, entries, exits, balance_before, low, high)
                 VALUES \(values.joined(separator: ", "))
                 ON CONFLICT (sensor, minute_us) DO UPDATE SET \(onConflict)
-                """).run()
+                """
+            ).run()
         }
     }
 }

@@ -26,16 +26,22 @@ struct SensorsRepository: Sendable {
         let minute = MinuteRollup.minute(of: instant)
         return try await database.read { db -> Int64? in
             guard try await db.raw("SELECT 1 AS known FROM sensors WHERE sensor = \(bind: sensor)").first() != nil else { return nil }
-            guard let row = try await db.raw("""
-                SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
-                WHERE sensor = \(bind: sensor) AND minute_us <= \(bind: minute) ORDER BY minute_us DESC LIMIT 1
-                """).first().map(Self.minuteRollup)
+            guard
+                let row = try await db.raw(
+                    """
+                    SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
+                    WHERE sensor = \(bind: sensor) AND minute_us <= \(bind: minute) ORDER BY minute_us DESC LIMIT 1
+                    """
+                ).first().map(Self.minuteRollup)
             else { return 0 }
             guard row.minute == minute else { return row.balanceAfter }
-            let within = try await db.raw("""
-                SELECT CAST(COALESCE(SUM(in_count - out_count), 0) AS BIGINT) AS net FROM sensor_events
-                WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: minute) AND ts_us <= \(bind: instant.microseconds)
-                """).first()?.decode(column: "net", as: Int64.self) ?? 0
+            let within =
+                try await db.raw(
+                    """
+                    SELECT CAST(COALESCE(SUM(in_count - out_count), 0) AS BIGINT) AS net FROM sensor_events
+                    WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: minute) AND ts_us <= \(bind: instant.microseconds)
+                    """
+                ).first()?.decode(column: "net", as: Int64.self) ?? 0
             return row.balanceBefore + within
         }
     }
@@ -43,14 +49,19 @@ struct SensorsRepository: Sendable {
     /// Occupancy just before `instant` (a minute boundary) and the minute rollups in [instant, end).
     func minutes(sensor: String, from start: Int64, to end: Int64) async throws -> (opening: Int64, minutes: [MinuteRollup]) {
         try await database.read { db in
-            let opening = try await db.raw("""
-                SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
-                WHERE sensor = \(bind: sensor) AND minute_us < \(bind: start) ORDER BY minute_us DESC LIMIT 1
-                """).first().map(Self.minuteRollup)?.balanceAfter ?? 0
-            let minutes = try await db.raw("""
+            let opening =
+                try await db.raw(
+                    """
+                    SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
+                    WHERE sensor = \(bind: sensor) AND minute_us < \(bind: start) ORDER BY minute_us DESC LIMIT 1
+                    """
+                ).first().map(Self.minuteRollup)?.balanceAfter ?? 0
+            let minutes = try await db.raw(
+                """
                 SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
                 WHERE sensor = \(bind: sensor) AND minute_us >= \(bind: start) AND minute_us < \(bind: end) ORDER BY minute_us
-                """).all().map(Self.minuteRollup)
+                """
+            ).all().map(Self.minuteRollup)
             return (opening, minutes)
         }
     }
@@ -64,19 +75,23 @@ struct SensorsRepository: Sendable {
     func events(sensor: String, from: Int64, to: Int64, after cursor: (ts: Int64, seq: Int64)?, limit: Int) async throws -> [StoredEvent] {
         let (ts, seq) = cursor ?? (from, -1)
         return try await database.read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT seq, ts_us, in_count, out_count, event_id FROM sensor_events
                 WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: from) AND ts_us < \(bind: to)
                     AND (ts_us > \(bind: ts) OR (ts_us = \(bind: ts) AND seq > \(bind: seq)))
                 ORDER BY ts_us, seq LIMIT \(literal: limit)
-                """).all().map { row in
-                StoredEvent(seq: try row.decode(column: "seq", as: Int64.self), event: SensorEvent(
-                    sensor: sensor,
-                    ts: Timestamp(microseconds: try row.decode(column: "ts_us", as: Int64.self)),
-                    inCount: try row.decode(column: "in_count", as: Int64.self),
-                    outCount: try row.decode(column: "out_count", as: Int64.self),
-                    id: try row.decode(column: "event_id", as: String?.self)
-                ))
+                """
+            ).all().map { row in
+                StoredEvent(
+                    seq: try row.decode(column: "seq", as: Int64.self),
+                    event: SensorEvent(
+                        sensor: sensor,
+                        ts: Timestamp(microseconds: try row.decode(column: "ts_us", as: Int64.self)),
+                        inCount: try row.decode(column: "in_count", as: Int64.self),
+                        outCount: try row.decode(column: "out_count", as: Int64.self),
+                        id: try row.decode(column: "event_id", as: String?.self)
+                    ))
             }
         }
     }

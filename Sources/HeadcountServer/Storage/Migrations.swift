@@ -11,251 +11,265 @@ struct Migration: Sendable {
 /// The versioned schema. Append only: an applied migration is never edited.
 public enum Migrations {
     static let all: [Migration] = [
-        Migration(version: 1, name: "rooms") { db in [
-            // The parent row: every action bumps `seq` under its row lock, so a room's actions
-            // are numbered, and timed, in commit order even across instances.
-            "CREATE TABLE rooms (room TEXT PRIMARY KEY, seq BIGINT NOT NULL, last_at_us BIGINT NOT NULL)",
-            """
-            CREATE TABLE room_actions (
-                id \(db.serialPrimaryKey),
-                room TEXT NOT NULL REFERENCES rooms (room),
-                seq BIGINT NOT NULL,
-                name TEXT NOT NULL,
-                action TEXT NOT NULL CHECK (action IN ('register', 'unregister')),
-                at_us BIGINT NOT NULL,
-                day TEXT NOT NULL,
-                UNIQUE (room, seq)
-            )
-            """,
-            "CREATE INDEX room_actions_by_day ON room_actions (room, day, seq)",
-            "CREATE INDEX room_actions_by_time ON room_actions (room, at_us, seq)",
-            """
-            CREATE TABLE room_occupants (
-                room TEXT NOT NULL,
-                name TEXT NOT NULL,
-                since_us BIGINT NOT NULL,
-                seq BIGINT NOT NULL,
-                PRIMARY KEY (room, name)
-            )
-            """,
-            "CREATE INDEX room_occupants_by_arrival ON room_occupants (room, seq)",
-        ] },
-        Migration(version: 2, name: "reservations") { db in [
-            // The parent row, locked by bumping `version` before a device's reservations change.
-            "CREATE TABLE reservation_devices (device_id TEXT PRIMARY KEY, version BIGINT NOT NULL)",
-            """
-            CREATE TABLE reservations (
-                id \(db.serialPrimaryKey),
-                device_id TEXT NOT NULL REFERENCES reservation_devices (device_id),
-                start_us BIGINT NOT NULL,
-                end_us BIGINT NOT NULL,
-                credential TEXT NOT NULL,
-                created_us BIGINT NOT NULL,
-                status TEXT NOT NULL CHECK (status IN ('active', 'replaced')),
-                CHECK (end_us > start_us)
-            )
-            """,
-            "CREATE INDEX reservations_by_device ON reservations (device_id, status, start_us)",
-        ] },
-        Migration(version: 3, name: "sensors") { db in [
-            // The parent row: current totals, updated (and so locked) in every write's transaction.
-            // `prior_last_ts_us` is `last_ts_us` before the latest write: it tells that write whether
-            // its events came after everything stored.
-            """
-            CREATE TABLE sensors (
-                sensor TEXT PRIMARY KEY,
-                inside BIGINT NOT NULL,
-                entries BIGINT NOT NULL,
-                exits BIGINT NOT NULL,
-                events BIGINT NOT NULL,
-                last_ts_us BIGINT NOT NULL,
-                prior_last_ts_us BIGINT
-            )
-            """,
-            """
-            CREATE TABLE sensor_events (
-                seq \(db.serialPrimaryKey),
-                sensor TEXT NOT NULL,
-                ts_us BIGINT NOT NULL,
-                in_count BIGINT NOT NULL CHECK (in_count >= 0),
-                out_count BIGINT NOT NULL CHECK (out_count >= 0),
-                event_id TEXT,
-                received_us BIGINT NOT NULL,
-                UNIQUE (sensor, event_id)
-            )
-            """,
-            "CREATE INDEX sensor_events_by_time ON sensor_events (sensor, ts_us, seq)",
-            // One row per sensor and UTC minute with events; `balance_before` is the prefix sum.
-            """
-            CREATE TABLE sensor_minutes (
-                sensor TEXT NOT NULL,
-                minute_us BIGINT NOT NULL,
-                entries BIGINT NOT NULL,
-                exits BIGINT NOT NULL,
-                balance_before BIGINT NOT NULL,
-                low BIGINT NOT NULL,
-                high BIGINT NOT NULL,
-                PRIMARY KEY (sensor, minute_us)
-            )
-            """,
-        ] },
-        Migration(version: 4, name: "events") { db in [
-            // The parent row: every change to an event or its registrations first bumps `version`
-            // (locking the row); `confirmed <= capacity` makes an overbooking impossible to store.
-            """
-            CREATE TABLE events (
-                event_id TEXT PRIMARY KEY,
-                title TEXT NOT NULL,
-                description TEXT NOT NULL,
-                date TEXT NOT NULL,
-                location TEXT NOT NULL,
-                capacity BIGINT NOT NULL CHECK (capacity BETWEEN 1 AND 100000),
-                organizer TEXT NOT NULL,
-                status TEXT NOT NULL CHECK (status IN ('active', 'scheduled', 'ongoing', 'completed', 'cancelled')),
-                has_waitlist BIGINT NOT NULL CHECK (has_waitlist IN (0, 1)),
-                confirmed BIGINT NOT NULL DEFAULT 0 CHECK (confirmed >= 0),
-                waitlisted BIGINT NOT NULL DEFAULT 0 CHECK (waitlisted >= 0),
-                version BIGINT NOT NULL DEFAULT 0,
-                last_registered_us BIGINT NOT NULL DEFAULT 0,
-                created_us BIGINT NOT NULL,
-                CHECK (confirmed <= capacity)
-            )
-            """,
-            "CREATE TABLE users (user_id TEXT PRIMARY KEY, name TEXT NOT NULL, created_us BIGINT NOT NULL)",
-            """
-            CREATE TABLE registrations (
-                event_id TEXT NOT NULL REFERENCES events (event_id) ON DELETE CASCADE,
-                user_id TEXT NOT NULL REFERENCES users (user_id),
-                status TEXT NOT NULL CHECK (status IN ('confirmed', 'waitlisted')),
-                registered_us BIGINT NOT NULL,
-                seq BIGINT NOT NULL,
-                PRIMARY KEY (event_id, user_id),
-                UNIQUE (event_id, seq)
-            )
-            """,
-            "CREATE INDEX registrations_in_order ON registrations (event_id, status, registered_us, seq)",
-            "CREATE INDEX registrations_by_user ON registrations (user_id)",
-        ] },
-        Migration(version: 5, name: "attendance") { db in [
-            // The parent row: every change to a tenant's records takes the next `change_ms` under
-            // its lock, so change stamps are handed out in commit order and a device that polls
-            // "changes after X" can never skip one that commits late.
-            "CREATE TABLE tenants (tenant_id TEXT PRIMARY KEY, change_ms BIGINT NOT NULL, created_us BIGINT NOT NULL)",
-            """
-            CREATE TABLE activation_codes (
-                code TEXT PRIMARY KEY,
-                tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
-                description TEXT,
-                created_us BIGINT NOT NULL,
-                expires_ms BIGINT,
-                used_by_device TEXT,
-                used_us BIGINT
-            )
-            """,
-            "CREATE INDEX activation_codes_by_tenant ON activation_codes (tenant_id, created_us)",
-            """
-            CREATE TABLE devices (
-                device_id TEXT PRIMARY KEY,
-                tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
-                token_sha256 TEXT NOT NULL UNIQUE,
-                device_name TEXT,
-                device_model TEXT,
-                device_manufacturer TEXT,
-                android_version TEXT,
-                is_active BIGINT NOT NULL CHECK (is_active IN (0, 1)),
-                deactivation_reason TEXT,
-                registered_us BIGINT NOT NULL,
-                last_sync_us BIGINT
-            )
-            """,
-            "CREATE INDEX devices_by_tenant ON devices (tenant_id, registered_us)",
-            """
-            CREATE TABLE attendance_records (
-                server_id \(db.serialPrimaryKey),
-                tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
-                device_id TEXT NOT NULL REFERENCES devices (device_id),
-                local_id BIGINT NOT NULL,
-                employee_id TEXT NOT NULL,
-                type TEXT NOT NULL CHECK (type IN ('ENTRY', 'EXIT')),
-                timestamp_ms BIGINT NOT NULL,
-                confidence DOUBLE PRECISION,
-                liveness_passed BIGINT,
-                created_ms BIGINT,
-                synced_us BIGINT NOT NULL,
-                change_ms BIGINT NOT NULL,
-                deleted_reason TEXT,
-                deleted_us BIGINT,
-                UNIQUE (device_id, local_id)
-            )
-            """,
-            "CREATE INDEX attendance_by_change ON attendance_records (tenant_id, change_ms)",
-            "CREATE INDEX attendance_by_employee ON attendance_records (tenant_id, employee_id, timestamp_ms)",
-            """
-            CREATE TABLE attendance_audits (
-                server_id \(db.serialPrimaryKey),
-                tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
-                device_id TEXT NOT NULL REFERENCES devices (device_id),
-                local_id BIGINT NOT NULL,
-                body TEXT NOT NULL,
-                synced_us BIGINT NOT NULL,
-                UNIQUE (device_id, local_id)
-            )
-            """,
-        ] },
-        Migration(version: 6, name: "workers") { _ in [
-            """
-            CREATE TABLE workers (
-                worker_id TEXT PRIMARY KEY,
-                document_id TEXT NOT NULL UNIQUE,
-                first_name TEXT NOT NULL,
-                last_name TEXT NOT NULL,
-                email TEXT NOT NULL,
-                created_us BIGINT NOT NULL,
-                updated_us BIGINT NOT NULL
-            )
-            """,
-            // The bytes live in the object store under a random key; a row names them.
-            """
-            CREATE TABLE worker_images (
-                worker_id TEXT NOT NULL REFERENCES workers (worker_id),
-                position BIGINT NOT NULL,
-                object_key TEXT NOT NULL UNIQUE,
-                content_type TEXT NOT NULL,
-                byte_count BIGINT NOT NULL,
-                PRIMARY KEY (worker_id, position)
-            )
-            """,
-            """
-            CREATE TABLE worker_timestamps (
-                timestamp_id TEXT PRIMARY KEY,
-                worker_id TEXT NOT NULL REFERENCES workers (worker_id),
-                timestamp_ms BIGINT NOT NULL,
-                event_type TEXT NOT NULL CHECK (event_type IN ('entry', 'exit')),
-                created_us BIGINT NOT NULL
-            )
-            """,
-            "CREATE INDEX worker_timestamps_by_worker ON worker_timestamps (worker_id, timestamp_ms)",
-            "CREATE INDEX worker_timestamps_by_time ON worker_timestamps (timestamp_ms, timestamp_id)",
-        ] },
-        Migration(version: 7, name: "room log pending") { _ in [
-            // The days whose CSV object may lag their rows: written in each action's transaction,
-            // deleted once an object holding `seq` is stored, so a crash loses no row of the object.
-            // The instance writing a day's object holds it (`owner`, until `lease_until_us`), so
-            // two instances never write one object at once, nor an older version over a newer;
-            // `generation` counts claims, so a writer whose claim lapsed knows its write may have
-            // landed over a newer one.
-            """
-            CREATE TABLE room_log_pending (
-                room TEXT NOT NULL,
-                day TEXT NOT NULL,
-                seq BIGINT NOT NULL,
-                owner TEXT,
-                lease_until_us BIGINT NOT NULL DEFAULT 0,
-                generation BIGINT NOT NULL DEFAULT 0,
-                PRIMARY KEY (room, day)
-            )
-            """,
-        ] },
+        Migration(version: 1, name: "rooms") { db in
+            [
+                // The parent row: every action bumps `seq` under its row lock, so a room's actions
+                // are numbered, and timed, in commit order even across instances.
+                "CREATE TABLE rooms (room TEXT PRIMARY KEY, seq BIGINT NOT NULL, last_at_us BIGINT NOT NULL)",
+                """
+                CREATE TABLE room_actions (
+                    id \(db.serialPrimaryKey),
+                    room TEXT NOT NULL REFERENCES rooms (room),
+                    seq BIGINT NOT NULL,
+                    name TEXT NOT NULL,
+                    action TEXT NOT NULL CHECK (action IN ('register', 'unregister')),
+                    at_us BIGINT NOT NULL,
+                    day TEXT NOT NULL,
+                    UNIQUE (room, seq)
+                )
+                """,
+                "CREATE INDEX room_actions_by_day ON room_actions (room, day, seq)",
+                "CREATE INDEX room_actions_by_time ON room_actions (room, at_us, seq)",
+                """
+                CREATE TABLE room_occupants (
+                    room TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    since_us BIGINT NOT NULL,
+                    seq BIGINT NOT NULL,
+                    PRIMARY KEY (room, name)
+                )
+                """,
+                "CREATE INDEX room_occupants_by_arrival ON room_occupants (room, seq)",
+            ]
+        },
+        Migration(version: 2, name: "reservations") { db in
+            [
+                // The parent row, locked by bumping `version` before a device's reservations change.
+                "CREATE TABLE reservation_devices (device_id TEXT PRIMARY KEY, version BIGINT NOT NULL)",
+                """
+                CREATE TABLE reservations (
+                    id \(db.serialPrimaryKey),
+                    device_id TEXT NOT NULL REFERENCES reservation_devices (device_id),
+                    start_us BIGINT NOT NULL,
+                    end_us BIGINT NOT NULL,
+                    credential TEXT NOT NULL,
+                    created_us BIGINT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('active', 'replaced')),
+                    CHECK (end_us > start_us)
+                )
+                """,
+                "CREATE INDEX reservations_by_device ON reservations (device_id, status, start_us)",
+            ]
+        },
+        Migration(version: 3, name: "sensors") { db in
+            [
+                // The parent row: current totals, updated (and so locked) in every write's transaction.
+                // `prior_last_ts_us` is `last_ts_us` before the latest write: it tells that write whether
+                // its events came after everything stored.
+                """
+                CREATE TABLE sensors (
+                    sensor TEXT PRIMARY KEY,
+                    inside BIGINT NOT NULL,
+                    entries BIGINT NOT NULL,
+                    exits BIGINT NOT NULL,
+                    events BIGINT NOT NULL,
+                    last_ts_us BIGINT NOT NULL,
+                    prior_last_ts_us BIGINT
+                )
+                """,
+                """
+                CREATE TABLE sensor_events (
+                    seq \(db.serialPrimaryKey),
+                    sensor TEXT NOT NULL,
+                    ts_us BIGINT NOT NULL,
+                    in_count BIGINT NOT NULL CHECK (in_count >= 0),
+                    out_count BIGINT NOT NULL CHECK (out_count >= 0),
+                    event_id TEXT,
+                    received_us BIGINT NOT NULL,
+                    UNIQUE (sensor, event_id)
+                )
+                """,
+                "CREATE INDEX sensor_events_by_time ON sensor_events (sensor, ts_us, seq)",
+                // One row per sensor and UTC minute with events; `balance_before` is the prefix sum.
+                """
+                CREATE TABLE sensor_minutes (
+                    sensor TEXT NOT NULL,
+                    minute_us BIGINT NOT NULL,
+                    entries BIGINT NOT NULL,
+                    exits BIGINT NOT NULL,
+                    balance_before BIGINT NOT NULL,
+                    low BIGINT NOT NULL,
+                    high BIGINT NOT NULL,
+                    PRIMARY KEY (sensor, minute_us)
+                )
+                """,
+            ]
+        },
+        Migration(version: 4, name: "events") { db in
+            [
+                // The parent row: every change to an event or its registrations first bumps `version`
+                // (locking the row); `confirmed <= capacity` makes an overbooking impossible to store.
+                """
+                CREATE TABLE events (
+                    event_id TEXT PRIMARY KEY,
+                    title TEXT NOT NULL,
+                    description TEXT NOT NULL,
+                    date TEXT NOT NULL,
+                    location TEXT NOT NULL,
+                    capacity BIGINT NOT NULL CHECK (capacity BETWEEN 1 AND 100000),
+                    organizer TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('active', 'scheduled', 'ongoing', 'completed', 'cancelled')),
+                    has_waitlist BIGINT NOT NULL CHECK (has_waitlist IN (0, 1)),
+                    confirmed BIGINT NOT NULL DEFAULT 0 CHECK (confirmed >= 0),
+                    waitlisted BIGINT NOT NULL DEFAULT 0 CHECK (waitlisted >= 0),
+                    version BIGINT NOT NULL DEFAULT 0,
+                    last_registered_us BIGINT NOT NULL DEFAULT 0,
+                    created_us BIGINT NOT NULL,
+                    CHECK (confirmed <= capacity)
+                )
+                """,
+                "CREATE TABLE users (user_id TEXT PRIMARY KEY, name TEXT NOT NULL, created_us BIGINT NOT NULL)",
+                """
+                CREATE TABLE registrations (
+                    event_id TEXT NOT NULL REFERENCES events (event_id) ON DELETE CASCADE,
+                    user_id TEXT NOT NULL REFERENCES users (user_id),
+                    status TEXT NOT NULL CHECK (status IN ('confirmed', 'waitlisted')),
+                    registered_us BIGINT NOT NULL,
+                    seq BIGINT NOT NULL,
+                    PRIMARY KEY (event_id, user_id),
+                    UNIQUE (event_id, seq)
+                )
+                """,
+                "CREATE INDEX registrations_in_order ON registrations (event_id, status, registered_us, seq)",
+                "CREATE INDEX registrations_by_user ON registrations (user_id)",
+            ]
+        },
+        Migration(version: 5, name: "attendance") { db in
+            [
+                // The parent row: every change to a tenant's records takes the next `change_ms` under
+                // its lock, so change stamps are handed out in commit order and a device that polls
+                // "changes after X" can never skip one that commits late.
+                "CREATE TABLE tenants (tenant_id TEXT PRIMARY KEY, change_ms BIGINT NOT NULL, created_us BIGINT NOT NULL)",
+                """
+                CREATE TABLE activation_codes (
+                    code TEXT PRIMARY KEY,
+                    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+                    description TEXT,
+                    created_us BIGINT NOT NULL,
+                    expires_ms BIGINT,
+                    used_by_device TEXT,
+                    used_us BIGINT
+                )
+                """,
+                "CREATE INDEX activation_codes_by_tenant ON activation_codes (tenant_id, created_us)",
+                """
+                CREATE TABLE devices (
+                    device_id TEXT PRIMARY KEY,
+                    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+                    token_sha256 TEXT NOT NULL UNIQUE,
+                    device_name TEXT,
+                    device_model TEXT,
+                    device_manufacturer TEXT,
+                    android_version TEXT,
+                    is_active BIGINT NOT NULL CHECK (is_active IN (0, 1)),
+                    deactivation_reason TEXT,
+                    registered_us BIGINT NOT NULL,
+                    last_sync_us BIGINT
+                )
+                """,
+                "CREATE INDEX devices_by_tenant ON devices (tenant_id, registered_us)",
+                """
+                CREATE TABLE attendance_records (
+                    server_id \(db.serialPrimaryKey),
+                    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+                    device_id TEXT NOT NULL REFERENCES devices (device_id),
+                    local_id BIGINT NOT NULL,
+                    employee_id TEXT NOT NULL,
+                    type TEXT NOT NULL CHECK (type IN ('ENTRY', 'EXIT')),
+                    timestamp_ms BIGINT NOT NULL,
+                    confidence DOUBLE PRECISION,
+                    liveness_passed BIGINT,
+                    created_ms BIGINT,
+                    synced_us BIGINT NOT NULL,
+                    change_ms BIGINT NOT NULL,
+                    deleted_reason TEXT,
+                    deleted_us BIGINT,
+                    UNIQUE (device_id, local_id)
+                )
+                """,
+                "CREATE INDEX attendance_by_change ON attendance_records (tenant_id, change_ms)",
+                "CREATE INDEX attendance_by_employee ON attendance_records (tenant_id, employee_id, timestamp_ms)",
+                """
+                CREATE TABLE attendance_audits (
+                    server_id \(db.serialPrimaryKey),
+                    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+                    device_id TEXT NOT NULL REFERENCES devices (device_id),
+                    local_id BIGINT NOT NULL,
+                    body TEXT NOT NULL,
+                    synced_us BIGINT NOT NULL,
+                    UNIQUE (device_id, local_id)
+                )
+                """,
+            ]
+        },
+        Migration(version: 6, name: "workers") { _ in
+            [
+                """
+                CREATE TABLE workers (
+                    worker_id TEXT PRIMARY KEY,
+                    document_id TEXT NOT NULL UNIQUE,
+                    first_name TEXT NOT NULL,
+                    last_name TEXT NOT NULL,
+                    email TEXT NOT NULL,
+                    created_us BIGINT NOT NULL,
+                    updated_us BIGINT NOT NULL
+                )
+                """,
+                // The bytes live in the object store under a random key; a row names them.
+                """
+                CREATE TABLE worker_images (
+                    worker_id TEXT NOT NULL REFERENCES workers (worker_id),
+                    position BIGINT NOT NULL,
+                    object_key TEXT NOT NULL UNIQUE,
+                    content_type TEXT NOT NULL,
+                    byte_count BIGINT NOT NULL,
+                    PRIMARY KEY (worker_id, position)
+                )
+                """,
+                """
+                CREATE TABLE worker_timestamps (
+                    timestamp_id TEXT PRIMARY KEY,
+                    worker_id TEXT NOT NULL REFERENCES workers (worker_id),
+                    timestamp_ms BIGINT NOT NULL,
+                    event_type TEXT NOT NULL CHECK (event_type IN ('entry', 'exit')),
+                    created_us BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX worker_timestamps_by_worker ON worker_timestamps (worker_id, timestamp_ms)",
+                "CREATE INDEX worker_timestamps_by_time ON worker_timestamps (timestamp_ms, timestamp_id)",
+            ]
+        },
+        Migration(version: 7, name: "room log pending") { _ in
+            [
+                // The days whose CSV object may lag their rows: written in each action's transaction,
+                // deleted once an object holding `seq` is stored, so a crash loses no row of the object.
+                // The instance writing a day's object holds it (`owner`, until `lease_until_us`), so
+                // two instances never write one object at once, nor an older version over a newer;
+                // `generation` counts claims, so a writer whose claim lapsed knows its write may have
+                // landed over a newer one.
+                """
+                CREATE TABLE room_log_pending (
+                    room TEXT NOT NULL,
+                    day TEXT NOT NULL,
+                    seq BIGINT NOT NULL,
+                    owner TEXT,
+                    lease_until_us BIGINT NOT NULL DEFAULT 0,
+                    generation BIGINT NOT NULL DEFAULT 0,
+                    PRIMARY KEY (room, day)
+                )
+                """
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, in one transaction. On PostgreSQL an advisory lock
@@ -265,20 +279,24 @@ public enum Migrations {
             if database.engine == .postgres {
                 try await db.raw("SELECT pg_advisory_xact_lock(4242001)").run()
             }
-            try await db.raw("""
+            try await db.raw(
+                """
                 CREATE TABLE IF NOT EXISTS headcount_migrations (
                     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at_us BIGINT NOT NULL)
-                """).run()
+                """
+            ).run()
             let done = Set(try await db.raw("SELECT version FROM headcount_migrations").all().map { try $0.decode(column: "version", as: Int.self) })
             var applied: [String] = []
             for migration in all where !done.contains(migration.version) {
                 for statement in migration.statements(database) {
                     try await db.raw(SQLQueryString(statement)).run()
                 }
-                try await db.raw("""
+                try await db.raw(
+                    """
                     INSERT INTO headcount_migrations (version, name, applied_at_us)
                     VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: Timestamp.now().microseconds))
-                    """).run()
+                    """
+                ).run()
                 applied.append(migration.name)
             }
             return applied

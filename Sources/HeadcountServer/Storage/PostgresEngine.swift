@@ -151,16 +151,19 @@ final class PostgresEngine: Database {
         deadlines.attach(id) { outcome in
             // Withdraws a lease still waiting; a running transaction rolls back instead of committing.
             work.cancel()
-            let reason = switch outcome {
-            case .leaseTimedOut: "no connection to PostgreSQL within \(leaseTimeout)"
-            case .overran: "PostgreSQL did not answer within \(overrun ?? .zero)"
-            case .overranCommitting: "PostgreSQL did not confirm a commit within \(overrun ?? .zero): its outcome is unknown"
-            }
+            let reason =
+                switch outcome {
+                case .leaseTimedOut: "no connection to PostgreSQL within \(leaseTimeout)"
+                case .overran: "PostgreSQL did not answer within \(overrun ?? .zero)"
+                case .overranCommitting: "PostgreSQL did not confirm a commit within \(overrun ?? .zero): its outcome is unknown"
+                }
             self.checkServer()
             reply.deliver(.failure(DatabaseUnavailable(reason: reason)))
         }
         // Shutting down cancels the caller, who then stops waiting, whatever the database does.
-        return try await withTaskCancellationHandler { try await reply.wait() } onCancel: {
+        return try await withTaskCancellationHandler {
+            try await reply.wait()
+        } onCancel: {
             deadlines.end(id)
             work.cancel()
             reply.deliver(.failure(CancellationError()))

@@ -54,7 +54,8 @@ final class SQLiteEngine: Database {
             for connection in connections { try? await (connection.close() as EventLoopFuture<Void>).get() }
             await writerThread.shutdown()
             let reason = (error as? SQLiteError).map { "\($0.message)" } ?? "\(error)"
-            throw ConfigurationError("""
+            throw ConfigurationError(
+                """
                 --database '\(path)': SQLite cannot use it (\(reason.split(whereSeparator: \.isNewline).joined(separator: " "))); \
                 give a SQLite file this user can read and write, or a new path
                 """)
