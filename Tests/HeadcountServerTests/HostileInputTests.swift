@@ -67,6 +67,8 @@ import Testing
             Route(method: .post, path: "/api/timestamps", credentials: .admin, body: ["worker_id": "w-1", "event_type": "entry", "timestamp": now]),
             Route(method: .put, path: "/api/timestamps/TIMESTAMP", credentials: .admin, body: ["event_type": "exit", "timestamp": now]),
             Route(method: .put, path: "/api/workers/w-1", credentials: .admin, body: ["first_name": "Ana", "last_name": "Ríos", "email": "ana@example.com"]),
+            Route(method: .post, path: "/api/places", credentials: .admin, body: ["id": "p2", "name": "Hall", "parent_id": "p0", "time_zone": "Europe/Paris", "capacity": 10]),
+            Route(method: .put, path: "/api/places/p1", credentials: .admin, body: ["name": "Wing", "parent_id": "p0", "time_zone": "UTC", "capacity": 5]),
             // The JSON part of the worker form (sent as multipart, below).
             Route(
                 method: .post, path: "/api/workers", credentials: .admin,
@@ -106,12 +108,12 @@ import Testing
         let tables = [
             "rooms", "room_actions", "room_occupants", "reservation_devices", "reservations", "sensors",
             "sensor_events", "sensor_minutes", "events", "users", "registrations", "tenants", "activation_codes", "devices",
-            "attendance_records", "attendance_audits", "workers", "worker_images", "worker_timestamps",
+            "attendance_records", "attendance_audits", "workers", "worker_images", "worker_timestamps", "places",
         ]
         let counters = [
             "(SELECT SUM(seq) FROM rooms)", "(SELECT SUM(version) FROM reservation_devices)", "(SELECT SUM(version) FROM events)",
             "(SELECT SUM(change_ms) FROM tenants)", "(SELECT SUM(inside) FROM sensors)", "(SELECT SUM(is_active) FROM devices)",
-            "(SELECT COUNT(*) FROM attendance_records WHERE deleted_us IS NOT NULL)",
+            "(SELECT COUNT(*) FROM attendance_records WHERE deleted_us IS NOT NULL)", "(SELECT SUM(version) FROM place_tree)",
         ]
         let columns = tables.map { "(SELECT COUNT(*) FROM \($0))" } + counters
         let select = columns.enumerated().map { "CAST(COALESCE(\($1), 0) AS BIGINT) AS c\($0)" }.joined(separator: ", ")
@@ -134,6 +136,7 @@ import Testing
             _ = try await WorkersTests.upload(client, [WorkersTests.person("w-1"), WorkersTests.image(WorkersTests.jpeg())])
             let timestamp = try await client.post("/api/timestamps", jsonText(["worker_id": "w-1", "event_type": "entry"]), headers: AttendanceTests.admin)
             let timestampID = try #require(try timestamp.object()["id"] as? String)
+            for id in ["p0", "p1"] { _ = try await client.post("/api/places", jsonText(["id": id, "name": id]), headers: AttendanceTests.admin) }
 
             try await environment.withDatabase { database in
                 var before = try await Self.fingerprint(database)
@@ -193,6 +196,7 @@ import Testing
                 "/api/attendance/updates?since=V", "/api/attendance/updates?limit=V", "/api/admin/attendance?tenant_id=ACME&from=V",
                 "/api/admin/attendance.csv?tenant_id=ACME&to=V", "/api/admin/devices?tenant_id=V", "/api/timestamps?worker_id=V",
                 "/api/workers/V/images/1", "/api/workers/w/images/V", "/api/stream?topics=V", "/api/stream?lastEventId=V&topics=nope",
+                "/api/places/V",
             ]
             let headers: HTTPFields = [.adminToken: WorkersTests.adminKey, .authorization: "Bearer \(token)"]
             for template in templates {
@@ -225,6 +229,7 @@ import Testing
             path.replacingOccurrences(of: "/rooms/lab/", with: "/rooms/{roomId}/").replacingOccurrences(of: "/events/ev1", with: "/events/{eventId}")
                 .replacingOccurrences(of: "/devices/tab-1/", with: "/devices/{deviceId}/").replacingOccurrences(of: "/attendance/1", with: "/attendance/{serverId}")
                 .replacingOccurrences(of: "/timestamps/TIMESTAMP", with: "/timestamps/{timestampId}").replacingOccurrences(of: "/workers/w-1", with: "/workers/{workerId}")
+                .replacingOccurrences(of: "/places/p1", with: "/places/{placeId}")
         }
         let catalogued = Set(Self.routes.map { "\($0.method.rawValue) \(template($0.path))" })
         #expect(documented.subtracting(catalogued).isEmpty, "JSON routes the catalogue misses: \(documented.subtracting(catalogued).sorted())")

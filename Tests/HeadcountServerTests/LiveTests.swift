@@ -115,7 +115,7 @@ final class SSEClient: Sendable {
             let port = try #require(client.port)
             try await withParallelClient { http in
                 let stream = try await SSEClient.connect(
-                    port: port, path: "/api/stream?topics=rooms,sensors,events,attendance,reservations",
+                    port: port, path: "/api/stream?topics=rooms,sensors,events,attendance,reservations,places",
                     headers: [("X-Admin-Token", Self.adminKey)], using: http)
                 #expect(stream.status == 200)
 
@@ -158,6 +158,15 @@ final class SSEClient: Sendable {
                 let reservation = await stream.next()
                 #expect(reservation?.type == "reservation.set")
                 #expect(try Self.data(reservation)["credential"] == nil)
+
+                _ = try await client.post("/api/places", #"{"id": "hq", "name": "HQ"}"#, headers: Self.admin)
+                _ = try await client.post("/api/places", #"{"id": "b1", "name": "B1", "parent_id": "hq"}"#, headers: Self.admin)
+                #expect(try Self.data(await stream.next())["id"] as? String == "hq")
+                #expect(await stream.next()?.type == "place.created")
+                _ = try await client.delete("/api/places/hq?cascade=true", headers: Self.admin)
+                let deleted = await stream.next()
+                #expect(deleted?.type == "place.deleted")
+                #expect(try Self.data(deleted)["ids"] as? [String] == ["b1", "hq"], "leaves first")
                 // A rejected request publishes nothing.
                 _ = try await client.post("/api/webhook", #"{"sensor": "door"}"#)
                 #expect(await stream.next(within: 0.5) == nil)

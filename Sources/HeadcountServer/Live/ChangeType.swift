@@ -20,6 +20,10 @@ enum ChangeType: String, CaseIterable, Sendable {
     case attendanceDeleted = "attendance.deleted"
     // Reservations: {device_id, start_time, end_time}; the credential stays out
     case reservationSet = "reservation.set"
+    // Places: the place; {ids} deleted (a cascade deletes its descendants too)
+    case placeCreated = "place.created"
+    case placeUpdated = "place.updated"
+    case placeDeleted = "place.deleted"
 
     /// The stream topic it belongs to.
     var topic: Topic {
@@ -29,6 +33,7 @@ enum ChangeType: String, CaseIterable, Sendable {
         case .eventCreated, .eventUpdated, .eventDeleted, .eventRegistration, .eventCancellation: .events
         case .deviceRegistered, .deviceDeactivated, .attendanceSync, .attendanceDeleted: .attendance
         case .reservationSet: .reservations
+        case .placeCreated, .placeUpdated, .placeDeleted: .places
         }
     }
 }

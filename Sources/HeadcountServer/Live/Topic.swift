@@ -1,6 +1,6 @@
 /// What a change is about; subscribers of `/api/stream` choose topics.
 enum Topic: String, CaseIterable, Sendable {
-    case rooms, sensors, events, attendance, reservations
+    case rooms, sensors, events, attendance, reservations, places
 }
 
 extension Topic {

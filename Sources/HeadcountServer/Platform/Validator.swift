@@ -14,7 +14,7 @@ struct Validator {
         self.partial = partial
     }
 
-    private mutating func fail(_ field: String, _ message: String) {
+    mutating func fail(_ field: String, _ message: String) {
         errors.append(.init(field: field, message: message))
     }
 

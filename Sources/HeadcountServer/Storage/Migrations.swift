@@ -270,6 +270,25 @@ public enum Migrations {
                 """
             ]
         },
+        Migration(version: 8, name: "places") { _ in
+            [
+                // The tree's one parent row: every change to the tree's shape locks it first, so two
+                // moves racing cannot make a cycle.
+                "CREATE TABLE place_tree (id BIGINT PRIMARY KEY, version BIGINT NOT NULL)",
+                "INSERT INTO place_tree (id, version) VALUES (1, 0)",
+                """
+                CREATE TABLE places (
+                    place_id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    parent_id TEXT REFERENCES places (place_id),
+                    time_zone TEXT NOT NULL,
+                    capacity BIGINT CHECK (capacity IS NULL OR capacity >= 0),
+                    created_us BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX places_by_parent ON places (parent_id, name)",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, in one transaction. On PostgreSQL an advisory lock
