@@ -107,7 +107,9 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     RecordsController(devices: devices, records: RecordsRepository(database: services.database, feed: services.feed), adminKey: services.adminKey).addRoutes(to: router)
     WorkersController(workers: WorkersRepository(database: services.database, store: services.objectStore), adminKey: services.adminKey).addRoutes(to: router)
     TimestampsController(timestamps: TimestampsRepository(database: services.database), adminKey: services.adminKey).addRoutes(to: router)
-    PlacesController(places: PlacesRepository(database: services.database, feed: services.feed), adminKey: services.adminKey).addRoutes(to: router)
+    let places = PlacesController(places: PlacesRepository(database: services.database, feed: services.feed), adminKey: services.adminKey)
+    places.addRoutes(to: router)
+    places.addLinkRoutes(to: router)
     StreamController(feed: services.feed, adminKey: services.adminKey).addRoutes(to: router)
     try DashboardController().addRoutes(to: router)
 

@@ -68,6 +68,8 @@ import Testing
             Route(method: .put, path: "/api/timestamps/TIMESTAMP", credentials: .admin, body: ["event_type": "exit", "timestamp": now]),
             Route(method: .put, path: "/api/workers/w-1", credentials: .admin, body: ["first_name": "Ana", "last_name": "Ríos", "email": "ana@example.com"]),
             Route(method: .post, path: "/api/places", credentials: .admin, body: ["id": "p2", "name": "Hall", "parent_id": "p0", "time_zone": "Europe/Paris", "capacity": 10]),
+            Route(method: .put, path: "/api/sensors/door/doorway", credentials: .admin, body: ["from": "p0", "to": "p1"]),
+            Route(method: .put, path: "/api/rooms/lab/place", credentials: .admin, body: ["place_id": "p0"]),
             Route(method: .put, path: "/api/places/p1", credentials: .admin, body: ["name": "Wing", "parent_id": "p0", "time_zone": "UTC", "capacity": 5]),
             // The JSON part of the worker form (sent as multipart, below).
             Route(
@@ -108,7 +110,7 @@ import Testing
         let tables = [
             "rooms", "room_actions", "room_occupants", "reservation_devices", "reservations", "sensors",
             "sensor_events", "sensor_minutes", "events", "users", "registrations", "tenants", "activation_codes", "devices",
-            "attendance_records", "attendance_audits", "workers", "worker_images", "worker_timestamps", "places",
+            "attendance_records", "attendance_audits", "workers", "worker_images", "worker_timestamps", "places", "place_doorways", "place_rooms",
         ]
         let counters = [
             "(SELECT SUM(seq) FROM rooms)", "(SELECT SUM(version) FROM reservation_devices)", "(SELECT SUM(version) FROM events)",
@@ -196,7 +198,7 @@ import Testing
                 "/api/attendance/updates?since=V", "/api/attendance/updates?limit=V", "/api/admin/attendance?tenant_id=ACME&from=V",
                 "/api/admin/attendance.csv?tenant_id=ACME&to=V", "/api/admin/devices?tenant_id=V", "/api/timestamps?worker_id=V",
                 "/api/workers/V/images/1", "/api/workers/w/images/V", "/api/stream?topics=V", "/api/stream?lastEventId=V&topics=nope",
-                "/api/places/V",
+                "/api/places/V", "/api/places/V/occupancy", "/api/places/p0/occupancy?at=V",
             ]
             let headers: HTTPFields = [.adminToken: WorkersTests.adminKey, .authorization: "Bearer \(token)"]
             for template in templates {
@@ -229,7 +231,7 @@ import Testing
             path.replacingOccurrences(of: "/rooms/lab/", with: "/rooms/{roomId}/").replacingOccurrences(of: "/events/ev1", with: "/events/{eventId}")
                 .replacingOccurrences(of: "/devices/tab-1/", with: "/devices/{deviceId}/").replacingOccurrences(of: "/attendance/1", with: "/attendance/{serverId}")
                 .replacingOccurrences(of: "/timestamps/TIMESTAMP", with: "/timestamps/{timestampId}").replacingOccurrences(of: "/workers/w-1", with: "/workers/{workerId}")
-                .replacingOccurrences(of: "/places/p1", with: "/places/{placeId}")
+                .replacingOccurrences(of: "/places/p1", with: "/places/{placeId}").replacingOccurrences(of: "/sensors/door/", with: "/sensors/{sensor}/")
         }
         let catalogued = Set(Self.routes.map { "\($0.method.rawValue) \(template($0.path))" })
         #expect(documented.subtracting(catalogued).isEmpty, "JSON routes the catalogue misses: \(documented.subtracting(catalogued).sorted())")

@@ -69,7 +69,63 @@ import Testing
         }
     }
 
-    /// A place cannot move under itself or anything under it, and the tree stays within 32 levels.
+    /// Sensors are doorways between places (or the outside): a place counts what its doorways
+    /// from outside it bring in, now and at any instant, and a doorway between two places inside
+    /// it counts for neither.
+    @Test(arguments: Engine.available)
+    func doorwaysCountAPlaceAndEverythingUnderIt(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            for (id, parent) in [("hq", nil), ("b1", "hq"), ("f1", "b1"), ("f2", "b1")] as [(String, String?)] {
+                _ = try await Self.create(client, ["id": id, "name": id, "parent_id": parent as Any? ?? NSNull()])
+            }
+            for (sensor, from, to) in [("entrance", nil, "b1"), ("door-f1", "b1", "f1"), ("stairs", "f1", "f2")] as [(String, String?, String)] {
+                let link = try await client.put("/api/sensors/\(sensor)/doorway", jsonText(["from": from as Any? ?? NSNull(), "to": to]), headers: Self.admin)
+                #expect(link.status == .ok)
+            }
+            for (sensor, ts, inCount, out) in [
+                ("entrance", "2024-03-01T09:00:00Z", 10, 2), ("door-f1", "2024-03-01T09:05:00Z", 5, 1), ("stairs", "2024-03-01T10:00:00Z", 3, 0),
+            ] {
+                _ = try await client.post("/api/webhook", jsonText(["sensor": sensor, "ts": ts, "in_count": inCount, "out": out]))
+            }
+            func counted(_ place: String, at: String? = nil) async throws -> Int? {
+                try await client.get("/api/places/\(place)/occupancy" + (at.map { "?at=\($0)" } ?? "")).object()["counted"] as? Int
+            }
+            #expect(try await counted("f2") == 3)
+            #expect(try await counted("f1") == 1, "4 came in from the building, 3 went upstairs")
+            #expect(try await counted("b1") == 8, "moves between its own floors count for nothing")
+            #expect(try await counted("hq") == 8)
+            #expect(try await counted("f1", at: "2024-03-01T09:30:00Z") == 4, "before anyone took the stairs")
+            #expect(try await counted("f2", at: "2024-03-01T09:30:00Z") == 0)
+            #expect(try await counted("b1", at: "2024-03-01T08:00:00Z") == 0)
+            let f1 = try await client.get("/api/places/f1/occupancy").object()
+            #expect((f1["doorways"] as? [[String: Any]])?.map { $0["sensor"] as? String } == ["door-f1", "stairs"])
+            #expect(try await client.get("/api/places/nowhere/occupancy").status == .notFound)
+            #expect(try await client.get("/api/places/f1/occupancy?at=soon").status == .badRequest)
+
+            // What a link cannot be.
+            #expect(try await client.put("/api/sensors/x/doorway", #"{"from":null,"to":"nowhere"}"#, headers: Self.admin).status == .unprocessableContent)
+            #expect(try await client.put("/api/sensors/x/doorway", #"{"from":null,"to":null}"#, headers: Self.admin).status == .unprocessableContent)
+            #expect(try await client.put("/api/sensors/x/doorway", #"{"from":"f1","to":"f1"}"#, headers: Self.admin).status == .unprocessableContent)
+            #expect(try await client.put("/api/sensors/x/doorway", #"{"from":null,"to":"f1"}"#).status == .unauthorized)
+            #expect(try await client.delete("/api/sensors/x/doorway", headers: Self.admin).status == .notFound)
+
+            // Rooms live in places.
+            #expect(try await client.put("/api/rooms/lab/place", #"{"place_id":"f1"}"#, headers: Self.admin).object()["place_id"] as? String == "f1")
+            #expect(try await client.put("/api/rooms/lab/place", #"{"place_id":"nowhere"}"#, headers: Self.admin).status == .unprocessableContent)
+            #expect(try await client.put("/api/rooms/bad%20room/place", #"{"place_id":"f1"}"#, headers: Self.admin).status == .badRequest)
+
+            // A linked place goes only with its links; a cascade takes them along.
+            let linked = try await client.delete("/api/places/f2", headers: Self.admin)
+            #expect(linked.status == .conflict)
+            #expect(try linked.errorMessage().contains("1 doorway(s)"))
+            #expect(try await client.delete("/api/places/f2?cascade=true", headers: Self.admin).status == .noContent)
+            #expect(try await counted("f1") == 4, "the stairs lead nowhere now")
+            #expect(try await client.delete("/api/sensors/stairs/doorway", headers: Self.admin).status == .notFound, "gone with f2")
+            #expect(try await client.delete("/api/rooms/lab/place", headers: Self.admin).status == .noContent)
+            #expect(try await client.delete("/api/rooms/lab/place", headers: Self.admin).status == .notFound)
+        }
+    }
+
     @Test(arguments: Engine.available)
     func noCyclesAndABoundedDepth(engine: Engine) async throws {
         try await TestEnvironment.make(engine).withApp { client in

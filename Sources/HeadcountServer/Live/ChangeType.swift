@@ -24,6 +24,9 @@ enum ChangeType: String, CaseIterable, Sendable {
     case placeCreated = "place.created"
     case placeUpdated = "place.updated"
     case placeDeleted = "place.deleted"
+    // Links: a doorway {sensor, from, to} or {room, place_id}; unlinked {sensor} or {room}
+    case placeLinked = "place.linked"
+    case placeUnlinked = "place.unlinked"
 
     /// The stream topic it belongs to.
     var topic: Topic {
@@ -33,7 +36,7 @@ enum ChangeType: String, CaseIterable, Sendable {
         case .eventCreated, .eventUpdated, .eventDeleted, .eventRegistration, .eventCancellation: .events
         case .deviceRegistered, .deviceDeactivated, .attendanceSync, .attendanceDeleted: .attendance
         case .reservationSet: .reservations
-        case .placeCreated, .placeUpdated, .placeDeleted: .places
+        case .placeCreated, .placeUpdated, .placeDeleted, .placeLinked, .placeUnlinked: .places
         }
     }
 }

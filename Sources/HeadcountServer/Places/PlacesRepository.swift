@@ -130,7 +130,8 @@ struct PlacesRepository: Sendable {
 
     static let notFound = APIError.notFound("Place not found.")
 
-    /// Deletes a place; with `cascade`, every place under it too.
+    /// Deletes a place; with `cascade`, every place under it too, and the links (doorways, rooms)
+    /// of them all. Without it, a place that holds places or links is a 409.
     func delete(_ id: String, cascade: Bool) async throws {
         let ids = try await database.transaction { db -> [String] in
             try await Self.lockTree(db)
@@ -141,6 +142,15 @@ struct PlacesRepository: Sendable {
             }
             let ids = try await db.raw("\(Self.descendants(of: id)) SELECT place_id FROM down ORDER BY depth DESC").all()
                 .map { try $0.decode(column: "place_id", as: String.self) }
+            let links = try await Self.links(of: ids, db: db)
+            if !cascade, !links.doorways.isEmpty || !links.rooms.isEmpty {
+                throw APIError.conflict("the place has \(links.doorways.count) doorway(s) and \(links.rooms.count) room(s); unlink them first, or pass ?cascade=true")
+            }
+            for chunk in ids.chunks(of: 500) {
+                let chunk = Array(chunk)
+                try await db.raw("DELETE FROM place_doorways WHERE from_place IN (\(binds: chunk)) OR to_place IN (\(binds: chunk))").run()
+                try await db.raw("DELETE FROM place_rooms WHERE place_id IN (\(binds: chunk))").run()
+            }
             // Leaves first, so that no row is left pointing at a deleted parent.
             for chunk in ids.chunks(of: 500) {
                 try await db.raw("DELETE FROM places WHERE place_id IN (\(binds: Array(chunk)))").run()
@@ -150,7 +160,7 @@ struct PlacesRepository: Sendable {
         feed.publish(.placeDeleted, ["ids": ids])
     }
 
-    private static func lockTree(_ db: any SQLDatabase) async throws {
+    static func lockTree(_ db: any SQLDatabase) async throws {
         try await db.raw("UPDATE place_tree SET version = version + 1 WHERE id = 1").run()
     }
 
@@ -171,7 +181,7 @@ struct PlacesRepository: Sendable {
     }
 
     /// A place and everything under it, each with its depth below it (the place itself is 1).
-    private static func descendants(of id: String) -> SQLQueryString {
+    static func descendants(of id: String) -> SQLQueryString {
         """
         WITH RECURSIVE down (place_id, depth) AS (
             SELECT place_id, CAST(1 AS BIGINT) FROM places WHERE place_id = \(bind: id)

@@ -289,6 +289,25 @@ public enum Migrations {
                 "CREATE INDEX places_by_parent ON places (parent_id, name)",
             ]
         },
+        Migration(version: 9, name: "place links") { _ in
+            [
+                // A sensor is a doorway: its `in` moves people from `from_place` (null: outside)
+                // into `to_place` (null: outside), its `out` the other way.
+                """
+                CREATE TABLE place_doorways (
+                    sensor TEXT PRIMARY KEY,
+                    from_place TEXT REFERENCES places (place_id),
+                    to_place TEXT REFERENCES places (place_id),
+                    CHECK (from_place IS NOT NULL OR to_place IS NOT NULL)
+                )
+                """,
+                "CREATE INDEX place_doorways_from ON place_doorways (from_place)",
+                "CREATE INDEX place_doorways_to ON place_doorways (to_place)",
+                // A room (seed 000) lives in one place.
+                "CREATE TABLE place_rooms (room TEXT PRIMARY KEY, place_id TEXT NOT NULL REFERENCES places (place_id))",
+                "CREATE INDEX place_rooms_by_place ON place_rooms (place_id)",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, in one transaction. On PostgreSQL an advisory lock
