@@ -62,19 +62,23 @@ extension PlacesRepository {
         feed.publish(.placeLinked, ["room": room, "place_id": place])
     }
 
-    /// Removes a sensor's doorway (`sensor`) or a room's place (`room`); 404 if there was none.
-    func unlink(sensor: String? = nil, room: String? = nil) async throws {
+    /// A sensor is no longer a doorway; 404 if it was none.
+    func unlink(sensor: String) async throws {
+        try await unlink("DELETE FROM place_doorways WHERE sensor = \(bind: sensor) RETURNING sensor", missing: "The sensor is no doorway.")
+        feed.publish(.placeUnlinked, ["sensor": sensor])
+    }
+
+    /// A room is no longer in a place; 404 if it was in none.
+    func unlink(room: String) async throws {
+        try await unlink("DELETE FROM place_rooms WHERE room = \(bind: room) RETURNING room", missing: "The room is in no place.")
+        feed.publish(.placeUnlinked, ["room": room])
+    }
+
+    private func unlink(_ delete: SQLQueryString, missing: String) async throws {
         try await database.transaction { db in
             try await Self.lockTree(db)
-            let removed =
-                if let sensor {
-                    try await db.raw("DELETE FROM place_doorways WHERE sensor = \(bind: sensor) RETURNING sensor").first()
-                } else {
-                    try await db.raw("DELETE FROM place_rooms WHERE room = \(bind: room ?? "") RETURNING room").first()
-                }
-            guard removed != nil else { throw APIError.notFound(sensor != nil ? "The sensor is no doorway." : "The room is in no place.") }
+            guard try await db.raw(delete).first() != nil else { throw APIError.notFound(missing) }
         }
-        feed.publish(.placeUnlinked, ["sensor": sensor, "room": room])
     }
 
     /// The doorways and rooms a place and its descendants hold.
@@ -109,12 +113,14 @@ extension PlacesRepository {
         let sensors = SensorsRepository(database: database)
         var counted: Int64 = 0
         var counting: [Doorway] = []
-        for doorway in doorways where doorway.sign(into: places) != 0 {
+        for doorway in doorways {
+            let sign = doorway.sign(into: places)
+            guard sign != 0 else { continue }
             let reading = if let instant { try await sensors.inside(sensor: doorway.sensor, at: instant) } else { try await sensors.inside(sensor: doorway.sensor) }
             let inside = reading ?? 0
             // Totals are bounded by the webhook limits; an absurd sum saturates rather than trap.
-            let (sum, overflow) = counted.addingReportingOverflow(doorway.sign(into: places) * inside)
-            counted = overflow ? (inside > 0 ? .max : .min) : sum
+            let (sum, overflow) = sign > 0 ? counted.addingReportingOverflow(inside) : counted.subtractingReportingOverflow(inside)
+            counted = overflow ? ((sign > 0) == (inside > 0) ? .max : .min) : sum
             counting.append(doorway)
         }
         return (counted, counting)

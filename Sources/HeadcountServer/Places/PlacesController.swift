@@ -55,7 +55,7 @@ struct PlacesController {
             if body["parent_id"] == .null {
                 changes.parentID = .some(nil)
             } else if let parent = check.text("parent_id", 1...100, required: false) {
-                if parent == id { throw APIError.conflict("a place cannot move under itself or one of its own places") }
+                // Under itself is refused with every other cycle, by the repository.
                 changes.parentID = parent
             }
             changes.timeZone = Self.timeZone(&check, required: true)
