@@ -46,10 +46,13 @@ struct EventsController {
             let id = try context.pathID("eventId")
             guard try await events.event(id) != nil else { throw APIError.notFound("Event not found") }
             let registrations = self.registrations
-            let header = ["userId", "eventId", "status", "position", "registeredAt"]
+            let header = ["userId", "eventId", "status", "position", "registeredAt", "checkedIn"]
             return CSV.stream(filename: "\(id.slug(or: "event"))-registrations.csv", header: header) { (cursor: RegistrationsRepository.Cursor?) in
                 let page = try await registrations.page(event: id, after: cursor, limit: 2000)
-                return (page.registrations.map { [$0.userId, $0.eventId, $0.status, $0.position.map(String.init) ?? "", $0.registeredAt] }, page.cursor)
+                return (
+                    page.registrations.map { [$0.userId, $0.eventId, $0.status, $0.position.map(String.init) ?? "", $0.registeredAt, $0.checkedIn == true ? "true" : "false"] },
+                    page.cursor
+                )
             }
         }
     }

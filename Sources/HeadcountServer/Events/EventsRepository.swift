@@ -3,7 +3,7 @@ import SQLKit
 struct Event: Encodable, Sendable {
     static let statuses = ["active", "scheduled", "ongoing", "completed", "cancelled"]
     static let columns: SQLQueryString = """
-        event_id, title, description, date, location, capacity, organizer, status, has_waitlist, confirmed, waitlisted, created_us
+        event_id, title, description, date, location, capacity, organizer, status, has_waitlist, confirmed, waitlisted, checked_in, created_us
         """
 
     let eventId: String
@@ -17,6 +17,8 @@ struct Event: Encodable, Sendable {
     let hasWaitlist: Bool
     let confirmedCount: Int64
     let waitlistCount: Int64
+    /// People checked in and not out.
+    let checkedInCount: Int64
     let createdAt: String
 
     init(row: any SQLRow) throws {
@@ -31,6 +33,7 @@ struct Event: Encodable, Sendable {
         hasWaitlist = try row.decode(column: "has_waitlist", as: Int64.self) == 1
         confirmedCount = try row.decode(column: "confirmed", as: Int64.self)
         waitlistCount = try row.decode(column: "waitlisted", as: Int64.self)
+        checkedInCount = try row.decode(column: "checked_in", as: Int64.self)
         createdAt = Timestamp(microseconds: try row.decode(column: "created_us", as: Int64.self)).rfc3339
     }
 }
@@ -115,6 +118,8 @@ struct EventsRepository: Sendable {
         let deleted = try await database.transaction { db in
             guard try await Self.lock(id, db: db) != nil else { return false }
             try await db.raw("DELETE FROM registrations WHERE event_id = \(bind: id)").run()
+            try await db.raw("DELETE FROM event_checkins WHERE event_id = \(bind: id)").run()
+            try await db.raw("DELETE FROM place_links WHERE kind = 'event' AND link_id = \(bind: id)").run()
             try await db.raw("DELETE FROM events WHERE event_id = \(bind: id)").run()
             return true
         }

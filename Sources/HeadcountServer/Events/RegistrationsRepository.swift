@@ -9,6 +9,8 @@ struct Registration: Encodable, Sendable {
     let position: Int64?
     /// Only in a user's list of registrations.
     let eventTitle: String?
+    /// Only in exports: whether the user is checked in now.
+    var checkedIn: Bool?
 
     /// Selects registrations `r` (joined to their event `e`) with each waitlisted one's position.
     static let select: SQLQueryString = """
@@ -180,16 +182,21 @@ struct RegistrationsRepository: Sendable {
             var last: Cursor?
             let page = try await db.raw(
                 """
-                SELECT user_id, status, registered_us, seq FROM registrations WHERE event_id = \(bind: id)\(after)
-                ORDER BY registered_us, seq LIMIT \(literal: limit)
+                SELECT r.user_id, r.status, r.registered_us, r.seq, (
+                    SELECT c.type FROM event_checkins c WHERE c.event_id = r.event_id AND c.user_id = r.user_id ORDER BY c.id DESC LIMIT 1
+                ) AS last_scan
+                FROM registrations r WHERE r.event_id = \(bind: id)\(after)
+                ORDER BY r.registered_us, r.seq LIMIT \(literal: limit)
                 """
             ).all().map { row in
                 let status = try row.decode(column: "status", as: String.self), at = try row.decode(column: "registered_us", as: Int64.self)
                 if status == "waitlisted" { waiting += 1 }
                 last = Cursor(registeredUs: at, seq: try row.decode(column: "seq", as: Int64.self), waiting: waiting)
-                return Registration(
+                var registration = Registration(
                     userId: try row.decode(column: "user_id", as: String.self), eventId: id, status: status,
                     registeredAt: at, position: status == "waitlisted" ? waiting : nil)
+                registration.checkedIn = try row.decode(column: "last_scan", as: String?.self) == "entry"
+                return registration
             }
             return (page, last)
         }

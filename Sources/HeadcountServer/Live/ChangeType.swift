@@ -13,6 +13,8 @@ enum ChangeType: String, CaseIterable, Sendable {
     case eventDeleted = "event.deleted"
     case eventRegistration = "event.registration"
     case eventCancellation = "event.cancellation"
+    // A scan at the door: {checkIn, checkedInCount}
+    case eventCheckIn = "event.check_in"
     // Attendance (admin key): {tenant_id, device_id, ...}
     case deviceRegistered = "device.registered"
     case deviceDeactivated = "device.deactivated"
@@ -24,19 +26,26 @@ enum ChangeType: String, CaseIterable, Sendable {
     case placeCreated = "place.created"
     case placeUpdated = "place.updated"
     case placeDeleted = "place.deleted"
-    // Links: a doorway {sensor, from, to} or {room, place_id}; unlinked {sensor} or {room}
+    // Links: a doorway {sensor, from, to} or {room|device_id|eventId, place_id}; unlinked {sensor} or {room|device_id|eventId}
     case placeLinked = "place.linked"
     case placeUnlinked = "place.unlinked"
+    // A doorway sensor's count moved: {sensor, places} (the places on its two sides) to read again
+    case placeOccupancy = "place.occupancy"
+    // Roll calls (admin key, they carry names): the roll call; a mark {roll_call_id, person}; {roll_call_id, closed_at}
+    case rollCallCreated = "rollcall.created"
+    case rollCallMarked = "rollcall.marked"
+    case rollCallClosed = "rollcall.closed"
 
     /// The stream topic it belongs to.
     var topic: Topic {
         switch self {
         case .roomRegister, .roomUnregister: .rooms
         case .sensorOccupancy: .sensors
-        case .eventCreated, .eventUpdated, .eventDeleted, .eventRegistration, .eventCancellation: .events
+        case .eventCreated, .eventUpdated, .eventDeleted, .eventRegistration, .eventCancellation, .eventCheckIn: .events
         case .deviceRegistered, .deviceDeactivated, .attendanceSync, .attendanceDeleted: .attendance
         case .reservationSet: .reservations
-        case .placeCreated, .placeUpdated, .placeDeleted, .placeLinked, .placeUnlinked: .places
+        case .placeCreated, .placeUpdated, .placeDeleted, .placeLinked, .placeUnlinked, .placeOccupancy: .places
+        case .rollCallCreated, .rollCallMarked, .rollCallClosed: .rollCalls
         }
     }
 }

@@ -5,7 +5,8 @@ import ServiceLifecycle
 
 /// `GET /api/stream`: the change feed as server-sent events. Each change is one event with its
 /// feed id; a comment every heartbeat keeps proxies from closing a quiet stream and notices
-/// clients that left. The `attendance` topic carries tenants' data and takes the admin key.
+/// clients that left. The `attendance` and `rollcalls` topics carry tenants' data and names, and
+/// take the admin key.
 struct StreamController {
     let feed: ChangeFeed
     let adminKey: String
@@ -13,11 +14,11 @@ struct StreamController {
     func addRoutes(to router: Router<AppRequestContext>) {
         router.get("api/stream") { request, _ in
             let topics = try Self.topics(request)
-            if topics.contains(.attendance) {
+            if let named = topics.intersection(Topic.admin).first {
                 // EventSource cannot send headers, so the dashboard passes the key as `admin_key`.
                 guard let given = request.headers[.adminToken] ?? request.bearerToken ?? request.uri.queryParameters["admin_key"].map(String.init),
                     Secret.equal(given, adminKey)
-                else { throw APIError(.unauthorized, "the attendance topic takes the admin key: X-Admin-Token, a bearer token or ?admin_key=") }
+                else { throw APIError(.unauthorized, "the \(named.rawValue) topic takes the admin key: X-Admin-Token, a bearer token or ?admin_key=") }
             }
             let lastEventID = request.headers[.lastEventID] ?? request.uri.queryParameters["lastEventId"].map(String.init)
             let subscription = feed.subscribe(topics, after: lastEventID.map(feed.position))
@@ -53,9 +54,9 @@ struct StreamController {
         "event: \(type)\ndata: \(data)\n\n"
     }
 
-    /// `?topics=rooms,sensors`; all topics but attendance when absent. An unknown topic is a 400.
+    /// `?topics=rooms,sensors`; all topics but the admin ones when absent. An unknown topic is a 400.
     static func topics(_ request: Request) throws -> Set<Topic> {
-        guard let text = request.uri.queryParameters["topics"] else { return Set(Topic.allCases).subtracting([.attendance]) }
+        guard let text = request.uri.queryParameters["topics"] else { return Set(Topic.allCases).subtracting(Topic.admin) }
         var topics = Set<Topic>()
         for name in text.split(separator: ",") {
             guard let topic = Topic(rawValue: name.trimmingCharacters(in: .whitespaces)) else {

@@ -1,6 +1,10 @@
 /// What a change is about; subscribers of `/api/stream` choose topics.
 enum Topic: String, CaseIterable, Sendable {
     case rooms, sensors, events, attendance, reservations, places
+    case rollCalls = "rollcalls"
+
+    /// Topics that carry names or tenants' data, and so take the admin key.
+    static let admin: Set<Topic> = [.attendance, .rollCalls]
 }
 
 extension Topic {

@@ -15,6 +15,18 @@ struct Doorway: Encodable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey { case sensor, from, to }
 
+    init(sensor: String, from: String?, to: String?) {
+        self.sensor = sensor
+        self.from = from
+        self.to = to
+    }
+
+    init(row: any SQLRow) throws {
+        sensor = try row.decode(column: "sensor", as: String.self)
+        from = try row.decode(column: "from_place", as: String?.self)
+        to = try row.decode(column: "to_place", as: String?.self)
+    }
+
     /// How this doorway's occupancy counts toward a set of places: +1 if it leads into the set
     /// from outside it, −1 if out of it, 0 if both sides (or neither) are in it.
     func sign(into places: Set<String>) -> Int64 {
@@ -22,8 +34,49 @@ struct Doorway: Encodable, Sendable, Equatable {
     }
 }
 
-/// The links that tie the families to places: sensors as doorways and rooms in a place. Each
-/// locks the tree first, so a place cannot be deleted while something is being linked to it.
+/// A room, attendance device, reservation device or event in a place.
+struct PlaceLink: Encodable, Sendable, Equatable {
+    enum Kind: String, Sendable, CaseIterable {
+        case room
+        case attendanceDevice = "attendance_device"
+        case reservationDevice = "reservation_device"
+        case event
+
+        /// The key that names it in JSON, as its own family names it.
+        var key: String {
+            switch self {
+            case .room: "room"
+            case .attendanceDevice, .reservationDevice: "device_id"
+            case .event: "eventId"
+            }
+        }
+
+        var noun: String { rawValue.replacingOccurrences(of: "_", with: " ") }
+    }
+
+    let kind: Kind
+    let id: String
+    let placeID: String
+
+    /// `{"<key>": id, "place_id": …}`, e.g. `{"room": "r1", "place_id": "floor-1"}`.
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: AnyKey.self)
+        try container.encode(id, forKey: AnyKey(kind.key))
+        try container.encode(placeID, forKey: AnyKey("place_id"))
+    }
+}
+
+extension PlaceLink {
+    init(row: any SQLRow) throws {
+        kind = Kind(rawValue: try row.decode(column: "kind", as: String.self)) ?? .room
+        id = try row.decode(column: "link_id", as: String.self)
+        placeID = try row.decode(column: "place_id", as: String.self)
+    }
+}
+
+/// The links that tie the families to places: sensors as doorways, and rooms, devices and events
+/// in a place. Each locks the tree first, so a place cannot be deleted while something is being
+/// linked to it.
 extension PlacesRepository {
     /// Links (or relinks) a sensor as a doorway; the places must exist (422 otherwise).
     func setDoorway(_ doorway: Doorway) async throws {
@@ -45,21 +98,31 @@ extension PlacesRepository {
         feed.publish(.placeLinked, doorway)
     }
 
-    /// Puts a room in a place (moving it if it was in another); the place must exist (422).
-    func setRoomPlace(room: String, place: String) async throws {
+    /// Puts a family's thing in a place (moving it if it was in another). The place must exist
+    /// (422), and an attendance device or an event must exist too (404).
+    func link(_ kind: PlaceLink.Kind, _ id: String, to place: String) async throws -> PlaceLink {
+        let link = PlaceLink(kind: kind, id: id, placeID: place)
         try await database.transaction { db in
             try await Self.lockTree(db)
+            switch kind {
+            case .attendanceDevice:
+                guard try await db.raw("SELECT 1 AS known FROM devices WHERE device_id = \(bind: id)").first() != nil else { throw APIError.notFound("Device not found") }
+            case .event:
+                guard try await db.raw("SELECT 1 AS known FROM events WHERE event_id = \(bind: id)").first() != nil else { throw APIError.notFound("Event not found") }
+            case .room, .reservationDevice: break  // both come into being with their first use
+            }
             guard try await db.raw("SELECT 1 AS known FROM places WHERE place_id = \(bind: place)").first() != nil else {
                 throw APIError.invalid("place_id", "place_id names no place")
             }
             try await db.raw(
                 """
-                INSERT INTO place_rooms (room, place_id) VALUES (\(bind: room), \(bind: place))
-                ON CONFLICT (room) DO UPDATE SET place_id = excluded.place_id
+                INSERT INTO place_links (kind, link_id, place_id) VALUES (\(bind: kind.rawValue), \(bind: id), \(bind: place))
+                ON CONFLICT (kind, link_id) DO UPDATE SET place_id = excluded.place_id
                 """
             ).run()
         }
-        feed.publish(.placeLinked, ["room": room, "place_id": place])
+        feed.publish(.placeLinked, link)
+        return link
     }
 
     /// A sensor is no longer a doorway; 404 if it was none.
@@ -68,10 +131,11 @@ extension PlacesRepository {
         feed.publish(.placeUnlinked, ["sensor": sensor])
     }
 
-    /// A room is no longer in a place; 404 if it was in none.
-    func unlink(room: String) async throws {
-        try await unlink("DELETE FROM place_rooms WHERE room = \(bind: room) RETURNING room", missing: "The room is in no place.")
-        feed.publish(.placeUnlinked, ["room": room])
+    /// A thing is no longer in a place; 404 if it was in none.
+    func unlink(_ kind: PlaceLink.Kind, _ id: String) async throws {
+        try await unlink(
+            "DELETE FROM place_links WHERE kind = \(bind: kind.rawValue) AND link_id = \(bind: id) RETURNING link_id", missing: "The \(kind.noun) is in no place.")
+        feed.publish(.placeUnlinked, [kind.key: id])
     }
 
     private func unlink(_ delete: SQLQueryString, missing: String) async throws {
@@ -81,48 +145,36 @@ extension PlacesRepository {
         }
     }
 
-    /// The doorways and rooms a place and its descendants hold.
-    static func links(of ids: [String], db: any SQLDatabase) async throws -> (doorways: [Doorway], rooms: [String]) {
+    /// The doorways among `sensors`.
+    static func doorways(of sensors: [String], db: any SQLDatabase) async throws -> [Doorway] {
+        var doorways: [Doorway] = []
+        for chunk in sensors.chunks(of: 500) {
+            doorways += try await db.raw("SELECT sensor, from_place, to_place FROM place_doorways WHERE sensor IN (\(binds: Array(chunk))) ORDER BY sensor").all()
+                .map(Doorway.init)
+        }
+        return doorways
+    }
+
+    /// The doorways and links a place and its descendants hold.
+    static func links(of ids: [String], db: any SQLDatabase) async throws -> (doorways: [Doorway], links: [PlaceLink]) {
         guard !ids.isEmpty else { return ([], []) }
         let doorways = try await db.raw(
             """
             SELECT sensor, from_place, to_place FROM place_doorways
             WHERE from_place IN (\(binds: ids)) OR to_place IN (\(binds: ids)) ORDER BY sensor
             """
-        ).all().map {
-            Doorway(
-                sensor: try $0.decode(column: "sensor", as: String.self), from: try $0.decode(column: "from_place", as: String?.self),
-                to: try $0.decode(column: "to_place", as: String?.self))
-        }
-        let rooms = try await db.raw("SELECT room FROM place_rooms WHERE place_id IN (\(binds: ids)) ORDER BY room").all()
-            .map { try $0.decode(column: "room", as: String.self) }
-        return (doorways, rooms)
+        ).all().map(Doorway.init)
+        let links = try await db.raw("SELECT kind, link_id, place_id FROM place_links WHERE place_id IN (\(binds: ids)) ORDER BY kind, link_id").all()
+            .map(PlaceLink.init)
+        return (doorways, links)
     }
+}
 
-    /// How many people its doorway sensors count inside a place and everything under it, now or at
-    /// `instant` (each sensor's occupancy read from its totals or minute rollups: no replay). A
-    /// doorway between two places inside moves people within it and counts for neither side.
-    /// Nil for an unknown place.
-    func counted(place id: String, at instant: Timestamp?) async throws -> (counted: Int64, doorways: [Doorway])? {
-        let found = try await database.read { db -> (Set<String>, [Doorway])? in
-            let ids = try await db.raw("\(Self.descendants(of: id)) SELECT place_id FROM down").all().map { try $0.decode(column: "place_id", as: String.self) }
-            guard !ids.isEmpty else { return nil }
-            return (Set(ids), try await Self.links(of: ids, db: db).doorways)
-        }
-        guard let (places, doorways) = found else { return nil }
-        let sensors = SensorsRepository(database: database)
-        var counted: Int64 = 0
-        var counting: [Doorway] = []
-        for doorway in doorways {
-            let sign = doorway.sign(into: places)
-            guard sign != 0 else { continue }
-            let reading = if let instant { try await sensors.inside(sensor: doorway.sensor, at: instant) } else { try await sensors.inside(sensor: doorway.sensor) }
-            let inside = reading ?? 0
-            // Totals are bounded by the webhook limits; an absurd sum saturates rather than trap.
-            let (sum, overflow) = sign > 0 ? counted.addingReportingOverflow(inside) : counted.subtractingReportingOverflow(inside)
-            counted = overflow ? ((sign > 0) == (inside > 0) ? .max : .min) : sum
-            counting.append(doorway)
-        }
-        return (counted, counting)
-    }
+/// A coding key made at run time, for a link's family-given key.
+private struct AnyKey: CodingKey {
+    let stringValue: String
+    init(_ string: String) { stringValue = string }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    var intValue: Int? { nil }
+    init?(intValue: Int) { nil }
 }

@@ -32,9 +32,11 @@ struct PlacesController {
             let parent = check.text("parent_id", 1...100, required: false)
             let timeZone = Self.timeZone(&check, required: false) ?? "UTC"
             let capacity = Self.capacity(&check)
+            let staleAfter = check.integer("stale_after_minutes", Self.staleAfterRange, required: false) ?? 960
             try check.check()
             let place = PlacesRepository.NewPlace(
-                id: id ?? UUID().uuidString.lowercased(), name: name!, parentID: parent, timeZone: timeZone, capacity: capacity ?? nil)
+                id: id ?? UUID().uuidString.lowercased(), name: name!, parentID: parent, timeZone: timeZone, capacity: capacity ?? nil,
+                staleAfterMinutes: staleAfter)
             return try json(PlaceView(place: try await places.create(place), children: []), status: .created)
         }
         router.get("api/places") { _, _ in
@@ -60,6 +62,7 @@ struct PlacesController {
             }
             changes.timeZone = Self.timeZone(&check, required: true)
             changes.capacity = Self.capacity(&check)
+            changes.staleAfterMinutes = check.integer("stale_after_minutes", Self.staleAfterRange)
             try check.check()
             let updated = try await places.update(id, changes)
             return try json(PlaceView(place: updated, children: try await places.children(of: id)))
@@ -71,6 +74,9 @@ struct PlacesController {
             return Response(status: .noContent)
         }
     }
+
+    /// From a minute to 30 days (default 16 hours).
+    static let staleAfterRange: ClosedRange<Int64> = 1...43_200
 
     /// `time_zone`, an IANA name such as Europe/Paris; nil when absent (in a `PUT`, null is refused).
     private static func timeZone(_ check: inout Validator, required: Bool) -> String? {
@@ -97,57 +103,6 @@ struct PlacesController {
         case nil, "false": return false
         case "true": return true
         default: throw APIError.badRequest("cascade must be true or false")
-        }
-    }
-}
-
-/// The links (sensors as doorways, rooms in places) and what they count.
-extension PlacesController {
-    func addLinkRoutes(to router: Router<AppRequestContext>) {
-        router.put("api/sensors/{sensor}/doorway") { request, context in
-            try request.requireAdmin(adminKey)
-            let sensor = try SensorsController.sensor(context)
-            let body = try await request.validatedObject(context: context)
-            var check = Validator(body)
-            let from = body["from"] == .null ? nil : check.text("from", 1...100)
-            let to = body["to"] == .null ? nil : check.text("to", 1...100)
-            try check.check()
-            guard from != nil || to != nil else { throw APIError.invalid("to", "a doorway leads from a place or to one: from and to cannot both be null") }
-            guard from != to else { throw APIError.invalid("to", "a doorway leads between two different places") }
-            let doorway = Doorway(sensor: sensor, from: from, to: to)
-            try await places.setDoorway(doorway)
-            return try json(doorway)
-        }
-        router.delete("api/sensors/{sensor}/doorway") { request, context in
-            try request.requireAdmin(adminKey)
-            try await places.unlink(sensor: try SensorsController.sensor(context))
-            return Response(status: .noContent)
-        }
-        router.put("api/rooms/{roomId}/place") { request, context in
-            try request.requireAdmin(adminKey)
-            let room = try RoomsController.roomID(context)
-            var check = Validator(try await request.validatedObject(context: context))
-            let place = check.text("place_id", 1...100)
-            try check.check()
-            try await places.setRoomPlace(room: room, place: place!)
-            return try json(["room": room, "place_id": place!])
-        }
-        router.delete("api/rooms/{roomId}/place") { request, context in
-            try request.requireAdmin(adminKey)
-            try await places.unlink(room: try RoomsController.roomID(context))
-            return Response(status: .noContent)
-        }
-        router.get("api/places/{placeId}/occupancy") { request, context in
-            let id = try context.pathID("placeId")
-            let at = try request.instant("at")
-            guard let (counted, doorways) = try await places.counted(place: id, at: at) else { throw PlacesRepository.notFound }
-            struct Occupancy: Encodable {
-                let place: String
-                let at: String
-                let counted: Int64
-                let doorways: [Doorway]
-            }
-            return try json(Occupancy(place: id, at: (at ?? Timestamp.now()).rfc3339, counted: counted, doorways: doorways))
         }
     }
 }

@@ -2,19 +2,22 @@ import SQLKit
 
 /// A place in the tree (site > building > floor > zone or room, to any depth up to `maxDepth`).
 struct Place: Encodable, Sendable, Equatable {
-    static let columns: SQLQueryString = "place_id, name, parent_id, time_zone, capacity, created_us"
+    static let columns: SQLQueryString = "place_id, name, parent_id, time_zone, capacity, stale_after_minutes, created_us"
 
     let id: String
     let name: String
     let parentID: String?
     let timeZone: String
     let capacity: Int64?
+    /// A registrant or worker inside longer than this without an exit is closed by policy.
+    let staleAfterMinutes: Int64
     let createdAt: String
 
     enum CodingKeys: String, CodingKey {
         case id, name, capacity
         case parentID = "parent_id"
         case timeZone = "time_zone"
+        case staleAfterMinutes = "stale_after_minutes"
         case createdAt = "created_at"
     }
 
@@ -26,6 +29,7 @@ struct Place: Encodable, Sendable, Equatable {
         try container.encode(parentID, forKey: .parentID)
         try container.encode(timeZone, forKey: .timeZone)
         try container.encode(capacity, forKey: .capacity)
+        try container.encode(staleAfterMinutes, forKey: .staleAfterMinutes)
         try container.encode(createdAt, forKey: .createdAt)
     }
 
@@ -35,6 +39,7 @@ struct Place: Encodable, Sendable, Equatable {
         parentID = try row.decode(column: "parent_id", as: String?.self)
         timeZone = try row.decode(column: "time_zone", as: String.self)
         capacity = try row.decode(column: "capacity", as: Int64?.self)
+        staleAfterMinutes = try row.decode(column: "stale_after_minutes", as: Int64.self)
         createdAt = Timestamp(microseconds: try row.decode(column: "created_us", as: Int64.self)).rfc3339
     }
 }
@@ -50,7 +55,7 @@ struct PlacesRepository: Sendable {
     let feed: ChangeFeed
 
     struct NewPlace: Sendable {
-        let id: String, name: String, parentID: String?, timeZone: String, capacity: Int64?
+        let id: String, name: String, parentID: String?, timeZone: String, capacity: Int64?, staleAfterMinutes: Int64
     }
 
     /// What a `PUT` changes: nil leaves a field alone; `.some(nil)` clears it.
@@ -59,6 +64,7 @@ struct PlacesRepository: Sendable {
         var parentID: String??
         var timeZone: String?
         var capacity: Int64??
+        var staleAfterMinutes: Int64?
     }
 
     /// Creates a place under an existing parent (or as a root). Every refusal is thrown inside the
@@ -73,8 +79,9 @@ struct PlacesRepository: Sendable {
             }
             return try await db.raw(
                 """
-                INSERT INTO places (place_id, name, parent_id, time_zone, capacity, created_us)
-                VALUES (\(bind: place.id), \(bind: place.name), \(bind: place.parentID), \(bind: place.timeZone), \(bind: place.capacity), \(bind: now))
+                INSERT INTO places (place_id, name, parent_id, time_zone, capacity, stale_after_minutes, created_us)
+                VALUES (\(bind: place.id), \(bind: place.name), \(bind: place.parentID), \(bind: place.timeZone), \(bind: place.capacity),
+                        \(bind: place.staleAfterMinutes), \(bind: now))
                 ON CONFLICT (place_id) DO NOTHING RETURNING \(Place.columns)
                 """
             ).first().map(Place.init) ?? { throw APIError.conflict("A place with id \(place.id) already exists.") }()
@@ -119,6 +126,7 @@ struct PlacesRepository: Sendable {
             if let parent = changes.parentID { sets.append("parent_id = \(bind: parent)") }
             if let timeZone = changes.timeZone { sets.append("time_zone = \(bind: timeZone)") }
             if let capacity = changes.capacity { sets.append("capacity = \(bind: capacity)") }
+            if let minutes = changes.staleAfterMinutes { sets.append("stale_after_minutes = \(bind: minutes)") }
             if !sets.isEmpty {
                 try await db.raw("UPDATE places SET \(sets.joined(separator: ", ")) WHERE place_id = \(bind: id)").run()
             }
@@ -143,13 +151,14 @@ struct PlacesRepository: Sendable {
             let ids = try await db.raw("\(Self.descendants(of: id)) SELECT place_id FROM down ORDER BY depth DESC").all()
                 .map { try $0.decode(column: "place_id", as: String.self) }
             let links = try await Self.links(of: ids, db: db)
-            if !cascade, !links.doorways.isEmpty || !links.rooms.isEmpty {
-                throw APIError.conflict("the place has \(links.doorways.count) doorway(s) and \(links.rooms.count) room(s); unlink them first, or pass ?cascade=true")
+            if !cascade, !links.doorways.isEmpty || !links.links.isEmpty {
+                throw APIError.conflict(
+                    "the place has \(links.doorways.count) doorway(s) and \(links.links.count) linked room(s), device(s) or event(s); unlink them first, or pass ?cascade=true")
             }
             for chunk in ids.chunks(of: 500) {
                 let chunk = Array(chunk)
                 try await db.raw("DELETE FROM place_doorways WHERE from_place IN (\(binds: chunk)) OR to_place IN (\(binds: chunk))").run()
-                try await db.raw("DELETE FROM place_rooms WHERE place_id IN (\(binds: chunk))").run()
+                try await db.raw("DELETE FROM place_links WHERE place_id IN (\(binds: chunk))").run()
             }
             // Leaves first, so that no row is left pointing at a deleted parent.
             for chunk in ids.chunks(of: 500) {

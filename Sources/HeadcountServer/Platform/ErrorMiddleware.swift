@@ -13,7 +13,7 @@ struct ErrorMiddleware: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let error as APIError {
-            return try Self.response(error.status, error.message, fields: error.fields)
+            return try json(ErrorBody(message: error.message, fields: error.fields, reason: error.reason), status: error.status)
         } catch let error as HTTPError {
             if error.status == .notFound, let allowed = routes.methods(for: request.uri.path), !allowed.isEmpty {
                 var response = try Self.response(.methodNotAllowed, "method \(request.method.rawValue) is not allowed here")

@@ -45,9 +45,9 @@ struct Validator {
         return text
     }
 
-    mutating func integer(_ field: String, _ range: ClosedRange<Int64>) -> Int64? {
+    mutating func integer(_ field: String, _ range: ClosedRange<Int64>, required: Bool = true) -> Int64? {
         guard let value = body[field] else {
-            if !partial { fail(field, "\(field) is required") }
+            if !partial, required { fail(field, "\(field) is required") }
             return nil
         }
         guard case .int(let n) = value, range.contains(n) else {
@@ -93,6 +93,16 @@ struct Validator {
             return nil
         }
         return text
+    }
+
+    /// An RFC 3339 instant (years 0001-9999), e.g. `2024-12-15T09:30:00+01:00`.
+    mutating func instant(_ field: String, required: Bool = true) -> Timestamp? {
+        guard let text = text(field, 20...40, required: required) else { return nil }
+        guard let instant = Timestamp(rfc3339: text) else {
+            fail(field, "\(field) must be an RFC 3339 date-time, e.g. 2024-12-15T09:30:00Z")
+            return nil
+        }
+        return instant
     }
 
     /// An email address: one `@` between a local part and a dotted domain, no spaces, at most 254

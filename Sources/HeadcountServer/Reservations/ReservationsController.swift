@@ -17,6 +17,7 @@ struct ReservationsController {
         let start_time: String
         let end_time: String
         let credential: String
+        let holder: String?
         let status: String
         let created_at: String
 
@@ -26,6 +27,7 @@ struct ReservationsController {
             start_time = r.start.rfc3339
             end_time = r.end.rfc3339
             credential = r.credential
+            holder = r.holder
             status = r.status
             created_at = r.created.rfc3339
         }
@@ -45,7 +47,7 @@ struct ReservationsController {
     func addRoutes(to router: Router<AppRequestContext>) {
         router.post("set-reservation") { request, context in
             let r = try Self.parse(try await request.jsonObject(context: context))
-            try await repository.set(deviceID: r.deviceID, start: r.start, end: r.end, credential: r.credential)
+            try await repository.set(deviceID: r.deviceID, start: r.start, end: r.end, credential: r.credential, holder: r.holder)
             return try json(["status": "saved"])
         }
         router.get("get-reservation") { request, _ in
@@ -65,7 +67,7 @@ struct ReservationsController {
         router.post("api/reservations") { request, context in
             let r = try Self.parse(try await request.jsonObject(context: context))
             do {
-                let reservation = try await repository.add(deviceID: r.deviceID, start: r.start, end: r.end, credential: r.credential)
+                let reservation = try await repository.add(deviceID: r.deviceID, start: r.start, end: r.end, credential: r.credential, holder: r.holder)
                 return try json(ReservationBody(reservation), status: .created)
             } catch let overlap as ReservationsRepository.Overlap {
                 let message = "overlaps reservation \(overlap.existing.id) of device \(r.deviceID)"
@@ -79,6 +81,7 @@ struct ReservationsController {
         let start: Timestamp
         let end: Timestamp
         let credential: String
+        let holder: String?
     }
 
     /// The seed's rules; every bad field is a 400 whose message names it.
@@ -98,6 +101,15 @@ struct ReservationsController {
         guard let credential = body["credential"]?.stringValue else { throw APIError.badRequest("credential must be a string") }
         guard credential.count <= 1000 else { throw APIError.badRequest("credential must be at most 1000 characters") }
         guard !credential.unicodeScalars.contains("\u{0}") else { throw APIError.badRequest("credential must not contain U+0000") }
-        return Input(deviceID: deviceID, start: start, end: end, credential: credential)
+        // Ours, optional: who holds the reservation (presence names them in the device's place).
+        var holder: String?
+        switch body["holder"] {
+        case nil, .null?: holder = nil
+        case .string(let text)?:
+            if let problem = TextRule.problem("holder", text, length: 1...200) { throw APIError.badRequest(problem) }
+            holder = text
+        default: throw APIError.badRequest("holder must be a string or null")
+        }
+        return Input(deviceID: deviceID, start: start, end: end, credential: credential, holder: holder)
     }
 }

@@ -6,6 +6,8 @@ struct Reservation: Sendable {
     let start: Timestamp
     let end: Timestamp
     let credential: String
+    /// Who holds it, where the client said: presence names them in the device's place.
+    let holder: String?
     let status: String
     let created: Timestamp
 }
@@ -21,18 +23,18 @@ struct ReservationsRepository: Sendable {
     }
 
     /// The seed's create-or-replace: the device's active reservations become `replaced`.
-    func set(deviceID: String, start: Timestamp, end: Timestamp, credential: String) async throws {
+    func set(deviceID: String, start: Timestamp, end: Timestamp, credential: String, holder: String?) async throws {
         try await database.transaction { db in
             try await Self.lockDevice(deviceID, db: db)
             try await db.raw("UPDATE reservations SET status = 'replaced' WHERE device_id = \(bind: deviceID) AND status = 'active'").run()
-            _ = try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, db: db)
+            _ = try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, holder: holder, db: db)
         }
         published(deviceID: deviceID, start: start, end: end)
     }
 
     /// Adds a reservation beside the device's others, unless it overlaps an active one
     /// (half-open intervals: one may end exactly when the next starts).
-    func add(deviceID: String, start: Timestamp, end: Timestamp, credential: String) async throws -> Reservation {
+    func add(deviceID: String, start: Timestamp, end: Timestamp, credential: String, holder: String?) async throws -> Reservation {
         let reservation = try await database.transaction { db in
             try await Self.lockDevice(deviceID, db: db)
             if let existing = try await db.raw(
@@ -44,7 +46,7 @@ struct ReservationsRepository: Sendable {
             ).first() {
                 throw Overlap(existing: try Self.reservation(existing))
             }
-            return try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, db: db)
+            return try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, holder: holder, db: db)
         }
         published(deviceID: deviceID, start: start, end: end)
         return reservation
@@ -82,7 +84,7 @@ struct ReservationsRepository: Sendable {
         }
     }
 
-    private static let columns = "id, device_id, start_us, end_us, credential, status, created_us"
+    private static let columns = "id, device_id, start_us, end_us, credential, holder, status, created_us"
 
     /// Locks the device's parent row (creating it if new), so that concurrent changes to one
     /// device's reservations take turns, on any number of instances.
@@ -95,11 +97,14 @@ struct ReservationsRepository: Sendable {
         ).run()
     }
 
-    private static func insert(deviceID: String, start: Timestamp, end: Timestamp, credential: String, db: any SQLDatabase) async throws -> Reservation {
+    private static func insert(
+        deviceID: String, start: Timestamp, end: Timestamp, credential: String, holder: String?, db: any SQLDatabase
+    ) async throws -> Reservation {
         let row = try await db.raw(
             """
-            INSERT INTO reservations (device_id, start_us, end_us, credential, status, created_us)
-            VALUES (\(bind: deviceID), \(bind: start.microseconds), \(bind: end.microseconds), \(bind: credential), 'active', \(bind: Timestamp.now().microseconds))
+            INSERT INTO reservations (device_id, start_us, end_us, credential, holder, status, created_us)
+            VALUES (\(bind: deviceID), \(bind: start.microseconds), \(bind: end.microseconds), \(bind: credential), \(bind: holder), 'active',
+                    \(bind: Timestamp.now().microseconds))
             RETURNING \(unsafeRaw: columns)
             """
         ).first()!
@@ -113,6 +118,7 @@ struct ReservationsRepository: Sendable {
             start: Timestamp(microseconds: try row.decode(column: "start_us", as: Int64.self)),
             end: Timestamp(microseconds: try row.decode(column: "end_us", as: Int64.self)),
             credential: try row.decode(column: "credential", as: String.self),
+            holder: try row.decode(column: "holder", as: String?.self),
             status: try row.decode(column: "status", as: String.self),
             created: Timestamp(microseconds: try row.decode(column: "created_us", as: Int64.self))
         )

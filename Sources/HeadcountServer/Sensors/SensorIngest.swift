@@ -4,7 +4,8 @@ import Synchronization
 /// transaction per request, the posts waiting while a transaction runs are stored together in the
 /// next one (a few statements for the lot). Each caller is answered only after that commit, with
 /// its own events' outcome; a failed transaction fails every caller in it and stores nothing.
-/// After each commit, every sensor it changed has its new occupancy published once.
+/// After each commit, every sensor it changed has its new occupancy published once, and each of
+/// them that is a doorway names the places whose occupancy moved.
 final class SensorIngest: Sendable {
     private struct Submission: Sendable {
         let events: [SensorEvent]
@@ -30,7 +31,10 @@ final class SensorIngest: Sendable {
     private static func store(_ batch: [Submission], database: any Database, feed: ChangeFeed) async {
         let events = batch.flatMap(\.events)
         do {
-            let (accepted, inside) = try await database.transaction { db in try await SensorsRepository.ingest(events, db: db) }
+            let (accepted, inside, doorways) = try await database.transaction { db in
+                let (accepted, inside) = try await SensorsRepository.ingest(events, db: db)
+                return (accepted, inside, try await PlacesRepository.doorways(of: inside.keys.sorted(), db: db))
+            }
             var offset = 0
             for submission in batch {
                 submission.done.resume(returning: Array(accepted[offset..<(offset + submission.events.count)]))
@@ -39,6 +43,9 @@ final class SensorIngest: Sendable {
             // Callers first: publishing is not what they wait for.
             for (sensor, inside) in inside.sorted(by: { $0.key < $1.key }) {
                 feed.publish(.sensorOccupancy, ["sensor": JSONValue.string(sensor), "inside": .int(inside)])
+            }
+            for doorway in doorways {
+                feed.publish(.placeOccupancy, ["sensor": JSONValue.string(doorway.sensor), "places": .array([doorway.from, doorway.to].compactMap { $0.map(JSONValue.string) })])
             }
         } catch {
             batch.forEach { $0.done.resume(throwing: error) }

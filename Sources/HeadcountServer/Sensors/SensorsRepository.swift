@@ -23,27 +23,48 @@ struct SensorsRepository: Sendable {
     /// One indexed lookup of the latest minute at or before the instant, plus the events of that
     /// minute up to the instant when it is the instant's own minute.
     func inside(sensor: String, at instant: Timestamp) async throws -> Int64? {
-        let minute = MinuteRollup.minute(of: instant)
-        return try await database.read { db -> Int64? in
+        try await database.read { db -> Int64? in
             guard try await db.raw("SELECT 1 AS known FROM sensors WHERE sensor = \(bind: sensor)").first() != nil else { return nil }
-            guard
-                let row = try await db.raw(
-                    """
-                    SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
-                    WHERE sensor = \(bind: sensor) AND minute_us <= \(bind: minute) ORDER BY minute_us DESC LIMIT 1
-                    """
-                ).first().map(Self.minuteRollup)
-            else { return 0 }
-            guard row.minute == minute else { return row.balanceAfter }
-            let within =
-                try await db.raw(
-                    """
-                    SELECT CAST(COALESCE(SUM(in_count - out_count), 0) AS BIGINT) AS net FROM sensor_events
-                    WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: minute) AND ts_us <= \(bind: instant.microseconds)
-                    """
-                ).first()?.decode(column: "net", as: Int64.self) ?? 0
-            return row.balanceBefore + within
+            return try await Self.inside(sensor: sensor, at: instant, db: db)
         }
+    }
+
+    /// Several sensors' occupancy, now or at `instant`, read together (unknown sensors are absent).
+    func inside(sensors: [String], at instant: Timestamp?) async throws -> [String: Int64] {
+        guard !sensors.isEmpty else { return [:] }
+        return try await database.read { db in
+            var inside: [String: Int64] = [:]
+            for chunk in sensors.chunks(of: 500) {
+                for row in try await db.raw("SELECT sensor, inside FROM sensors WHERE sensor IN (\(binds: Array(chunk)))").all() {
+                    inside[try row.decode(column: "sensor", as: String.self)] = try row.decode(column: "inside", as: Int64.self)
+                }
+            }
+            if let instant {
+                for sensor in inside.keys { inside[sensor] = try await Self.inside(sensor: sensor, at: instant, db: db) }
+            }
+            return inside
+        }
+    }
+
+    private static func inside(sensor: String, at instant: Timestamp, db: any SQLDatabase) async throws -> Int64 {
+        let minute = MinuteRollup.minute(of: instant)
+        guard
+            let row = try await db.raw(
+                """
+                SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
+                WHERE sensor = \(bind: sensor) AND minute_us <= \(bind: minute) ORDER BY minute_us DESC LIMIT 1
+                """
+            ).first().map(Self.minuteRollup)
+        else { return 0 }
+        guard row.minute == minute else { return row.balanceAfter }
+        let within =
+            try await db.raw(
+                """
+                SELECT CAST(COALESCE(SUM(in_count - out_count), 0) AS BIGINT) AS net FROM sensor_events
+                WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: minute) AND ts_us <= \(bind: instant.microseconds)
+                """
+            ).first()?.decode(column: "net", as: Int64.self) ?? 0
+        return row.balanceBefore + within
     }
 
     /// Occupancy just before `instant` (a minute boundary) and the minute rollups in [instant, end).

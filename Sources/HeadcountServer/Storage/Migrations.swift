@@ -308,6 +308,73 @@ public enum Migrations {
                 "CREATE INDEX place_rooms_by_place ON place_rooms (place_id)",
             ]
         },
+        Migration(version: 10, name: "presence") { db in
+            [
+                // Every link of a family's thing to a place, in one table: a room, an attendance
+                // device (its records put workers there), a reservation device, an event.
+                """
+                CREATE TABLE place_links (
+                    kind TEXT NOT NULL CHECK (kind IN ('room', 'attendance_device', 'reservation_device', 'event')),
+                    link_id TEXT NOT NULL,
+                    place_id TEXT NOT NULL REFERENCES places (place_id),
+                    PRIMARY KEY (kind, link_id)
+                )
+                """,
+                "CREATE INDEX place_links_by_place ON place_links (place_id, kind)",
+                "INSERT INTO place_links (kind, link_id, place_id) SELECT 'room', room, place_id FROM place_rooms",
+                "DROP TABLE place_rooms",
+                // After this long without an exit, a registrant's or worker's presence is closed by policy.
+                "ALTER TABLE places ADD COLUMN stale_after_minutes BIGINT NOT NULL DEFAULT 960",
+                // Who held a reservation, where the client said (presence names them).
+                "ALTER TABLE reservations ADD COLUMN holder TEXT",
+                "CREATE INDEX attendance_by_device_time ON attendance_records (device_id, timestamp_ms)",
+                "CREATE INDEX room_actions_by_name ON room_actions (room, name, seq)",
+                // Event check-ins and check-outs, idempotent by `nonce`; `checked_in` on the event row
+                // counts the people inside, kept in the check-in's transaction under the event's lock.
+                "ALTER TABLE events ADD COLUMN checked_in BIGINT NOT NULL DEFAULT 0",
+                """
+                CREATE TABLE event_checkins (
+                    id \(db.serialPrimaryKey),
+                    event_id TEXT NOT NULL REFERENCES events (event_id) ON DELETE CASCADE,
+                    user_id TEXT NOT NULL,
+                    type TEXT NOT NULL CHECK (type IN ('entry', 'exit')),
+                    at_us BIGINT NOT NULL,
+                    nonce TEXT NOT NULL,
+                    created_us BIGINT NOT NULL,
+                    UNIQUE (event_id, nonce)
+                )
+                """,
+                "CREATE INDEX event_checkins_by_user ON event_checkins (event_id, user_id, id)",
+                "CREATE INDEX event_checkins_by_time ON event_checkins (event_id, at_us, id)",
+                // A roll call: everyone named in a place at an instant, each marked safe or missing.
+                """
+                CREATE TABLE roll_calls (
+                    roll_call_id TEXT PRIMARY KEY,
+                    place_id TEXT NOT NULL,
+                    place_name TEXT NOT NULL,
+                    at_us BIGINT NOT NULL,
+                    counted BIGINT NOT NULL,
+                    created_us BIGINT NOT NULL,
+                    closed_us BIGINT
+                )
+                """,
+                """
+                CREATE TABLE roll_call_people (
+                    roll_call_id TEXT NOT NULL REFERENCES roll_calls (roll_call_id),
+                    person_key TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    source TEXT NOT NULL,
+                    source_id TEXT NOT NULL,
+                    place_id TEXT NOT NULL,
+                    since_us BIGINT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('unmarked', 'safe', 'missing')),
+                    marked_by TEXT,
+                    marked_us BIGINT,
+                    PRIMARY KEY (roll_call_id, person_key)
+                )
+                """,
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, in one transaction. On PostgreSQL an advisory lock
