@@ -174,7 +174,7 @@ import Testing
             let csv = try await client.get("/events/small/registrations.csv")
             #expect(csv.headers[.contentType] == "text/csv; charset=utf-8")
             let lines = csv.text.components(separatedBy: "\r\n")
-            #expect(lines.first == "userId,eventId,status,position,registeredAt")
+            #expect(lines.first == "userId,eventId,status,position,registeredAt,checkedIn")
             #expect(lines.dropFirst().filter { !$0.isEmpty }.map { $0.split(separator: ",", omittingEmptySubsequences: false)[2] } == ["confirmed", "confirmed", "waitlisted"])
 
             // Deleting the event takes its registrations with it.
@@ -320,9 +320,11 @@ import Testing
             }
             _ = try await client.delete("/events/paged/registrations/p1")
             let listing = try Self.array(try await client.get("/events/paged/registrations"))
-            let rows = listing.map { [$0["userId"] as! String, "paged", $0["status"] as! String, ($0["position"] as? Int).map(String.init) ?? "", $0["registeredAt"] as! String] }
+            let rows = listing.map {
+                [$0["userId"] as! String, "paged", $0["status"] as! String, ($0["position"] as? Int).map(String.init) ?? "", $0["registeredAt"] as! String, "false"]
+            }
             let csv = try await client.get("/events/paged/registrations.csv").text
-            #expect(csv == CSV.row(["userId", "eventId", "status", "position", "registeredAt"]) + rows.map(CSV.row).joined())
+            #expect(csv == CSV.row(["userId", "eventId", "status", "position", "registeredAt", "checkedIn"]) + rows.map(CSV.row).joined())
             #expect(try await client.get("/events/nope/registrations.csv").status == .notFound)
             return rows
         }
@@ -334,7 +336,7 @@ import Testing
             var paged: [[String]] = [], cursor: RegistrationsRepository.Cursor?
             repeat {
                 let page = try await repository.page(event: "paged", after: cursor, limit: 3)
-                paged += page.registrations.map { [$0.userId, $0.eventId, $0.status, $0.position.map(String.init) ?? "", $0.registeredAt] }
+                paged += page.registrations.map { [$0.userId, $0.eventId, $0.status, $0.position.map(String.init) ?? "", $0.registeredAt, "\($0.checkedIn ?? true)"] }
                 cursor = page.registrations.isEmpty ? nil : page.cursor
             } while cursor != nil
             #expect(paged == listed)

@@ -48,7 +48,7 @@ import Testing
                 body: ["device_id": "d1", "start_time": "2024-01-01T10:00:00Z", "end_time": "2024-01-01T11:00:00Z", "credential": "c"]),
             Route(
                 method: .post, path: "/api/reservations", credentials: .none,
-                body: ["device_id": "d2", "start_time": "2024-01-01T10:00:00Z", "end_time": "2024-01-01T11:00:00Z", "credential": "c"]),
+                body: ["device_id": "d2", "start_time": "2024-01-01T10:00:00Z", "end_time": "2024-01-01T11:00:00Z", "credential": "c", "holder": "Dana"]),
             Route(method: .post, path: "/events", credentials: .none, body: EventsTests.event("fuzz", capacity: 5, waitlist: true)),
             Route(method: .put, path: "/events/ev1", credentials: .none, body: ["title": "t", "capacity": 10, "hasWaitlist": true, "status": "active", "date": "2024-12-15"]),
             Route(method: .post, path: "/users", credentials: .none, body: ["userId": "u2", "name": "Grace"]),
@@ -70,7 +70,14 @@ import Testing
             Route(method: .post, path: "/api/places", credentials: .admin, body: ["id": "p2", "name": "Hall", "parent_id": "p0", "time_zone": "Europe/Paris", "capacity": 10]),
             Route(method: .put, path: "/api/sensors/door/doorway", credentials: .admin, body: ["from": "p0", "to": "p1"]),
             Route(method: .put, path: "/api/rooms/lab/place", credentials: .admin, body: ["place_id": "p0"]),
-            Route(method: .put, path: "/api/places/p1", credentials: .admin, body: ["name": "Wing", "parent_id": "p0", "time_zone": "UTC", "capacity": 5]),
+            Route(
+                method: .put, path: "/api/places/p1", credentials: .admin,
+                body: ["name": "Wing", "parent_id": "p0", "time_zone": "UTC", "capacity": 5, "stale_after_minutes": 600]),
+            Route(method: .put, path: "/api/admin/devices/tab-1/place", credentials: .admin, body: ["place_id": "p0"]),
+            Route(method: .put, path: "/api/reservations/devices/d1/place", credentials: .admin, body: ["place_id": "p0"]),
+            Route(method: .put, path: "/events/ev1/place", credentials: .admin, body: ["place_id": "p0"]),
+            Route(method: .post, path: "/events/ev1/check-ins", credentials: .none, body: ["userId": "u1", "nonce": "n1", "type": "entry", "datetime": "2024-12-15T10:00:00Z"]),
+            Route(method: .put, path: "/api/roll-calls/ROLLCALL/people/1", credentials: .admin, body: ["status": "safe", "by": "warden", "marked_at": "2024-01-01T10:00:00Z"]),
             // The JSON part of the worker form (sent as multipart, below).
             Route(
                 method: .post, path: "/api/workers", credentials: .admin,
@@ -110,12 +117,14 @@ import Testing
         let tables = [
             "rooms", "room_actions", "room_occupants", "reservation_devices", "reservations", "sensors",
             "sensor_events", "sensor_minutes", "events", "users", "registrations", "tenants", "activation_codes", "devices",
-            "attendance_records", "attendance_audits", "workers", "worker_images", "worker_timestamps", "places", "place_doorways", "place_rooms",
+            "attendance_records", "attendance_audits", "workers", "worker_images", "worker_timestamps", "places", "place_doorways", "place_links",
+            "event_checkins", "roll_calls", "roll_call_people",
         ]
         let counters = [
             "(SELECT SUM(seq) FROM rooms)", "(SELECT SUM(version) FROM reservation_devices)", "(SELECT SUM(version) FROM events)",
             "(SELECT SUM(change_ms) FROM tenants)", "(SELECT SUM(inside) FROM sensors)", "(SELECT SUM(is_active) FROM devices)",
             "(SELECT COUNT(*) FROM attendance_records WHERE deleted_us IS NOT NULL)", "(SELECT SUM(version) FROM place_tree)",
+            "(SELECT SUM(checked_in) FROM events)", "(SELECT COUNT(*) FROM roll_call_people WHERE marked_us IS NOT NULL)",
         ]
         let columns = tables.map { "(SELECT COUNT(*) FROM \($0))" } + counters
         let select = columns.enumerated().map { "CAST(COALESCE(\($1), 0) AS BIGINT) AS c\($0)" }.joined(separator: ", ")
@@ -139,6 +148,12 @@ import Testing
             let timestamp = try await client.post("/api/timestamps", jsonText(["worker_id": "w-1", "event_type": "entry"]), headers: AttendanceTests.admin)
             let timestampID = try #require(try timestamp.object()["id"] as? String)
             for id in ["p0", "p1"] { _ = try await client.post("/api/places", jsonText(["id": id, "name": id]), headers: AttendanceTests.admin) }
+            // A registered user to check in, and a roll call with one person on it.
+            _ = try await client.post("/events/ev1/registrations", jsonText(["userId": "u1"]))
+            _ = try await client.put("/api/rooms/lab/place", #"{"place_id":"p0"}"#, headers: AttendanceTests.admin)
+            _ = try await client.post("/rooms/lab/people/register", #"{"name":"Ada"}"#)
+            let rollCall = try await client.post("/api/places/p0/roll-calls", "", headers: AttendanceTests.admin)
+            let rollCallID = try #require(try rollCall.object()["id"] as? String)
 
             try await environment.withDatabase { database in
                 var before = try await Self.fingerprint(database)
@@ -150,7 +165,7 @@ import Testing
                     case .admin: headers[.adminToken] = WorkersTests.adminKey
                     case .device: headers[.authorization] = "Bearer \(token)"
                     }
-                    let path = route.path.replacingOccurrences(of: "TIMESTAMP", with: timestampID)
+                    let path = route.path.replacingOccurrences(of: "TIMESTAMP", with: timestampID).replacingOccurrences(of: "ROLLCALL", with: rollCallID)
                     let bodies =
                         Self.fieldPaths(route.body).flatMap { field in Self.extremes.map { Self.replacing(field, in: route.body, with: $0) } }
                         + Self.extremes + ["", "{", #"{"a":1,}"#]
@@ -198,7 +213,8 @@ import Testing
                 "/api/attendance/updates?since=V", "/api/attendance/updates?limit=V", "/api/admin/attendance?tenant_id=ACME&from=V",
                 "/api/admin/attendance.csv?tenant_id=ACME&to=V", "/api/admin/devices?tenant_id=V", "/api/timestamps?worker_id=V",
                 "/api/workers/V/images/1", "/api/workers/w/images/V", "/api/stream?topics=V", "/api/stream?lastEventId=V&topics=nope",
-                "/api/places/V", "/api/places/V/occupancy", "/api/places/p0/occupancy?at=V",
+                "/api/places/V", "/api/places/V/occupancy", "/api/places/p0/occupancy?at=V", "/api/places/V/presence", "/api/places/p0/presence?at=V",
+                "/events/V/check-ins", "/api/roll-calls/V", "/api/roll-calls/V.csv", "/api/roll-calls?open=V",
             ]
             let headers: HTTPFields = [.adminToken: WorkersTests.adminKey, .authorization: "Bearer \(token)"]
             for template in templates {
@@ -232,6 +248,8 @@ import Testing
                 .replacingOccurrences(of: "/devices/tab-1/", with: "/devices/{deviceId}/").replacingOccurrences(of: "/attendance/1", with: "/attendance/{serverId}")
                 .replacingOccurrences(of: "/timestamps/TIMESTAMP", with: "/timestamps/{timestampId}").replacingOccurrences(of: "/workers/w-1", with: "/workers/{workerId}")
                 .replacingOccurrences(of: "/places/p1", with: "/places/{placeId}").replacingOccurrences(of: "/sensors/door/", with: "/sensors/{sensor}/")
+                .replacingOccurrences(of: "/reservations/devices/d1/", with: "/reservations/devices/{deviceId}/")
+                .replacingOccurrences(of: "/roll-calls/ROLLCALL/people/1", with: "/roll-calls/{rollCallId}/people/{key}")
         }
         let catalogued = Set(Self.routes.map { "\($0.method.rawValue) \(template($0.path))" })
         #expect(documented.subtracting(catalogued).isEmpty, "JSON routes the catalogue misses: \(documented.subtracting(catalogued).sorted())")

@@ -115,7 +115,7 @@ final class SSEClient: Sendable {
             let port = try #require(client.port)
             try await withParallelClient { http in
                 let stream = try await SSEClient.connect(
-                    port: port, path: "/api/stream?topics=rooms,sensors,events,attendance,reservations,places",
+                    port: port, path: "/api/stream?topics=rooms,sensors,events,attendance,reservations,places,rollcalls",
                     headers: [("X-Admin-Token", Self.adminKey)], using: http)
                 #expect(stream.status == 200)
 
@@ -145,6 +145,10 @@ final class SSEClient: Sendable {
                 #expect(cancellation?.type == "event.cancellation")
                 #expect(try Self.data(cancellation)["promoted"] as? [String] == ["u2"])
                 #expect(try Self.data(cancellation)["confirmedCount"] as? Int == 1 && Self.data(cancellation)["waitlistCount"] as? Int == 0)
+                _ = try await client.post("/events/gala/check-ins", #"{"userId": "u2", "nonce": "scan-1"}"#)
+                let checkIn = await stream.next()
+                #expect(checkIn?.type == "event.check_in")
+                #expect(try Self.data(checkIn)["checkedInCount"] as? Int == 1)
 
                 let token = try await AttendanceTests.device(client, "tab-1")
                 #expect(await stream.next()?.type == "device.registered")
@@ -163,6 +167,26 @@ final class SSEClient: Sendable {
                 _ = try await client.post("/api/places", #"{"id": "b1", "name": "B1", "parent_id": "hq"}"#, headers: Self.admin)
                 #expect(try Self.data(await stream.next())["id"] as? String == "hq")
                 #expect(await stream.next()?.type == "place.created")
+                _ = try await client.put("/api/sensors/door/doorway", #"{"from": null, "to": "b1"}"#, headers: Self.admin)
+                #expect(await stream.next()?.type == "place.linked")
+                _ = try await client.post("/api/webhook", #"{"sensor": "door", "ts": "2024-05-01T10:01:00Z", "in_count": 1, "out": 0}"#)
+                #expect(await stream.next()?.type == "sensor.occupancy")
+                let moved = await stream.next()
+                #expect(moved?.type == "place.occupancy")
+                #expect(try Self.data(moved)["places"] as? [String] == ["b1"])
+                _ = try await client.put("/api/rooms/lab/place", #"{"place_id": "b1"}"#, headers: Self.admin)
+                #expect(try Self.data(await stream.next())["room"] as? String == "lab")
+                let rollCall = try await client.post("/api/places/hq/roll-calls", "", headers: Self.admin).object()
+                let started = await stream.next()
+                #expect(started?.type == "rollcall.created")
+                #expect((try Self.data(started)["people"] as? [[String: Any]])?.map { $0["name"] as? String } == ["Ada"])
+                let id = try #require(rollCall["id"] as? String)
+                _ = try await client.put("/api/roll-calls/\(id)/people/1", #"{"status": "safe"}"#, headers: Self.admin)
+                let marked = await stream.next()
+                #expect(marked?.type == "rollcall.marked")
+                #expect((try Self.data(marked)["person"] as? [String: Any])?["status"] as? String == "safe")
+                _ = try await client.post("/api/roll-calls/\(id)/close", "", headers: Self.admin)
+                #expect(await stream.next()?.type == "rollcall.closed")
                 _ = try await client.delete("/api/places/hq?cascade=true", headers: Self.admin)
                 let deleted = await stream.next()
                 #expect(deleted?.type == "place.deleted")
@@ -210,6 +234,7 @@ final class SSEClient: Sendable {
                 #expect(try await client.get("/api/stream?topics=sensors,nope").status == .badRequest)
                 #expect(try await client.get("/api/stream?topics=attendance").status == .unauthorized)
                 #expect(try await client.get("/api/stream?topics=attendance&admin_key=wrong").status == .unauthorized)
+                #expect(try await client.get("/api/stream?topics=places,rollcalls").status == .unauthorized, "roll calls carry names")
             }
         }
     }
