@@ -1,7 +1,7 @@
 import Hummingbird
 
-/// `/dashboard`: a static page, its script and its style, bundled in the binary. The page loads
-/// the state over the JSON API and follows `/api/stream`.
+/// `/dashboard`: static pages, their scripts and style, bundled in the binary: the live page and
+/// the roll-call page for phones. Each loads the state over the JSON API and follows `/api/stream`.
 struct DashboardController {
     let assets: [String: Asset]
 
@@ -10,6 +10,8 @@ struct DashboardController {
             "": Asset(contentType: "text/html; charset=utf-8", body: try Resources.load("dashboard/index.html")),
             "dashboard.js": Asset(contentType: "text/javascript; charset=utf-8", body: try Resources.load("dashboard/dashboard.js")),
             "dashboard.css": Asset(contentType: "text/css; charset=utf-8", body: try Resources.load("dashboard/dashboard.css")),
+            "roll-call.html": Asset(contentType: "text/html; charset=utf-8", body: try Resources.load("dashboard/roll-call.html")),
+            "roll-call.js": Asset(contentType: "text/javascript; charset=utf-8", body: try Resources.load("dashboard/roll-call.js")),
         ]
     }
 

@@ -3,7 +3,7 @@
 "use strict";
 
 const HOURS = 6;
-const state = { rooms: new Map(), sensors: new Map(), events: new Map() };
+const state = { rooms: new Map(), sensors: new Map(), events: new Map(), places: [] };
 let stream = null;
 
 function el(tag, attributes = {}, ...children) {
@@ -97,9 +97,56 @@ function renderEvents() {
       el("h3", {}, e.title),
       el("div", { class: "muted" }, `${e.date} · ${e.location}`),
       el("div", { class: "bar" }, el("span", { class: share >= 100 ? "full" : "", style: `width:${share}%` })),
-      el("div", {}, `${e.confirmedCount} of ${e.capacity} seats`, e.hasWaitlist ? ` · ${e.waitlistCount} waiting` : ""));
+      el("div", {}, `${e.confirmedCount} of ${e.capacity} seats`, e.hasWaitlist ? ` · ${e.waitlistCount} waiting` : "",
+        e.checkedInCount ? ` · ${e.checkedInCount} checked in` : ""));
   });
   replaceChildren(document.getElementById("events"), cards, "No events yet.");
+}
+
+// Places: the tree, each place with its doorway count and, with the admin key, the people the
+// families name there and the difference. Reloaded (at most every half second) when anything
+// that moves people changes.
+async function loadPlaces() {
+  const key = sessionStorage.getItem("adminKey");
+  const { places } = await getJSON("/api/places");
+  state.places = await Promise.all(places.slice(0, 200).map(async (place) => {
+    const id = encodeURIComponent(place.id);
+    const figures = key
+      ? await getJSON(`/api/places/${id}/presence`, { "X-Admin-Token": key }).catch(() => getJSON(`/api/places/${id}/occupancy`))
+      : await getJSON(`/api/places/${id}/occupancy`);
+    return { ...place, ...figures, id: place.id };
+  }));
+  renderPlaces();
+}
+
+let placesTimer = null;
+function reloadPlaces() {
+  clearTimeout(placesTimer);
+  placesTimer = setTimeout(() => loadPlaces().catch((e) => console.error(e)), 500);
+}
+
+function renderPlaces() {
+  const children = new Map();
+  for (const place of state.places) children.set(place.parent_id, [...(children.get(place.parent_id) || []), place]);
+  const row = (place, depth) => el("tr", { "data-place": place.id },
+    el("td", { style: `padding-left:${8 + depth * 16}px` }, place.name),
+    el("td", { class: "counted" }, place.counted ?? ""),
+    el("td", { class: "named", title: (place.named || []).map((p) => p.name).join(", ") }, place.named ? place.named.length : "–"),
+    el("td", { class: place.unaccounted ? "unaccounted off" : "unaccounted" },
+      place.unaccounted === undefined ? "–" : place.unaccounted > 0 ? `+${place.unaccounted}` : place.unaccounted),
+    el("td", {}, place.capacity ?? ""));
+  const rows = [];
+  const walk = (place, depth) => {
+    rows.push(row(place, depth));
+    for (const child of children.get(place.id) || []) walk(child, depth + 1);
+  };
+  // Roots first; a place whose parent is not listed (past the first 200) shows as a root.
+  const ids = new Set(state.places.map((p) => p.id));
+  for (const root of state.places.filter((p) => !p.parent_id || !ids.has(p.parent_id))) walk(root, 0);
+  const head = el("tr", {}, ...["place", "counted", "named", "unaccounted", "capacity"].map((h) => el("th", {}, h)));
+  document.getElementById("places").replaceChildren(rows.length
+    ? el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows))
+    : el("p", { class: "empty" }, "No places yet."));
 }
 
 // Devices: an admin's view of one tenant, with the key kept for this tab only.
@@ -135,26 +182,36 @@ const handlers = {
     if (!people.includes(d.name)) people.push(d.name);
     state.rooms.set(d.room, people);
     renderRooms();
+    reloadPlaces();
   },
   "room.unregister"(d) {
     state.rooms.set(d.room, (state.rooms.get(d.room) || []).filter((name) => name !== d.name));
     renderRooms();
+    reloadPlaces();
   },
   "event.created"(d) { state.events.set(d.eventId, d); renderEvents(); },
   "event.updated"(d) { state.events.set(d.eventId, d); renderEvents(); },
   "event.deleted"(d) { state.events.delete(d.eventId); renderEvents(); },
   "event.registration"(d) { updateCounts(d); },
+  "event.check_in"(d) { updateCounts({ ...d.checkIn, checkedInCount: d.checkedInCount }); reloadPlaces(); },
   "event.cancellation"(d) { updateCounts(d); },
+  "reservation.set": reloadPlaces,
   "device.registered": loadDevices,
   "device.deactivated": loadDevices,
-  "attendance.sync": loadDevices,
+  "attendance.sync"() { loadDevices(); reloadPlaces(); },
+  "place.created": reloadPlaces,
+  "place.updated": reloadPlaces,
+  "place.deleted": reloadPlaces,
+  "place.linked": reloadPlaces,
+  "place.unlinked": reloadPlaces,
+  "place.occupancy": reloadPlaces,
   reset: loadAll,
 };
 
 function updateCounts(d) {
   const event = state.events.get(d.eventId);
   if (!event) return;
-  Object.assign(event, { capacity: d.capacity, confirmedCount: d.confirmedCount, waitlistCount: d.waitlistCount });
+  for (const key of ["capacity", "confirmedCount", "waitlistCount", "checkedInCount"]) if (d[key] !== undefined) event[key] = d[key];
   renderEvents();
 }
 
@@ -172,12 +229,12 @@ function logChange(type, data) {
 function connect() {
   if (stream) stream.close();
   const key = sessionStorage.getItem("adminKey");
-  const topics = "rooms,sensors,events,reservations" + (key ? ",attendance" : "");
+  const topics = "rooms,sensors,events,reservations,places" + (key ? ",attendance" : "");
   stream = new EventSource(`/api/stream?topics=${topics}` + (key ? `&admin_key=${encodeURIComponent(key)}` : ""));
   const status = document.getElementById("connection");
   stream.onopen = () => { status.dataset.state = "live"; status.textContent = "live"; };
   stream.onerror = () => { status.dataset.state = "error"; status.textContent = "reconnecting…"; };
-  for (const type of [...Object.keys(handlers), "reservation.set", "attendance.deleted", "overflow"]) {
+  for (const type of [...Object.keys(handlers), "attendance.deleted", "overflow"]) {
     stream.addEventListener(type, (message) => {
       logChange(type, message.data);
       const handler = handlers[type];
@@ -187,7 +244,7 @@ function connect() {
 }
 
 async function loadAll() {
-  await Promise.all([loadSensors(), loadRooms(), loadEvents(), loadDevices()].map((p) => p.catch((e) => console.error(e))));
+  await Promise.all([loadSensors(), loadPlaces(), loadRooms(), loadEvents(), loadDevices()].map((p) => p.catch((e) => console.error(e))));
 }
 
 document.getElementById("devices-form").addEventListener("submit", (submit) => {
@@ -195,6 +252,7 @@ document.getElementById("devices-form").addEventListener("submit", (submit) => {
   sessionStorage.setItem("adminKey", document.getElementById("admin-key").value);
   sessionStorage.setItem("tenant", document.getElementById("tenant").value.trim());
   loadDevices();
+  loadPlaces().catch((e) => console.error(e));
   connect();
 });
 
