@@ -193,7 +193,7 @@ import Testing
             #expect(try await client.get("/api/attendance/updates?since=-1", headers: Self.bearer(a1)).status == .badRequest)
 
             let csv = try await client.get("/api/admin/attendance.csv?tenant_id=ACME", headers: Self.admin).text
-            #expect(csv.hasPrefix("server_id,employee_id,type,timestamp,time,device_id\r\n"))
+            #expect(csv.hasPrefix("server_id,employee_id,type,timestamp,time,device_id,closed_by_policy_at\r\n"))
             #expect(csv.components(separatedBy: "\r\n").filter { !$0.isEmpty }.count == 5)  // header + 4 live records
         }
     }

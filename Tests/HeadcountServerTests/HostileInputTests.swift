@@ -77,6 +77,11 @@ import Testing
             Route(method: .put, path: "/api/reservations/devices/d1/place", credentials: .admin, body: ["place_id": "p0"]),
             Route(method: .put, path: "/events/ev1/place", credentials: .admin, body: ["place_id": "p0"]),
             Route(method: .post, path: "/events/ev1/check-ins", credentials: .none, body: ["userId": "u1", "nonce": "n1", "type": "entry", "datetime": "2024-12-15T10:00:00Z"]),
+            Route(
+                method: .put, path: "/api/presence-corrections", credentials: .admin,
+                body: [
+                    "source": "attendance", "source_id": "ACME/emp-1", "since": Timestamp(microseconds: (now - 60_000) * 1000).rfc3339, "left_at": NSNull(), "by": "hr",
+                ]),
             Route(method: .put, path: "/api/roll-calls/ROLLCALL/people/1", credentials: .admin, body: ["status": "safe", "by": "warden", "marked_at": "2024-01-01T10:00:00Z"]),
             // The JSON part of the worker form (sent as multipart, below).
             Route(
@@ -118,7 +123,7 @@ import Testing
             "rooms", "room_actions", "room_occupants", "reservation_devices", "reservations", "sensors",
             "sensor_events", "sensor_minutes", "events", "users", "registrations", "tenants", "activation_codes", "devices",
             "attendance_records", "attendance_audits", "workers", "worker_images", "worker_timestamps", "places", "place_doorways", "place_links",
-            "event_checkins", "roll_calls", "roll_call_people",
+            "event_checkins", "roll_calls", "roll_call_people", "presence_corrections",
         ]
         let counters = [
             "(SELECT SUM(seq) FROM rooms)", "(SELECT SUM(version) FROM reservation_devices)", "(SELECT SUM(version) FROM events)",

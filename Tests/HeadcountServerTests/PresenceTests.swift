@@ -98,6 +98,11 @@ import Testing
             #expect(stale["name"] as? String == "w5")
             let closedAt = try #require(Timestamp(rfc3339: stale["closed_at"] as? String ?? ""))
             #expect(abs(Double(closedAt.microseconds) / 1e6 - now.addingTimeInterval(-4 * hour).timeIntervalSince1970) < 2)
+            // The attendance export flags it too.
+            let export = try await client.get("/api/admin/attendance.csv?tenant_id=ACME", headers: Self.admin).text.components(separatedBy: "\r\n")
+            #expect(export.first?.hasSuffix(",closed_by_policy_at") == true)
+            #expect(export.first { $0.contains(",w5,") }?.hasSuffix("," + (stale["closed_at"] as? String ?? "?")) == true)
+            #expect(export.first { $0.contains(",w1,") }?.hasSuffix(",") == true, "w1 is inside, within the limit")
             // The later record wins: w2 is in the annex now.
             #expect(Self.names(try await client.get("/api/places/annex/presence", headers: Self.admin).object()) == ["w2"])
             #expect(Self.names(try await client.get("/api/places/f2/presence", headers: Self.admin).object()) == ["Dana", "Guest u1"])
@@ -112,6 +117,29 @@ import Testing
             #expect(try await client.put("/api/places/b1", #"{"stale_after_minutes":1500}"#, headers: Self.admin).status == .ok)
             #expect(Self.names(try await client.get("/api/places/b1/presence", headers: Self.admin).object()).contains("w5"))
             #expect(try await client.put("/api/places/b1", #"{"stale_after_minutes":0}"#, headers: Self.admin).status == .unprocessableContent)
+
+            // An admin corrects the forgotten exit: w5 was there all along, then in fact left at 18 hours ago.
+            #expect(try await client.put("/api/places/b1", #"{"stale_after_minutes":960}"#, headers: Self.admin).status == .ok)
+            let since = try #require(stale["since"] as? String)
+            func correct(_ left: Any, source: String = "attendance", sourceID: String = "ACME/w5", since: String = since) async throws -> TestResponse {
+                try await client.put(
+                    "/api/presence-corrections", jsonText(["source": source, "source_id": sourceID, "since": since, "left_at": left, "by": "hr"]), headers: Self.admin)
+            }
+            #expect(try await correct(NSNull()).status == .ok)
+            var corrected = try await client.get("/api/places/b1/presence", headers: Self.admin).object()
+            #expect(Self.names(corrected).contains("w5") && Self.names(corrected, "closed_by_policy").isEmpty)
+            let left = iso(now.addingTimeInterval(-18 * hour))
+            #expect(try await correct(left).object()["left_at"] as? String == left)
+            corrected = try await client.get("/api/places/b1/presence", headers: Self.admin).object()
+            #expect(!Self.names(corrected).contains("w5") && Self.names(corrected, "closed_by_policy").isEmpty)
+            let atNineteen = try await client.get("/api/places/b1/presence?at=\(iso(now.addingTimeInterval(-19 * hour)))", headers: Self.admin).object()
+            #expect(Self.names(atNineteen) == ["w5"], "inside until they left")
+            let corrections = try await client.get("/api/presence-corrections", headers: Self.admin).object()["corrections"] as? [[String: Any]]
+            #expect(corrections?.count == 1 && corrections?.first?["corrected_by"] as? String == "hr")
+            #expect(try await correct(NSNull(), source: "event").status == .unprocessableContent)
+            #expect(try await correct(NSNull(), sourceID: "ACME/w9").status == .notFound)
+            #expect(try await correct(iso(now.addingTimeInterval(-30 * hour))).status == .unprocessableContent, "left before arriving")
+            #expect(try await client.put("/api/presence-corrections", #"{"source":"room"}"#).status == .unauthorized)
 
             // Counts alone need no key; unknown places and bad instants are refused.
             #expect(try await client.get("/api/places/b1/occupancy").object()["counted"] as? Int == 6)

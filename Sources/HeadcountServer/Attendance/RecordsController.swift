@@ -6,6 +6,8 @@ import Hummingbird
 struct RecordsController {
     let devices: DevicesRepository
     let records: RecordsRepository
+    /// For the export's policy column: records at devices in places.
+    let places: PlacesRepository
     let adminKey: String
 
     func addRoutes(to router: Router<AppRequestContext>) {
@@ -65,12 +67,17 @@ struct RecordsController {
         router.get("api/admin/attendance.csv") { request, _ in
             try request.requireAdmin(adminKey)
             let (tenant, from, to) = try Self.period(request)
-            let records = self.records
-            return CSV.stream(filename: "attendance.csv", header: ["server_id", "employee_id", "type", "timestamp", "time", "device_id"]) {
-                (cursor: (timestamp: Int64, serverID: Int64)?) in
+            let (records, places) = (self.records, self.places)
+            // closed_by_policy_at: when the place's stale policy closed an entry nobody signed out of.
+            let header = ["server_id", "employee_id", "type", "timestamp", "time", "device_id", "closed_by_policy_at"]
+            return CSV.stream(filename: "attendance.csv", header: header) { (cursor: (timestamp: Int64, serverID: Int64)?) in
                 let page = try await records.records(tenant: tenant, from: from, to: to, after: cursor, limit: 2000)
+                let closed = try await places.closedByPolicy(records: page.map(\.server_id))
                 let rows = page.map {
-                    [String($0.server_id), $0.employee_id, $0.type, String($0.timestamp), Timestamp(milliseconds: $0.timestamp)?.rfc3339 ?? "", $0.device_id]
+                    [
+                        String($0.server_id), $0.employee_id, $0.type, String($0.timestamp), Timestamp(milliseconds: $0.timestamp)?.rfc3339 ?? "", $0.device_id,
+                        closed[$0.server_id]?.rfc3339 ?? "",
+                    ]
                 }
                 return (rows, page.last.map { ($0.timestamp, $0.server_id) })
             }

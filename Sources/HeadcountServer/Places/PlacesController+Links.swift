@@ -58,11 +58,5 @@ extension PlacesController {
             }
             return try json(Occupancy(place: id, at: (at ?? Timestamp.now()).rfc3339, counted: counted, doorways: doorways))
         }
-        router.get("api/places/{placeId}/presence") { request, context in
-            try request.requireAdmin(adminKey)
-            let id = try context.pathID("placeId")
-            guard let presence = try await places.presence(of: id, at: try request.instant("at")) else { throw PlacesRepository.notFound }
-            return try json(presence)
-        }
     }
 }

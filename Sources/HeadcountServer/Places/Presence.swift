@@ -123,8 +123,13 @@ extension PlacesRepository {
     }
 
     /// A presence `since` in a place with `minutes` of limit, at `at`: open, closed by policy (in
-    /// the limit before `at`), or nil when the policy closed it longer ago than that.
-    private static func policed(_ person: NamedPerson, minutes: Int64, at: Timestamp) -> NamedPerson? {
+    /// the limit before `at`), or nil when the policy closed it longer ago than that. An admin's
+    /// correction replaces the policy: inside until they left, or all along.
+    private static func policed(_ person: NamedPerson, minutes: Int64, corrected: Timestamp??, at: Timestamp) -> NamedPerson? {
+        if case .some(let left) = corrected {
+            guard let left else { return person }
+            return left.microseconds > at.microseconds ? person : nil
+        }
         let limit = minutes * 60_000_000
         let closes = person.since.microseconds + limit
         guard closes <= at.microseconds else { return person }
@@ -143,19 +148,26 @@ extension PlacesRepository {
     private static func roomRegistrants(_ rooms: [String: String], tree: Subtree, at: Timestamp, db: any SQLDatabase) async throws -> [NamedPerson] {
         guard !rooms.isEmpty else { return [] }
         let from = at.microseconds - window(rooms.values, tree)
-        return try await db.raw(
+        let people = try await db.raw(
             """
             SELECT a.room, a.name, a.at_us FROM room_actions a
             WHERE a.room IN (\(binds: Array(rooms.keys))) AND a.action = 'register' AND a.at_us <= \(bind: at.microseconds) AND a.at_us > \(bind: from)
             AND NOT EXISTS (
                 SELECT 1 FROM room_actions b WHERE b.room = a.room AND b.name = a.name AND b.seq > a.seq AND b.at_us <= \(bind: at.microseconds))
             """
-        ).all().compactMap { row in
+        ).all().map { row in
             let room = try row.decode(column: "room", as: String.self), name = try row.decode(column: "name", as: String.self)
-            let place = rooms[room]!
-            let person = NamedPerson(
-                name: name, source: "room", sourceID: "\(room)/\(name)", placeID: place, since: Timestamp(microseconds: try row.decode(column: "at_us", as: Int64.self)))
-            return policed(person, minutes: tree.staleAfter[place] ?? 960, at: at)
+            return NamedPerson(
+                name: name, source: "room", sourceID: "\(room)/\(name)", placeID: rooms[room]!, since: Timestamp(microseconds: try row.decode(column: "at_us", as: Int64.self)))
+        }
+        return try await policed(people, source: "room", tree: tree, at: at, db: db)
+    }
+
+    /// Each presence through the place's policy, with the admins' corrections.
+    private static func policed(_ people: [NamedPerson], source: String, tree: Subtree, at: Timestamp, db: any SQLDatabase) async throws -> [NamedPerson] {
+        let corrections = try await corrections(source, of: people, db: db)
+        return people.compactMap { person in
+            policed(person, minutes: tree.staleAfter[person.placeID] ?? 960, corrected: corrections[key(person.sourceID, person.since)], at: at)
         }
     }
 
@@ -165,7 +177,7 @@ extension PlacesRepository {
         guard !devices.isEmpty else { return [] }
         let atMs = at.microseconds / 1000
         let fromMs = atMs - window(devices.values, tree) / 1000
-        return try await db.raw(
+        let people = try await db.raw(
             """
             SELECT r.tenant_id, r.employee_id, r.device_id, r.timestamp_ms, w.first_name, w.last_name FROM attendance_records r
             LEFT JOIN workers w ON w.document_id = r.employee_id
@@ -176,15 +188,15 @@ extension PlacesRepository {
                 WHERE l.tenant_id = r.tenant_id AND l.employee_id = r.employee_id AND l.deleted_us IS NULL AND l.timestamp_ms <= \(bind: atMs)
                 AND (l.timestamp_ms > r.timestamp_ms OR (l.timestamp_ms = r.timestamp_ms AND l.server_id > r.server_id)))
             """
-        ).all().compactMap { row in
+        ).all().map { row in
             let tenant = try row.decode(column: "tenant_id", as: String.self), employee = try row.decode(column: "employee_id", as: String.self)
-            let place = devices[try row.decode(column: "device_id", as: String.self)]!
             let first = try row.decode(column: "first_name", as: String?.self), last = try row.decode(column: "last_name", as: String?.self)
-            let person = NamedPerson(
+            return NamedPerson(
                 name: first.map { "\($0) \(last ?? "")".trimmingCharacters(in: .whitespaces) } ?? employee, source: "attendance",
-                sourceID: "\(tenant)/\(employee)", placeID: place, since: Timestamp(microseconds: try row.decode(column: "timestamp_ms", as: Int64.self) * 1000))
-            return policed(person, minutes: tree.staleAfter[place] ?? 960, at: at)
+                sourceID: "\(tenant)/\(employee)", placeID: devices[try row.decode(column: "device_id", as: String.self)]!,
+                since: Timestamp(microseconds: try row.decode(column: "timestamp_ms", as: Int64.self) * 1000))
         }
+        return try await policed(people, source: "attendance", tree: tree, at: at, db: db)
     }
 
     /// Attendees of the events (event → place) whose last scan by `at` is an entry.

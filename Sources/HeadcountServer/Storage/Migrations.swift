@@ -346,6 +346,19 @@ public enum Migrations {
                 """,
                 "CREATE INDEX event_checkins_by_user ON event_checkins (event_id, user_id, id)",
                 "CREATE INDEX event_checkins_by_time ON event_checkins (event_id, at_us, id)",
+                // An admin's word on a presence the policy would close: when the person really left
+                // (`left_us`), or null: they were there all along.
+                """
+                CREATE TABLE presence_corrections (
+                    source TEXT NOT NULL CHECK (source IN ('room', 'attendance')),
+                    source_id TEXT NOT NULL,
+                    since_us BIGINT NOT NULL,
+                    left_us BIGINT,
+                    corrected_by TEXT NOT NULL,
+                    corrected_us BIGINT NOT NULL,
+                    PRIMARY KEY (source, source_id, since_us)
+                )
+                """,
                 // A roll call: everyone named in a place at an instant, each marked safe or missing.
                 """
                 CREATE TABLE roll_calls (
