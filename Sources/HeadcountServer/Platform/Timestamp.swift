@@ -84,16 +84,27 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
         self.microseconds = microseconds
     }
 
-    /// RFC 3339 in UTC with `Z`; fractional seconds only when there are any.
+    /// RFC 3339 in UTC with `Z`; fractional seconds only when there are any. Written digit by
+    /// digit: large answers (a presence lists thousands of instants) spent most of their time in
+    /// `String(format:)`.
     public var rfc3339: String {
         let (date, seconds, micros) = parts
-        var text = "\(date.iso)T\(Self.pad(seconds / 3600)):\(Self.pad(seconds / 60 % 60)):\(Self.pad(seconds % 60))"
+        var text = Self.iso(date)
+        text.reserveCapacity(text.count + 17)
+        text.append(84)  // T
+        Self.append(seconds / 3600, width: 2, to: &text)
+        text.append(58)  // :
+        Self.append(seconds / 60 % 60, width: 2, to: &text)
+        text.append(58)
+        Self.append(seconds % 60, width: 2, to: &text)
         if micros > 0 {
-            var fraction = String(micros + 1_000_000).dropFirst()
-            while fraction.last == "0" { fraction = fraction.dropLast() }
-            text += "." + fraction
+            var (fraction, width) = (micros, 6)
+            while fraction % 10 == 0 { (fraction, width) = (fraction / 10, width - 1) }
+            text.append(46)  // .
+            Self.append(fraction, width: width, to: &text)
         }
-        return text + "Z"
+        text.append(90)  // Z
+        return String(decoding: text, as: UTF8.self)
     }
 
     /// The start of the `length`-microsecond slot (counted from the epoch) holding this instant;
@@ -104,15 +115,42 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
     }
 
     /// The UTC day, `YYYY-MM-DD`.
-    public var day: String { parts.date.iso }
+    public var day: String { String(decoding: Self.iso(parts.date), as: UTF8.self) }
 
     /// The UTC time of day, `HH:MM:SS.ffffff`.
     public var timeOfDay: String {
         let (_, seconds, micros) = parts
-        return "\(Self.pad(seconds / 3600)):\(Self.pad(seconds / 60 % 60)):\(Self.pad(seconds % 60)).\(String(micros + 1_000_000).dropFirst())"
+        var text: [UInt8] = []
+        for (value, width) in [(seconds / 3600, 2), (seconds / 60 % 60, 2), (seconds % 60, 2), (micros, 6)] {
+            if !text.isEmpty { text.append(width == 6 ? 46 : 58) }
+            Self.append(value, width: width, to: &text)
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 
-    private var parts: (date: (year: Int, month: Int, day: Int, iso: String), seconds: Int, micros: Int) {
+    /// `YYYY-MM-DD` as UTF-8 (a year past 9999, which only arithmetic on a stored instant can
+    /// reach, with all its digits).
+    private static func iso(_ date: (year: Int, month: Int, day: Int)) -> [UInt8] {
+        var text: [UInt8] = []
+        if (0...9999).contains(date.year) { append(date.year, width: 4, to: &text) } else { text += Array(String(date.year).utf8) }
+        text.append(45)  // -
+        append(date.month, width: 2, to: &text)
+        text.append(45)
+        append(date.day, width: 2, to: &text)
+        return text
+    }
+
+    /// `n` (0 ≤ n < 10^width) as `width` decimal digits.
+    private static func append(_ n: Int, width: Int, to text: inout [UInt8]) {
+        var divisor = 1
+        for _ in 1..<width { divisor *= 10 }
+        while divisor > 0 {
+            text.append(UInt8(truncatingIfNeeded: 48 + n / divisor % 10))
+            divisor /= 10
+        }
+    }
+
+    private var parts: (date: (year: Int, month: Int, day: Int), seconds: Int, micros: Int) {
         let (secs, micros) = microseconds.quotientAndRemainder(dividingBy: 1_000_000)
         let adjustedSecs = micros < 0 ? secs - 1 : secs
         let adjustedMicros = micros < 0 ? micros + 1_000_000 : micros
@@ -120,8 +158,7 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
         let d = secondOfDay < 0 ? days - 1 : days
         let s = secondOfDay < 0 ? secondOfDay + 86_400 : secondOfDay
         let (y, m, dd) = Self.civilFromDays(Int(d))
-        let iso = "\(String(format: "%04d", y))-\(Self.pad(m))-\(Self.pad(dd))"
-        return ((y, m, dd, iso), Int(s), Int(adjustedMicros))
+        return ((y, m, dd), Int(s), Int(adjustedMicros))
     }
 
     /// Midnight UTC starting the day `YYYY-MM-DD`, or nil if it is not such a day.
@@ -129,8 +166,6 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
         guard text.utf8.count == 10, let t = Timestamp(rfc3339: text + "T00:00:00Z") else { return nil }
         self = t
     }
-
-    private static func pad(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
 
     static func daysIn(month: Int, year: Int) -> Int {
         switch month {
