@@ -31,7 +31,7 @@ enum ChangeType: String, CaseIterable, Sendable {
     case placeUnlinked = "place.unlinked"
     // A doorway sensor's count moved: {sensor, places} (the places on its two sides) to read again
     case placeOccupancy = "place.occupancy"
-    // Roll calls (admin key, they carry names): the roll call; a mark {roll_call_id, person}; {roll_call_id, closed_at}
+    // Roll calls (admin key, they carry names): the roll call without its people; a mark {roll_call_id, person}; {roll_call_id, closed_at}
     case rollCallCreated = "rollcall.created"
     case rollCallMarked = "rollcall.marked"
     case rollCallClosed = "rollcall.closed"

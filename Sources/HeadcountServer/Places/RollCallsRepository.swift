@@ -143,7 +143,10 @@ struct RollCallsRepository: Sendable {
             }
             return try await Self.rollCall(rollCallID, db: db)!
         }
-        feed.publish(.rollCallCreated, rollCall)
+        // Without its people: a roll call of thousands would be one huge change; subscribers read it.
+        var listed = rollCall
+        listed.people = nil
+        feed.publish(.rollCallCreated, listed)
         return rollCall
     }
 
