@@ -12,24 +12,33 @@ public struct AppServices: Sendable {
     let roomLog: RoomLog
     let sensorIngest: SensorIngest
     let feed: ChangeFeed
+    let secretBox: SecretBox
+    let webhooksReachPrivateNetworks: Bool
+    let webhookDispatcher: WebhookDispatcher
 
     public init(configuration: Configuration, logger: Logger) async throws {
         let objectStore = try await openObjectStore(configuration.objectStore)
-        let adminKey = try AdminKey.resolve(configuration, logger: logger)
+        // The database first: a path it cannot use is the one line to say, before keys are generated.
         let database = try await openDatabase(configuration.database, logger: logger)
+        let adminKey = try KeyFile.admin(configuration, logger: logger)
+        let secretKey = try KeyFile.secret(configuration, logger: logger)
         self.init(
-            database: database, objectStore: objectStore, adminKey: adminKey, heartbeat: configuration.streamHeartbeat,
+            database: database, objectStore: objectStore, adminKey: adminKey, secretKey: secretKey,
+            webhooksReachPrivateNetworks: configuration.webhooksReachPrivateNetworks, heartbeat: configuration.streamHeartbeat,
             instance: InstanceID(dataDirectory: configuration.dataDirectory), logger: logger
         )
     }
 
     init(
-        database: any Database, objectStore: any ObjectStore, adminKey: String, heartbeat: Duration = .seconds(15),
-        instance: InstanceID = InstanceID(), logger: Logger
+        database: any Database, objectStore: any ObjectStore, adminKey: String, secretKey: String, webhooksReachPrivateNetworks: Bool = false,
+        heartbeat: Duration = .seconds(15), instance: InstanceID = InstanceID(), logger: Logger
     ) {
         self.database = database
         self.objectStore = objectStore
         self.adminKey = adminKey
+        secretBox = SecretBox(secretKey: secretKey)
+        self.webhooksReachPrivateNetworks = webhooksReachPrivateNetworks
+        webhookDispatcher = WebhookDispatcher(database: database, box: secretBox, allowPrivate: webhooksReachPrivateNetworks, logger: logger)
         // On PostgreSQL, changes reach the subscribers of every instance through LISTEN/NOTIFY.
         let relay = (database as? PostgresEngine).map { PostgresRelay(client: $0.client, logger: logger) }
         feed = ChangeFeed(relay: relay, heartbeat: heartbeat, logger: logger)
@@ -57,7 +66,10 @@ public func buildApplication(_ configuration: Configuration) async throws -> som
         router: router,
         server: .headcount(idleTimeout: configuration.idleTimeout, headerTimeout: configuration.headerTimeout, bodyTimeout: configuration.bodyTimeout),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Headcount"),
-        services: [DatabaseService(database: services.database), services.roomLog, services.feed],
+        services: [
+            DatabaseService(database: services.database), services.roomLog, services.feed, services.webhookDispatcher,
+            AlertWatch(database: services.database, feed: services.feed, logger: logger),
+        ],
         logger: logger
     )
     app.beforeServerStarts {
@@ -117,6 +129,11 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     places.addPresenceRoutes(to: router)
     let rollCalls = RollCallsRepository(database: services.database, feed: services.feed, places: placesRepository)
     RollCallsController(rollCalls: rollCalls, adminKey: services.adminKey).addRoutes(to: router)
+    WebhooksController(
+        webhooks: WebhooksRepository(database: services.database, box: services.secretBox), places: placesRepository,
+        allowPrivate: services.webhooksReachPrivateNetworks, adminKey: services.adminKey
+    ).addRoutes(to: router)
+    AlertsController(database: services.database, feed: services.feed, adminKey: services.adminKey).addRoutes(to: router)
     StreamController(feed: services.feed, adminKey: services.adminKey).addRoutes(to: router)
     try DashboardController().addRoutes(to: router)
 

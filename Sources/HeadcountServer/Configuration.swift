@@ -10,6 +10,11 @@ public struct Configuration: Sendable {
     public var objectStore: ObjectStoreLocation
     /// nil: read or generate `<data-dir>/admin.key` at start.
     public var adminKey: String?
+    /// Seals webhook signing secrets at rest; nil: read or generate `<data-dir>/secret.key` at start.
+    public var secretKey: String?
+    /// Whether webhooks may be sent to loopback, link-local and private addresses (off: a webhook
+    /// cannot be used to reach internal services).
+    public var webhooksReachPrivateNetworks = false
     public var maxBodySize: Int
     public var logLevel: Logger.Level
     /// A connection with no request in progress is closed after this long.
@@ -31,6 +36,7 @@ public struct Configuration: Sendable {
         ("admin-key", "HEADCOUNT_ADMIN_KEY"), ("max-body-size", "HEADCOUNT_MAX_BODY_SIZE"),
         ("log-level", "HEADCOUNT_LOG_LEVEL"), ("idle-timeout", "HEADCOUNT_IDLE_TIMEOUT"),
         ("header-timeout", "HEADCOUNT_HEADER_TIMEOUT"), ("body-timeout", "HEADCOUNT_BODY_TIMEOUT"), ("cors-origins", "HEADCOUNT_CORS_ORIGINS"),
+        ("secret-key", "HEADCOUNT_SECRET_KEY"), ("webhook-private-networks", "HEADCOUNT_WEBHOOK_PRIVATE_NETWORKS"),
     ]
 
     /// Resolves flags (given by flag name) over environment variables over defaults.
@@ -51,9 +57,13 @@ public struct Configuration: Sendable {
         }
         let database = try DatabaseLocation.parse(value("database") ?? "sqlite://\(dataDirectory)/headcount.sqlite")
         let objectStore = try ObjectStoreLocation.parse(value("object-store") ?? "file://\(dataDirectory)/objects", environment: environment)
-        let adminKey = value("admin-key")
-        if let adminKey, adminKey.count < 16 {
-            throw ConfigurationError("--admin-key is too short (\(adminKey.count) characters); use at least 16")
+        let adminKey = value("admin-key"), secretKey = value("secret-key")
+        for (flag, key) in [("admin-key", adminKey), ("secret-key", secretKey)] {
+            if let key, key.count < 16 { throw ConfigurationError("--\(flag) is too short (\(key.count) characters); use at least 16") }
+        }
+        let privateText = value("webhook-private-networks") ?? "deny"
+        guard ["allow", "deny"].contains(privateText) else {
+            throw ConfigurationError("--webhook-private-networks '\(privateText)' is neither allow nor deny")
         }
         let sizeText = value("max-body-size") ?? "1MiB"
         guard let maxBodySize = ByteSize.parse(sizeText), maxBodySize >= 1024 else {
@@ -77,8 +87,8 @@ public struct Configuration: Sendable {
         for origin in (value("cors-origins") ?? "").split(separator: ",") { corsOrigins.append(try CORSPolicy.origin(String(origin))) }
         return Configuration(
             host: host, port: port, database: database, dataDirectory: dataDirectory, objectStore: objectStore,
-            adminKey: adminKey, maxBodySize: maxBodySize, logLevel: logLevel, idleTimeout: idleTimeout,
-            headerTimeout: headerTimeout, bodyTimeout: bodyTimeout, corsOrigins: corsOrigins
+            adminKey: adminKey, secretKey: secretKey, webhooksReachPrivateNetworks: privateText == "allow", maxBodySize: maxBodySize,
+            logLevel: logLevel, idleTimeout: idleTimeout, headerTimeout: headerTimeout, bodyTimeout: bodyTimeout, corsOrigins: corsOrigins
         )
     }
 }

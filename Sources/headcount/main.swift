@@ -16,6 +16,12 @@ struct Settings: ParsableArguments {
             "file://<directory>, or s3://bucket/prefix with HEADCOUNT_S3_ENDPOINT, HEADCOUNT_S3_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (HEADCOUNT_OBJECT_STORE; default file://<data-dir>/objects)."
     ) var objectStore: String?
     @Option(name: .customLong("admin-key"), help: "Admin key (HEADCOUNT_ADMIN_KEY; default generated into <data-dir>/admin.key).") var adminKey: String?
+    @Option(name: .customLong("secret-key"), help: "Key that seals webhook signing secrets at rest (HEADCOUNT_SECRET_KEY; default generated into <data-dir>/secret.key).")
+    var secretKey: String?
+    @Option(
+        name: .customLong("webhook-private-networks"),
+        help: "allow or deny webhooks to loopback, link-local and private addresses (HEADCOUNT_WEBHOOK_PRIVATE_NETWORKS; default deny).")
+    var webhookPrivateNetworks: String?
     @Option(name: .customLong("max-body-size"), help: "Largest JSON body, e.g. 1MiB (HEADCOUNT_MAX_BODY_SIZE; default 1MiB).") var maxBodySize: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (HEADCOUNT_LOG_LEVEL; default info).") var logLevel: String?
     @Option(name: .customLong("idle-timeout"), help: "Close a connection with no request in progress after this long, e.g. 75s (HEADCOUNT_IDLE_TIMEOUT; default 75s).")
@@ -32,7 +38,8 @@ struct Settings: ParsableArguments {
         let flags: [String: String?] = [
             "host": host, "port": port, "database": database, "data-dir": dataDir, "object-store": objectStore,
             "admin-key": adminKey, "max-body-size": maxBodySize, "log-level": logLevel, "idle-timeout": idleTimeout,
-            "header-timeout": headerTimeout, "body-timeout": bodyTimeout, "cors-origins": corsOrigins,
+            "header-timeout": headerTimeout, "body-timeout": bodyTimeout, "cors-origins": corsOrigins, "secret-key": secretKey,
+            "webhook-private-networks": webhookPrivateNetworks,
         ]
         return try await exitOnBadSetting {
             try Configuration.resolve(flags: flags.compactMapValues { $0 }, environment: ProcessInfo.processInfo.environment)

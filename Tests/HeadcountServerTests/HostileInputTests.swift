@@ -83,6 +83,14 @@ import Testing
                     "source": "attendance", "source_id": "ACME/emp-1", "since": Timestamp(microseconds: (now - 60_000) * 1000).rfc3339, "left_at": NSNull(), "by": "hr",
                 ]),
             Route(method: .put, path: "/api/roll-calls/ROLLCALL/people/1", credentials: .admin, body: ["status": "safe", "by": "warden", "marked_at": "2024-01-01T10:00:00Z"]),
+            Route(
+                method: .post, path: "/api/webhooks", credentials: .admin,
+                body: ["url": "https://192.0.2.10/hook", "events": ["reservation.set"], "filter_sensor": "door", "enabled": true]),
+            Route(method: .put, path: "/api/webhooks/WEBHOOK", credentials: .admin, body: ["events": ["room.person_registered"], "enabled": false, "filter_place": NSNull()]),
+            Route(
+                method: .put, path: "/api/sensors/door/settings", credentials: .admin,
+                body: ["capacity": 10, "warn_percent": 80, "critical_percent": 100, "silent_after_minutes": 5]),
+            Route(method: .put, path: "/api/alerts/1/ack", credentials: .admin, body: ["by": "ops"]),
             // The JSON part of the worker form (sent as multipart, below).
             Route(
                 method: .post, path: "/api/workers", credentials: .admin,
@@ -123,7 +131,7 @@ import Testing
             "rooms", "room_actions", "room_occupants", "reservation_devices", "reservations", "sensors",
             "sensor_events", "sensor_minutes", "events", "users", "registrations", "tenants", "activation_codes", "devices",
             "attendance_records", "attendance_audits", "workers", "worker_images", "worker_timestamps", "places", "place_doorways", "place_links",
-            "event_checkins", "roll_calls", "roll_call_people", "presence_corrections",
+            "event_checkins", "roll_calls", "roll_call_people", "presence_corrections", "webhooks", "sensor_settings",
         ]
         let counters = [
             "(SELECT SUM(seq) FROM rooms)", "(SELECT SUM(version) FROM reservation_devices)", "(SELECT SUM(version) FROM events)",
@@ -159,6 +167,9 @@ import Testing
             _ = try await client.post("/rooms/lab/people/register", #"{"name":"Ada"}"#)
             let rollCall = try await client.post("/api/places/p0/roll-calls", "", headers: AttendanceTests.admin)
             let rollCallID = try #require(try rollCall.object()["id"] as? String)
+            // A subscription (to a public address: private ones are refused, and none is resolved here).
+            let webhook = try await client.post("/api/webhooks", #"{"url":"http://192.0.2.10/hook","events":["reservation.set"],"enabled":false}"#, headers: AttendanceTests.admin)
+            let webhookID = try #require(try webhook.object()["id"] as? String)
 
             try await environment.withDatabase { database in
                 var before = try await Self.fingerprint(database)
@@ -171,6 +182,7 @@ import Testing
                     case .device: headers[.authorization] = "Bearer \(token)"
                     }
                     let path = route.path.replacingOccurrences(of: "TIMESTAMP", with: timestampID).replacingOccurrences(of: "ROLLCALL", with: rollCallID)
+                        .replacingOccurrences(of: "WEBHOOK", with: webhookID)
                     let bodies =
                         Self.fieldPaths(route.body).flatMap { field in Self.extremes.map { Self.replacing(field, in: route.body, with: $0) } }
                         + Self.extremes + ["", "{", #"{"a":1,}"#]
@@ -219,7 +231,8 @@ import Testing
                 "/api/admin/attendance.csv?tenant_id=ACME&to=V", "/api/admin/devices?tenant_id=V", "/api/timestamps?worker_id=V",
                 "/api/workers/V/images/1", "/api/workers/w/images/V", "/api/stream?topics=V", "/api/stream?lastEventId=V&topics=nope",
                 "/api/places/V", "/api/places/V/occupancy", "/api/places/p0/occupancy?at=V", "/api/places/V/presence", "/api/places/p0/presence?at=V",
-                "/events/V/check-ins", "/api/roll-calls/V", "/api/roll-calls/V.csv", "/api/roll-calls?open=V",
+                "/events/V/check-ins", "/api/roll-calls/V", "/api/roll-calls/V.csv", "/api/roll-calls?open=V", "/api/webhooks/V",
+                "/api/webhooks/V/deliveries", "/api/webhooks/wh/deliveries?limit=V", "/api/alerts?active=V", "/api/sensors/V/settings",
             ]
             let headers: HTTPFields = [.adminToken: WorkersTests.adminKey, .authorization: "Bearer \(token)"]
             for template in templates {
@@ -255,6 +268,7 @@ import Testing
                 .replacingOccurrences(of: "/places/p1", with: "/places/{placeId}").replacingOccurrences(of: "/sensors/door/", with: "/sensors/{sensor}/")
                 .replacingOccurrences(of: "/reservations/devices/d1/", with: "/reservations/devices/{deviceId}/")
                 .replacingOccurrences(of: "/roll-calls/ROLLCALL/people/1", with: "/roll-calls/{rollCallId}/people/{key}")
+                .replacingOccurrences(of: "/webhooks/WEBHOOK", with: "/webhooks/{webhookId}").replacingOccurrences(of: "/alerts/1/", with: "/alerts/{alertId}/")
         }
         let catalogued = Set(Self.routes.map { "\($0.method.rawValue) \(template($0.path))" })
         #expect(documented.subtracting(catalogued).isEmpty, "JSON routes the catalogue misses: \(documented.subtracting(catalogued).sorted())")

@@ -98,7 +98,7 @@ import Testing
         let environment = try await TestEnvironment.make(.sqlite)
         let services = AppServices(
             database: BrokenDatabase(), objectStore: try FileObjectStore(root: environment.objectRoot.path),
-            adminKey: "test-admin-key-0123456789", logger: Logger(label: "test")
+            adminKey: "test-admin-key-0123456789", secretKey: "test-secret-key-0123456789", logger: Logger(label: "test")
         )
         let app = Application(router: try buildRouter(services, configuration: environment.configuration))
         try await app.test(.router) { client in

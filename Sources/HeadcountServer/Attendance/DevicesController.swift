@@ -84,7 +84,7 @@ struct DevicesController {
                 manufacturer: check.text("device_manufacturer", 0...200, required: false), androidVersion: check.text("android_version", 0...50, required: false)
             )
             try check.check()
-            let token = AdminKey.randomToken()
+            let token = KeyFile.randomToken()
             let (tenant, registeredAt) = try await devices.register(device, code: code!, token: token)
             // Tokens do not expire: `token_expires_at` is there, and null, as the original sent it.
             let data: [String: JSONValue] = [

@@ -151,16 +151,20 @@ struct DevicesRepository: Sendable {
 
     /// Deactivates a tenant's device (again is fine); false if the tenant has no such device.
     func deactivate(_ id: String, tenant: String, reason: String?) async throws -> Bool {
-        let found = try await database.transaction { db in
-            try await db.raw(
-                """
-                UPDATE devices SET is_active = 0, deactivation_reason = \(bind: reason)
-                WHERE device_id = \(bind: id) AND tenant_id = \(bind: tenant) RETURNING device_id
-                """
-            ).first() != nil
+        try await database.transaction(publishingTo: feed) { db, changes in
+            let found =
+                try await db.raw(
+                    """
+                    UPDATE devices SET is_active = 0, deactivation_reason = \(bind: reason)
+                    WHERE device_id = \(bind: id) AND tenant_id = \(bind: tenant) RETURNING device_id
+                    """
+                ).first() != nil
+            if found {
+                changes.publish(.deviceDeactivated, ["tenant_id": tenant, "device_id": id])
+                changes.send(OutboundEvent(.deviceDeactivated, ["tenant_id": tenant, "device_id": id, "reason": reason], deviceID: id))
+            }
+            return found
         }
-        if found { feed.publish(.deviceDeactivated, ["tenant_id": tenant, "device_id": id]) }
-        return found
     }
 }
 

@@ -84,9 +84,17 @@ struct RecordsRepository: Sendable {
     /// a record of the same employee within ±30 s (inclusive) of a stored one is a conflict.
     func sync(_ records: [SyncRecord], device: Device) async throws -> SyncResult {
         let now = Timestamp.now().microseconds
-        let result = try await database.transaction { db in
+        return try await database.transaction(publishingTo: feed) { db, changes in
             var stamp = try await Self.lockTenant(device.tenant, now: now, db: db)
             var result = SyncResult()
+            defer {
+                changes.publish(
+                    .attendanceSync,
+                    [
+                        "tenant_id": JSONValue.string(device.tenant), "device_id": .string(device.id), "synced_count": .int(Int64(result.synced_records.count)),
+                        "conflicts": .int(Int64(result.conflicts.count)), "errors": .int(Int64(result.errors.count)),
+                    ])
+            }
             let valid = records.filter { $0.problem(device: device.id, nowMs: milliseconds(now)) == nil }
             for record in records {
                 if let problem = record.problem(device: device.id, nowMs: milliseconds(now)) {
@@ -160,6 +168,11 @@ struct RecordsRepository: Sendable {
                 }
                 for record in fresh {
                     result.synced_records.append(.init(local_id: record.localID, server_id: serverIDs[record.localID]!, synced_at: milliseconds(now)))
+                    let created: [String: JSONValue] = [
+                        "tenant_id": .string(device.tenant), "device_id": .string(device.id), "server_id": .int(serverIDs[record.localID]!),
+                        "local_id": .int(record.localID), "employee_id": .string(record.employeeID), "type": .string(record.type), "timestamp": .int(record.timestamp),
+                    ]
+                    changes.send(OutboundEvent(.attendanceRecordCreated, created, deviceID: device.id))
                 }
                 for (record, existing, change) in pendingConflicts {
                     result.conflicts.append(Self.conflict(record, StoredRecord(existing, serverID: serverIDs[existing.localID]!, change: change)))
@@ -170,13 +183,6 @@ struct RecordsRepository: Sendable {
             result.synced_count = result.synced_records.count
             return result
         }
-        feed.publish(
-            .attendanceSync,
-            [
-                "tenant_id": JSONValue.string(device.tenant), "device_id": .string(device.id), "synced_count": .int(Int64(result.synced_count)),
-                "conflicts": .int(Int64(result.conflicts.count)), "errors": .int(Int64(result.errors.count)),
-            ])
-        return result
     }
 
     private static func conflict(_ record: SyncRecord, _ existing: StoredRecord) -> SyncResult.Conflict {
@@ -201,16 +207,19 @@ struct RecordsRepository: Sendable {
     /// Soft-deletes a tenant's record, as a new change devices will see; false if there is none.
     func delete(serverID: Int64, tenant: String, reason: String?) async throws -> Bool {
         let now = Timestamp.now().microseconds
-        let found = try await database.transaction { db in
+        return try await database.transaction(publishingTo: feed) { db, changes in
             let stamp = try await Self.lockTenant(tenant, now: now, db: db) + 1
             guard
                 let row = try await db.raw(
                     """
-                    SELECT deleted_us FROM attendance_records WHERE server_id = \(bind: serverID) AND tenant_id = \(bind: tenant)
+                    SELECT deleted_us, device_id FROM attendance_records WHERE server_id = \(bind: serverID) AND tenant_id = \(bind: tenant)
                     """
                 ).first()
             else { return false }
+            let change: [String: JSONValue] = ["tenant_id": .string(tenant), "server_id": .int(serverID)]
+            changes.publish(.attendanceDeleted, change)
             guard try row.decode(column: "deleted_us", as: Int64?.self) == nil else { return true }
+            changes.send(OutboundEvent(.attendanceRecordDeleted, change, deviceID: try row.decode(column: "device_id", as: String.self)))
             try await db.raw(
                 """
                 UPDATE attendance_records SET deleted_us = \(bind: now), deleted_reason = \(bind: reason), change_ms = \(bind: stamp)
@@ -220,8 +229,6 @@ struct RecordsRepository: Sendable {
             try await Self.saveStamp(stamp, tenant: tenant, db: db)
             return true
         }
-        if found { feed.publish(.attendanceDeleted, ["tenant_id": JSONValue.string(tenant), "server_id": .int(serverID)]) }
-        return found
     }
 
     /// A tenant's live records with `from <= timestamp < to` (epoch ms), in time order; with a

@@ -38,7 +38,7 @@ struct CheckinsRepository: Sendable {
     /// `not_checked_in` and `event_not_open` (409), `nonce_reused` for another scan's nonce (422).
     func checkIn(event: String, user: String, type: String, at: Timestamp, nonce: String) async throws -> (checkIn: CheckIn, created: Bool) {
         let now = Timestamp.now().microseconds
-        let result = try await database.transaction { db -> (CheckIn, Bool, Int64) in
+        return try await database.transaction(publishingTo: feed) { db, changes -> (checkIn: CheckIn, created: Bool) in
             guard let event = try await EventsRepository.lock(event, db: db)?.event else { throw APIError.notFound("Event not found") }
             if let first = try await db.raw("SELECT \(CheckIn.columns) FROM event_checkins WHERE event_id = \(bind: event.eventId) AND nonce = \(bind: nonce)")
                 .first().map(CheckIn.init)
@@ -46,7 +46,7 @@ struct CheckinsRepository: Sendable {
                 guard first.userId == user, first.type == type else {
                     throw APIError(.unprocessableContent, "nonce \(nonce) was used for another scan of this event", reason: "nonce_reused")
                 }
-                return (first, false, event.checkedInCount)
+                return (first, false)
             }
             guard Self.openStatuses.contains(event.status) else {
                 throw APIError(.conflict, "the event is \(event.status); check-in is closed", reason: "event_not_open")
@@ -72,12 +72,10 @@ struct CheckinsRepository: Sendable {
             ).first().map(CheckIn.init)!
             let delta: Int64 = type == "entry" ? 1 : -1
             try await db.raw("UPDATE events SET checked_in = checked_in + \(bind: delta) WHERE event_id = \(bind: event.eventId)").run()
-            return (checkIn, true, event.checkedInCount + delta)
+            changes.publish(.eventCheckIn, CheckInChange(checkIn: checkIn, checkedInCount: event.checkedInCount + delta))
+            changes.send(OutboundEvent(.eventCheckedIn, checkIn, eventID: event.eventId))
+            return (checkIn, true)
         }
-        if result.1 {
-            feed.publish(.eventCheckIn, CheckInChange(checkIn: result.0, checkedInCount: result.2))
-        }
-        return (result.0, result.1)
     }
 
     /// An event's scans in the order they were recorded; nil for an unknown event.

@@ -94,23 +94,23 @@ struct EventsRepository: Sendable {
 
     /// Applies the changes sent. Raising the capacity confirms waitlisted people, oldest first, in
     /// the same transaction; lowering it below the number confirmed is a 409.
-    func update(_ id: String, _ changes: EventChanges) async throws -> Event {
-        let event = try await database.transaction { db in
+    func update(_ id: String, _ fields: EventChanges) async throws -> Event {
+        try await database.transaction(publishingTo: feed) { db, changes in
             guard let event = try await Self.lock(id, db: db)?.event else { throw APIError.notFound("Event not found") }
-            if let capacity = changes.capacity, capacity < event.confirmedCount {
+            if let capacity = fields.capacity, capacity < event.confirmedCount {
                 throw APIError.conflict("capacity \(capacity) is below the \(event.confirmedCount) people already confirmed")
             }
-            let assignments = changes.assignments
+            let assignments = fields.assignments
             if !assignments.isEmpty {
                 let sets = assignments.map { column, value -> SQLQueryString in "\(unsafeRaw: column) = \(bind: value)" }
                 try await db.raw("UPDATE events SET \(sets.joined(separator: ", ")) WHERE event_id = \(bind: id)").run()
             }
-            let seats = (changes.capacity ?? event.capacity) - event.confirmedCount
-            try await RegistrationsRepository.promote(event: id, seats: min(seats, event.waitlistCount), db: db)
-            return try await db.raw("SELECT \(Event.columns) FROM events WHERE event_id = \(bind: id)").first().map(Event.init)!
+            let seats = (fields.capacity ?? event.capacity) - event.confirmedCount
+            try await RegistrationsRepository.promote(event: id, seats: min(seats, event.waitlistCount), db: db, changes: changes)
+            let updated = try await db.raw("SELECT \(Event.columns) FROM events WHERE event_id = \(bind: id)").first().map(Event.init)!
+            changes.publish(.eventUpdated, updated)
+            return updated
         }
-        feed.publish(.eventUpdated, event)
-        return event
     }
 
     /// Deletes an event and its registrations; false if there was no such event.

@@ -64,7 +64,7 @@ struct RegistrationsRepository: Sendable {
     /// Registers a user: confirmed while seats are free, then waitlisted if the event has a
     /// waitlist, else 409. Checks, in order: unknown user, unknown event, already registered, full.
     func register(user: String, event id: String) async throws -> Registration {
-        let (registration, change) = try await database.transaction { db in
+        try await database.transaction(publishingTo: feed) { db, changes in
             guard let (event, seq, at) = try await EventsRepository.lock(id, registeringAt: Timestamp.now().microseconds, user: user, db: db) else {
                 guard try await db.raw("SELECT 1 AS known FROM users WHERE user_id = \(bind: user)").first() != nil else {
                     throw APIError.notFound("User not found")
@@ -90,47 +90,49 @@ struct RegistrationsRepository: Sendable {
             try await db.raw("UPDATE events SET \(counter) WHERE event_id = \(bind: id)").run()
             // The newest registration is last in the waitlist.
             let position = confirmed ? nil : event.waitlistCount + 1
-            return (
-                Registration(userId: user, eventId: id, status: status, registeredAt: at, position: position),
+            let registration = Registration(userId: user, eventId: id, status: status, registeredAt: at, position: position)
+            changes.publish(
+                .eventRegistration,
                 RegistrationChange(
                     eventId: id, userId: user, status: status, position: position, capacity: event.capacity,
-                    confirmedCount: event.confirmedCount + (confirmed ? 1 : 0), waitlistCount: event.waitlistCount + (confirmed ? 0 : 1))
-            )
+                    confirmedCount: event.confirmedCount + (confirmed ? 1 : 0), waitlistCount: event.waitlistCount + (confirmed ? 0 : 1)))
+            changes.send(OutboundEvent(.eventRegistrationCreated, registration, eventID: id))
+            changes.send(OutboundEvent(confirmed ? .eventRegistrationConfirmed : .eventRegistrationWaitlisted, registration, eventID: id))
+            return registration
         }
-        feed.publish(.eventRegistration, change)
-        return registration
     }
 
     /// Removes a registration; a freed seat goes to the oldest waitlisted, in the same transaction.
     /// False if there was no such registration.
     func unregister(user: String, event id: String) async throws -> Bool {
-        let change: RegistrationChange? = try await database.transaction { db in
-            guard let event = try await EventsRepository.lock(id, db: db)?.event else { return nil }
+        try await database.transaction(publishingTo: feed) { db, changes in
+            guard let event = try await EventsRepository.lock(id, db: db)?.event else { return false }
             guard
                 let removed = try await db.raw(
                     """
                     DELETE FROM registrations WHERE event_id = \(bind: id) AND user_id = \(bind: user) RETURNING status
                     """
                 ).first()?.decode(column: "status", as: String.self)
-            else { return nil }
+            else { return false }
             let counter: SQLQueryString = removed == "confirmed" ? "confirmed = confirmed - 1" : "waitlisted = waitlisted - 1"
             try await db.raw("UPDATE events SET \(counter) WHERE event_id = \(bind: id)").run()
-            let promoted = removed == "confirmed" ? try await Self.promote(event: id, seats: 1, db: db) : []
+            let promoted = removed == "confirmed" ? try await Self.promote(event: id, seats: 1, db: db, changes: changes) : []
             let freed: Int64 = removed == "confirmed" ? 1 : 0
-            return RegistrationChange(
-                eventId: id, userId: user, status: "cancelled", promoted: promoted, capacity: event.capacity,
-                confirmedCount: event.confirmedCount - freed + Int64(promoted.count),
-                waitlistCount: event.waitlistCount - (1 - freed) - Int64(promoted.count))
+            changes.publish(
+                .eventCancellation,
+                RegistrationChange(
+                    eventId: id, userId: user, status: "cancelled", promoted: promoted, capacity: event.capacity,
+                    confirmedCount: event.confirmedCount - freed + Int64(promoted.count),
+                    waitlistCount: event.waitlistCount - (1 - freed) - Int64(promoted.count)))
+            changes.send(OutboundEvent(.eventRegistrationCancelled, ["eventId": id, "userId": user, "status": removed], eventID: id))
+            return true
         }
-        guard let change else { return false }
-        feed.publish(.eventCancellation, change)
-        return true
     }
 
-    /// Confirms up to `seats` waitlisted registrations, oldest first, and returns their users.
-    /// The caller holds the event's lock.
+    /// Confirms up to `seats` waitlisted registrations, oldest first, and returns their users
+    /// (each sent as promoted and confirmed). The caller holds the event's lock.
     @discardableResult
-    static func promote(event id: String, seats: Int64, db: any SQLDatabase) async throws -> [String] {
+    static func promote(event id: String, seats: Int64, db: any SQLDatabase, changes: Changes) async throws -> [String] {
         guard seats > 0 else { return [] }
         let promoted = try await db.raw(
             """
@@ -150,6 +152,11 @@ struct RegistrationsRepository: Sendable {
             WHERE event_id = \(bind: id)
             """
         ).run()
+        for user in promoted {
+            let change = ["eventId": id, "userId": user, "status": "confirmed"]
+            changes.send(OutboundEvent(.eventRegistrationPromoted, change, eventID: id))
+            changes.send(OutboundEvent(.eventRegistrationConfirmed, change, eventID: id))
+        }
         return promoted
     }
 

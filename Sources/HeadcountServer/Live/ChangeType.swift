@@ -35,6 +35,10 @@ enum ChangeType: String, CaseIterable, Sendable {
     case rollCallCreated = "rollcall.created"
     case rollCallMarked = "rollcall.marked"
     case rollCallClosed = "rollcall.closed"
+    // Alerts: the alert (a sensor's or a place's threshold, silence, a count below zero)
+    case alertRaised = "alert.raised"
+    case alertCleared = "alert.cleared"
+    case alertAcknowledged = "alert.acknowledged"
 
     /// The stream topic it belongs to.
     var topic: Topic {
@@ -46,6 +50,7 @@ enum ChangeType: String, CaseIterable, Sendable {
         case .reservationSet: .reservations
         case .placeCreated, .placeUpdated, .placeDeleted, .placeLinked, .placeUnlinked, .placeOccupancy: .places
         case .rollCallCreated, .rollCallMarked, .rollCallClosed: .rollCalls
+        case .alertRaised, .alertCleared, .alertAcknowledged: .alerts
         }
     }
 }

@@ -2,6 +2,7 @@
 enum Topic: String, CaseIterable, Sendable {
     case rooms, sensors, events, attendance, reservations, places
     case rollCalls = "rollcalls"
+    case alerts
 
     /// Topics that carry names or tenants' data, and so take the admin key.
     static let admin: Set<Topic> = [.attendance, .rollCalls]

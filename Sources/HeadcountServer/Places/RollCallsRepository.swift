@@ -123,7 +123,7 @@ struct RollCallsRepository: Sendable {
         guard let place = try await places.place(id), let presence = try await places.presence(of: id, at: nil) else { return nil }
         let rollCallID = UUID().uuidString.lowercased()
         let now = Timestamp.now().microseconds
-        let rollCall = try await database.transaction { db -> RollCall in
+        return try await database.transaction(publishingTo: feed) { db, changes -> RollCall in
             try await db.raw(
                 """
                 INSERT INTO roll_calls (roll_call_id, place_id, place_name, at_us, counted, created_us)
@@ -141,13 +141,14 @@ struct RollCallsRepository: Sendable {
                     """
                 ).run()
             }
-            return try await Self.rollCall(rollCallID, db: db)!
+            let rollCall = try await Self.rollCall(rollCallID, db: db)!
+            // Without its people: a roll call of thousands would be one huge change; subscribers read it.
+            var listed = rollCall
+            listed.people = nil
+            changes.publish(.rollCallCreated, listed)
+            changes.send(OutboundEvent(.rollCallCreated, listed, placeID: id))
+            return rollCall
         }
-        // Without its people: a roll call of thousands would be one huge change; subscribers read it.
-        var listed = rollCall
-        listed.people = nil
-        feed.publish(.rollCallCreated, listed)
-        return rollCall
     }
 
     func rollCall(_ id: String) async throws -> RollCall? {
@@ -166,8 +167,8 @@ struct RollCallsRepository: Sendable {
     /// current one changes nothing (the answer shows the mark that stands); a closed roll call
     /// refuses marks (409).
     func mark(_ id: String, person key: String, status: String, by: String, at: Timestamp) async throws -> RollCallPerson {
-        let (person, changed) = try await database.transaction { db -> (RollCallPerson, Bool) in
-            guard let row = try await db.raw("SELECT closed_us FROM roll_calls WHERE roll_call_id = \(bind: id)").first() else { throw Self.notFound }
+        try await database.transaction(publishingTo: feed) { db, changes -> RollCallPerson in
+            guard let row = try await db.raw("SELECT closed_us, place_id FROM roll_calls WHERE roll_call_id = \(bind: id)").first() else { throw Self.notFound }
             guard try row.decode(column: "closed_us", as: Int64?.self) == nil else {
                 throw APIError(.conflict, "the roll call is closed", reason: "roll_call_closed")
             }
@@ -183,23 +184,29 @@ struct RollCallsRepository: Sendable {
                 let person = try await db.raw("SELECT \(RollCallPerson.columns) FROM roll_call_people WHERE roll_call_id = \(bind: id) AND person_key = \(bind: key)")
                     .first().map(RollCallPerson.init)
             else { throw APIError.notFound("No person \(key) on this roll call.") }
-            return (person, changed)
+            if changed {
+                changes.publish(.rollCallMarked, MarkChange(rollCallID: id, person: person))
+                changes.send(OutboundEvent(.rollCallMarked, MarkChange(rollCallID: id, person: person), placeID: try row.decode(column: "place_id", as: String.self)))
+            }
+            return person
         }
-        if changed { feed.publish(.rollCallMarked, MarkChange(rollCallID: id, person: person)) }
-        return person
     }
 
     /// Closes a roll call (again: no change); nil if there is none.
     func close(_ id: String) async throws -> RollCall? {
         let now = Timestamp.now().microseconds
-        let (rollCall, closed) = try await database.transaction { db -> (RollCall?, Bool) in
+        return try await database.transaction(publishingTo: feed) { db, changes -> RollCall? in
             let closed =
                 try await db.raw("UPDATE roll_calls SET closed_us = \(bind: now) WHERE roll_call_id = \(bind: id) AND closed_us IS NULL RETURNING roll_call_id")
                 .first() != nil
-            return (try await Self.rollCall(id, db: db), closed)
+            let rollCall = try await Self.rollCall(id, db: db)
+            if closed, let rollCall {
+                let change = ["roll_call_id": rollCall.id, "closed_at": rollCall.closedAt]
+                changes.publish(.rollCallClosed, change)
+                changes.send(OutboundEvent(.rollCallClosed, change, placeID: rollCall.placeID))
+            }
+            return rollCall
         }
-        if closed, let rollCall { feed.publish(.rollCallClosed, ["roll_call_id": rollCall.id, "closed_at": rollCall.closedAt]) }
-        return rollCall
     }
 
     private static func rollCall(_ id: String, db: any SQLDatabase) async throws -> RollCall? {

@@ -24,18 +24,17 @@ struct ReservationsRepository: Sendable {
 
     /// The seed's create-or-replace: the device's active reservations become `replaced`.
     func set(deviceID: String, start: Timestamp, end: Timestamp, credential: String, holder: String?) async throws {
-        try await database.transaction { db in
+        try await database.transaction(publishingTo: feed) { db, changes in
             try await Self.lockDevice(deviceID, db: db)
             try await db.raw("UPDATE reservations SET status = 'replaced' WHERE device_id = \(bind: deviceID) AND status = 'active'").run()
-            _ = try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, holder: holder, db: db)
+            Self.changed(try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, holder: holder, db: db), changes)
         }
-        published(deviceID: deviceID, start: start, end: end)
     }
 
     /// Adds a reservation beside the device's others, unless it overlaps an active one
     /// (half-open intervals: one may end exactly when the next starts).
     func add(deviceID: String, start: Timestamp, end: Timestamp, credential: String, holder: String?) async throws -> Reservation {
-        let reservation = try await database.transaction { db in
+        try await database.transaction(publishingTo: feed) { db, changes in
             try await Self.lockDevice(deviceID, db: db)
             if let existing = try await db.raw(
                 """
@@ -46,19 +45,21 @@ struct ReservationsRepository: Sendable {
             ).first() {
                 throw Overlap(existing: try Self.reservation(existing))
             }
-            return try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, holder: holder, db: db)
+            let reservation = try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, holder: holder, db: db)
+            Self.changed(reservation, changes)
+            return reservation
         }
-        published(deviceID: deviceID, start: start, end: end)
-        return reservation
     }
 
-    /// A reservation was made; the credential stays out of the feed.
-    private func published(deviceID: String, start: Timestamp, end: Timestamp) {
-        feed.publish(
-            .reservationSet,
-            [
-                "device_id": JSONValue.string(deviceID), "start_time": .string(start.rfc3339), "end_time": .string(end.rfc3339),
-            ])
+    /// A reservation was made; the credential stays out of the feed and the webhooks.
+    private static func changed(_ reservation: Reservation, _ changes: Changes) {
+        var change: [String: JSONValue] = [
+            "device_id": .string(reservation.deviceID), "start_time": .string(reservation.start.rfc3339), "end_time": .string(reservation.end.rfc3339),
+        ]
+        changes.publish(.reservationSet, change)
+        change["holder"] = reservation.holder.map(JSONValue.string) ?? .null
+        change["id"] = .int(Int64(reservation.id))
+        changes.send(OutboundEvent(.reservationSet, change, deviceID: reservation.deviceID))
     }
 
     /// The device's reservation: its most recently made active one.

@@ -18,7 +18,7 @@ struct RoomsRepository: Sendable {
 
     /// Logs an action and applies it to the occupants, in one transaction; returns the occupants after it.
     func record(_ action: RoomAction, name: String, room: String) async throws -> (occupants: [String], logged: LoggedAction) {
-        let result = try await database.transaction { db in
+        try await database.transaction(publishingTo: feed) { db, changes in
             // Lock the room and take the next sequence number; time never runs backwards within a room.
             let now = Timestamp.now().microseconds
             let parent = try await db.raw(
@@ -50,14 +50,11 @@ struct RoomsRepository: Sendable {
                 try await db.raw("DELETE FROM room_occupants WHERE room = \(bind: room) AND name = \(bind: name)").run()
             }
             let occupants = try await Self.occupants(room: room, db: db)
+            let change: [String: JSONValue] = ["room": .string(room), "name": .string(name), "inside": .int(Int64(occupants.count)), "at": .string(at.rfc3339)]
+            changes.publish(action == .register ? .roomRegister : .roomUnregister, change)
+            changes.send(OutboundEvent(action == .register ? .roomPersonRegistered : .roomPersonUnregistered, change, room: room))
             return (occupants: occupants, logged: LoggedAction(seq: seq, name: name, action: action, at: at))
         }
-        feed.publish(
-            action == .register ? .roomRegister : .roomUnregister,
-            [
-                "room": JSONValue.string(room), "name": .string(name), "inside": .int(Int64(result.occupants.count)), "at": .string(result.logged.at.rfc3339),
-            ])
-        return result
     }
 
     /// Who is inside now, in order of arrival.

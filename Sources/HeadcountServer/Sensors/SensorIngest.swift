@@ -27,25 +27,29 @@ final class SensorIngest: Sendable {
         try await withCheckedThrowingContinuation { done in batcher.send(Submission(events: events, done: done)) }
     }
 
-    /// Stores a batch in one transaction, answers its callers, then publishes.
+    /// Stores a batch in one transaction (its changes published after it, and written to the
+    /// webhook outbox in it), then answers its callers.
     private static func store(_ batch: [Submission], database: any Database, feed: ChangeFeed) async {
         let events = batch.flatMap(\.events)
         do {
-            let (accepted, inside, doorways) = try await database.transaction { db in
+            let accepted = try await database.transaction(publishingTo: feed) { db, changes in
                 let (accepted, inside) = try await SensorsRepository.ingest(events, db: db)
-                return (accepted, inside, try await PlacesRepository.doorways(of: inside.keys.sorted(), db: db))
+                for (sensor, inside) in inside.sorted(by: { $0.key < $1.key }) {
+                    let change: [String: JSONValue] = ["sensor": .string(sensor), "inside": .int(inside)]
+                    changes.publish(.sensorOccupancy, change)
+                    changes.send(OutboundEvent(.sensorOccupancyChanged, change, sensor: sensor))
+                }
+                try await AlertsRepository.evaluate(sensors: inside, now: Timestamp.now().microseconds, db: db, changes: changes)
+                for doorway in try await PlacesRepository.doorways(of: inside.keys.sorted(), db: db) {
+                    changes.publish(
+                        .placeOccupancy, ["sensor": JSONValue.string(doorway.sensor), "places": .array([doorway.from, doorway.to].compactMap { $0.map(JSONValue.string) })])
+                }
+                return accepted
             }
             var offset = 0
             for submission in batch {
                 submission.done.resume(returning: Array(accepted[offset..<(offset + submission.events.count)]))
                 offset += submission.events.count
-            }
-            // Callers first: publishing is not what they wait for.
-            for (sensor, inside) in inside.sorted(by: { $0.key < $1.key }) {
-                feed.publish(.sensorOccupancy, ["sensor": JSONValue.string(sensor), "inside": .int(inside)])
-            }
-            for doorway in doorways {
-                feed.publish(.placeOccupancy, ["sensor": JSONValue.string(doorway.sensor), "places": .array([doorway.from, doorway.to].compactMap { $0.map(JSONValue.string) })])
             }
         } catch {
             batch.forEach { $0.done.resume(throwing: error) }

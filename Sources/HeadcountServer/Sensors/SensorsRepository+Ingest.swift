@@ -69,15 +69,16 @@ extension SensorsRepository {
     /// Adds each sensor's events to its totals, creating new sensors; locks the rows, in name order.
     /// Returns each sensor's occupancy now and the latest event time before this batch.
     private static func applyTotals(_ bySensor: [String: [SensorEvent]], db: any SQLDatabase) async throws -> [(String, (inside: Int64, priorLast: Int64?))] {
+        let now = Timestamp.now().microseconds
         let rows = bySensor.keys.sorted().map { sensor -> SQLQueryString in
             let batch = bySensor[sensor]!
             let entries = batch.reduce(0) { $0 + $1.inCount }, exits = batch.reduce(0) { $0 + $1.outCount }
             let last = batch.last!.ts.microseconds
-            return "(\(bind: sensor), \(bind: entries - exits), \(bind: entries), \(bind: exits), \(bind: Int64(batch.count)), \(bind: last), NULL)"
+            return "(\(bind: sensor), \(bind: entries - exits), \(bind: entries), \(bind: exits), \(bind: Int64(batch.count)), \(bind: last), NULL, \(bind: now))"
         }
         return try await db.raw(
             """
-            INSERT INTO sensors (sensor, inside, entries, exits, events, last_ts_us, prior_last_ts_us)
+            INSERT INTO sensors (sensor, inside, entries, exits, events, last_ts_us, prior_last_ts_us, received_us)
             VALUES \(rows.joined(separator: ", "))
             ON CONFLICT (sensor) DO UPDATE SET
                 inside = sensors.inside + excluded.inside,
@@ -85,6 +86,7 @@ extension SensorsRepository {
                 exits = sensors.exits + excluded.exits,
                 events = sensors.events + excluded.events,
                 prior_last_ts_us = sensors.last_ts_us,
+                received_us = excluded.received_us,
                 last_ts_us = CASE WHEN excluded.last_ts_us > sensors.last_ts_us THEN excluded.last_ts_us ELSE sensors.last_ts_us END
             RETURNING sensor, inside, prior_last_ts_us
             """

@@ -388,6 +388,99 @@ public enum Migrations {
                 """,
             ]
         },
+        Migration(version: 11, name: "webhooks") { db in
+            [
+                // A subscription. `event_types` is ",a,b," (so one LIKE finds a type); the secret is
+                // sealed with the server's secret key; during a rotation the previous one signs too.
+                """
+                CREATE TABLE webhooks (
+                    webhook_id TEXT PRIMARY KEY,
+                    url TEXT NOT NULL,
+                    event_types TEXT NOT NULL,
+                    filter_sensor TEXT,
+                    filter_place TEXT,
+                    enabled BIGINT NOT NULL CHECK (enabled IN (0, 1)),
+                    secret_sealed TEXT NOT NULL,
+                    previous_secret_sealed TEXT,
+                    previous_until_us BIGINT,
+                    disabled_reason TEXT,
+                    failing_since_us BIGINT,
+                    created_us BIGINT NOT NULL,
+                    updated_us BIGINT NOT NULL
+                )
+                """,
+                // The outbox: one row per outbound change, written in the change's transaction.
+                """
+                CREATE TABLE webhook_messages (
+                    message_id \(db.serialPrimaryKey),
+                    message_uid TEXT NOT NULL UNIQUE,
+                    event_type TEXT NOT NULL,
+                    body TEXT NOT NULL,
+                    sensor TEXT,
+                    room TEXT,
+                    event_id TEXT,
+                    device_id TEXT,
+                    place_id TEXT,
+                    fanned_out BIGINT NOT NULL,
+                    created_us BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX webhook_messages_to_fan_out ON webhook_messages (fanned_out, message_id)",
+                "CREATE INDEX webhook_messages_by_age ON webhook_messages (created_us)",
+                // A message for one subscription, attempted until it succeeds or three days pass.
+                // `locked_until_us` marks an attempt in flight, so that no other instance makes one.
+                """
+                CREATE TABLE webhook_deliveries (
+                    delivery_id \(db.serialPrimaryKey),
+                    webhook_id TEXT NOT NULL,
+                    message_id BIGINT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed', 'superseded')),
+                    attempts BIGINT NOT NULL,
+                    next_attempt_us BIGINT NOT NULL,
+                    locked_until_us BIGINT,
+                    response_code BIGINT,
+                    latency_ms BIGINT,
+                    last_error TEXT,
+                    created_us BIGINT NOT NULL,
+                    updated_us BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, status, delivery_id)",
+                "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_us)",
+            ]
+        },
+        Migration(version: 12, name: "alerts") { db in
+            [
+                // When a sensor last posted (its events' own times may be anything), for silence.
+                "ALTER TABLE sensors ADD COLUMN received_us BIGINT",
+                """
+                CREATE TABLE sensor_settings (
+                    sensor TEXT PRIMARY KEY,
+                    capacity BIGINT CHECK (capacity IS NULL OR capacity >= 1),
+                    warn_percent BIGINT NOT NULL,
+                    critical_percent BIGINT NOT NULL,
+                    silent_after_minutes BIGINT,
+                    updated_us BIGINT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE alerts (
+                    alert_id \(db.serialPrimaryKey),
+                    subject TEXT NOT NULL CHECK (subject IN ('sensor', 'place')),
+                    subject_id TEXT NOT NULL,
+                    kind TEXT NOT NULL CHECK (kind IN ('warn', 'critical', 'silent', 'negative')),
+                    value BIGINT NOT NULL,
+                    threshold BIGINT,
+                    raised_us BIGINT NOT NULL,
+                    cleared_us BIGINT,
+                    acked_us BIGINT,
+                    acked_by TEXT
+                )
+                """,
+                "CREATE INDEX alerts_by_subject ON alerts (subject, subject_id, cleared_us)",
+                "CREATE INDEX alerts_by_time ON alerts (raised_us)",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, in one transaction. On PostgreSQL an advisory lock

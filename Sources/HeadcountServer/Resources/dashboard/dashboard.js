@@ -3,7 +3,7 @@
 "use strict";
 
 const HOURS = 6;
-const state = { rooms: new Map(), sensors: new Map(), events: new Map(), places: [] };
+const state = { rooms: new Map(), sensors: new Map(), events: new Map(), places: [], alerts: new Map() };
 let stream = null;
 
 function el(tag, attributes = {}, ...children) {
@@ -149,6 +149,24 @@ function renderPlaces() {
     : el("p", { class: "empty" }, "No places yet."));
 }
 
+// Alerts: a banner listing what is active (a threshold crossed, a silent sensor, a count below zero).
+async function loadAlerts() {
+  const { alerts } = await getJSON("/api/alerts?active=true");
+  state.alerts = new Map(alerts.map((a) => [a.id, a]));
+  renderAlerts();
+}
+
+function renderAlerts() {
+  const banner = document.getElementById("alerts");
+  const active = [...state.alerts.values()].sort((a, b) => b.id - a.id);
+  banner.hidden = active.length === 0;
+  const describe = (a) => a.kind === "silent" ? `${a.subject} ${a.subject_id}: silent for ${a.value} min`
+    : a.kind === "negative" ? `${a.subject} ${a.subject_id}: count below zero (${a.value})`
+    : `${a.subject} ${a.subject_id}: ${a.kind}, ${a.value} of ${a.threshold}`;
+  banner.replaceChildren(el("strong", {}, `${active.length} active alert${active.length === 1 ? "" : "s"}`),
+    el("ul", {}, ...active.slice(0, 10).map((a) => el("li", { "data-alert": a.id }, describe(a), a.acked_by ? ` · acknowledged by ${a.acked_by}` : ""))));
+}
+
 // Devices: an admin's view of one tenant, with the key kept for this tab only.
 async function loadDevices() {
   const key = sessionStorage.getItem("adminKey"), tenant = sessionStorage.getItem("tenant");
@@ -196,6 +214,9 @@ const handlers = {
   "event.check_in"(d) { updateCounts({ ...d.checkIn, checkedInCount: d.checkedInCount }); reloadPlaces(); },
   "event.cancellation"(d) { updateCounts(d); },
   "reservation.set": reloadPlaces,
+  "alert.raised"(d) { state.alerts.set(d.id, d); renderAlerts(); },
+  "alert.cleared"(d) { state.alerts.delete(d.id); renderAlerts(); },
+  "alert.acknowledged"(d) { if (state.alerts.has(d.id)) { state.alerts.set(d.id, d); renderAlerts(); } },
   "device.registered": loadDevices,
   "device.deactivated": loadDevices,
   "attendance.sync"() { loadDevices(); reloadPlaces(); },
@@ -229,7 +250,7 @@ function logChange(type, data) {
 function connect() {
   if (stream) stream.close();
   const key = sessionStorage.getItem("adminKey");
-  const topics = "rooms,sensors,events,reservations,places" + (key ? ",attendance" : "");
+  const topics = "rooms,sensors,events,reservations,places,alerts" + (key ? ",attendance" : "");
   stream = new EventSource(`/api/stream?topics=${topics}` + (key ? `&admin_key=${encodeURIComponent(key)}` : ""));
   const status = document.getElementById("connection");
   stream.onopen = () => { status.dataset.state = "live"; status.textContent = "live"; };
@@ -244,7 +265,7 @@ function connect() {
 }
 
 async function loadAll() {
-  await Promise.all([loadSensors(), loadPlaces(), loadRooms(), loadEvents(), loadDevices()].map((p) => p.catch((e) => console.error(e))));
+  await Promise.all([loadAlerts(), loadSensors(), loadPlaces(), loadRooms(), loadEvents(), loadDevices()].map((p) => p.catch((e) => console.error(e))));
 }
 
 document.getElementById("devices-form").addEventListener("submit", (submit) => {

@@ -1,0 +1,32 @@
+import SQLKit
+
+/// What one transaction changes, said once: published to the live feed after the commit, and
+/// written to the webhook outbox inside the transaction, so that a rolled-back change is neither
+/// streamed nor sent, and a committed one is sent even if the process dies right after.
+final class Changes: @unchecked Sendable {
+    // Confined to its transaction: filled by its body, read after it.
+    private(set) var published: [(ChangeType, any Encodable & Sendable)] = []
+    private(set) var outbound: [OutboundEvent] = []
+
+    func publish(_ type: ChangeType, _ payload: some Encodable & Sendable) {
+        published.append((type, payload))
+    }
+
+    func send(_ event: OutboundEvent) {
+        outbound.append(event)
+    }
+}
+
+extension Database {
+    /// A transaction whose `Changes` go to the outbox before it commits and to `feed` after.
+    func transaction<T: Sendable>(publishingTo feed: ChangeFeed, _ body: @escaping @Sendable (any SQLDatabase, Changes) async throws -> T) async throws -> T {
+        let (result, changes) = try await transaction { db in
+            let changes = Changes()
+            let result = try await body(db, changes)
+            try await Outbox.write(changes.outbound, db: db)
+            return (result, changes)
+        }
+        for (type, payload) in changes.published { feed.publish(type, payload) }
+        return result
+    }
+}

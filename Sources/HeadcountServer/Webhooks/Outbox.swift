@@ -1,0 +1,40 @@
+import Foundation
+import SQLKit
+
+/// The durable outbox: each outbound change is a row of `webhook_messages`, written in the
+/// transaction that made the change, and only when an enabled subscription asks for its type (read
+/// in the same transaction, so a subscription made on another instance a moment ago counts).
+/// `WebhookDispatcher` fans messages out to deliveries and sends them.
+enum Outbox {
+    static func write(_ events: [OutboundEvent], db: any SQLDatabase) async throws {
+        guard !events.isEmpty else { return }
+        let wanted = try await wantedTypes(db)
+        let sending = events.filter { wanted.contains($0.type.rawValue) }
+        guard !sending.isEmpty else { return }
+        let now = Timestamp.now()
+        for chunk in sending.chunks(of: 100) {
+            let rows = chunk.map { event -> SQLQueryString in
+                let body = #"{"data":\#(event.data),"timestamp":"\#(now.rfc3339)","type":"\#(event.type.rawValue)"}"#
+                return """
+                    (\(bind: "msg_" + KeyFile.randomToken().prefix(24)), \(bind: event.type.rawValue), \(bind: body), \(bind: event.sensor), \(bind: event.room),
+                     \(bind: event.eventID), \(bind: event.deviceID), \(bind: event.placeID), 0, \(bind: now.microseconds))
+                    """
+            }
+            try await db.raw(
+                """
+                INSERT INTO webhook_messages (message_uid, event_type, body, sensor, room, event_id, device_id, place_id, fanned_out, created_us)
+                VALUES \(rows.joined(separator: ", "))
+                """
+            ).run()
+        }
+    }
+
+    /// The event types some enabled subscription asks for.
+    private static func wantedTypes(_ db: any SQLDatabase) async throws -> Set<String> {
+        var wanted = Set<String>()
+        for row in try await db.raw("SELECT event_types FROM webhooks WHERE enabled = 1").all() {
+            wanted.formUnion(try row.decode(column: "event_types", as: String.self).split(separator: ",").map(String.init))
+        }
+        return wanted
+    }
+}
