@@ -304,7 +304,8 @@ final class TestClock: Sendable {
 
                 let (counts, _) = try await Self.subscribe(database, url: url, events: [.sensorOccupancyChanged])
                 for inside in 1...5 {
-                    try await Self.change(database, OutboundEvent(.sensorOccupancyChanged, ["sensor": JSONValue.string("door"), "inside": .int(Int64(inside))], sensor: "door"))
+                    try await Self.change(
+                        database, OutboundEvent(.sensorOccupancyChanged, ["sensor": JSONValue.string("door"), "inside": .int(Int64(inside))], sensor: "door", count: Int64(inside)))
                 }
                 _ = try await Self.withDispatchers(database, clock: clock) { try await $0[0].round() }
                 let sent = receiver.received.filter { $0.body.contains("sensor.occupancy_changed") }

@@ -37,7 +37,7 @@ final class SensorIngest: Sendable {
                 for (sensor, inside) in inside.sorted(by: { $0.key < $1.key }) {
                     let change: [String: JSONValue] = ["sensor": .string(sensor), "inside": .int(inside)]
                     changes.publish(.sensorOccupancy, change)
-                    changes.send(OutboundEvent(.sensorOccupancyChanged, change, sensor: sensor))
+                    changes.send(OutboundEvent(.sensorOccupancyChanged, change, sensor: sensor, count: inside))
                 }
                 try await AlertsRepository.evaluate(sensors: inside, now: Timestamp.now().microseconds, db: db, changes: changes)
                 for doorway in try await PlacesRepository.doorways(of: inside.keys.sorted(), db: db) {

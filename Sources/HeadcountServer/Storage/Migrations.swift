@@ -426,6 +426,9 @@ public enum Migrations {
                 )
                 """,
                 "CREATE INDEX webhook_messages_to_fan_out ON webhook_messages (fanned_out, message_id)",
+                // A sensor's count is a state: each change overwrites the sensor's row, and the
+                // dispatcher sends the latest at most once a second.
+                "CREATE TABLE webhook_counts (sensor TEXT PRIMARY KEY, inside BIGINT NOT NULL, changed_us BIGINT NOT NULL, sent_us BIGINT)",
                 "CREATE INDEX webhook_messages_by_age ON webhook_messages (created_us)",
                 // A message for one subscription, attempted until it succeeds or three days pass.
                 // `locked_until_us` marks an attempt in flight, so that no other instance makes one.

@@ -4,15 +4,29 @@ import SQLKit
 /// The durable outbox: each outbound change is a row of `webhook_messages`, written in the
 /// transaction that made the change, and only when an enabled subscription asks for its type (read
 /// in the same transaction, so a subscription made on another instance a moment ago counts).
-/// `WebhookDispatcher` fans messages out to deliveries and sends them.
+/// A sensor's count is a state, kept as one row per sensor (`webhook_counts`) rather than one
+/// message per change. `WebhookDispatcher` fans messages out to deliveries and sends them.
 enum Outbox {
     static func write(_ events: [OutboundEvent], db: any SQLDatabase) async throws {
         guard !events.isEmpty else { return }
         let wanted = try await wantedTypes(db)
-        let sending = events.filter { wanted.contains($0.type.rawValue) }
-        guard !sending.isEmpty else { return }
         let now = Timestamp.now()
-        for chunk in sending.chunks(of: 100) {
+        let counts = events.filter { $0.type == .sensorOccupancyChanged && $0.count != nil }
+        if wanted.contains(WebhookEvent.sensorOccupancyChanged.rawValue), !counts.isEmpty {
+            let rows = counts.map { "(\(bind: $0.sensor!), \(bind: $0.count!), \(bind: now.microseconds))" as SQLQueryString }
+            try await db.raw(
+                """
+                INSERT INTO webhook_counts (sensor, inside, changed_us) VALUES \(rows.joined(separator: ", "))
+                ON CONFLICT (sensor) DO UPDATE SET inside = excluded.inside, changed_us = excluded.changed_us
+                """
+            ).run()
+        }
+        try await insert(events.filter { $0.type != .sensorOccupancyChanged && wanted.contains($0.type.rawValue) }, now: now, db: db)
+    }
+
+    /// Writes messages, each `{"data", "timestamp", "type"}`, to be fanned out.
+    static func insert(_ events: [OutboundEvent], now: Timestamp, db: any SQLDatabase) async throws {
+        for chunk in events.chunks(of: 100) {
             let rows = chunk.map { event -> SQLQueryString in
                 let body = #"{"data":\#(event.data),"timestamp":"\#(now.rfc3339)","type":"\#(event.type.rawValue)"}"#
                 return """

@@ -9,6 +9,8 @@ struct WebhookDeliveries: Sendable {
     static let giveUpAfter: Int64 = 3 * 86_400 * 1_000_000
     /// An attempt in flight is another instance's for this long (a 10 s request, and margin).
     static let lease: Int64 = 60 * 1_000_000
+    /// A sensor's count is sent at most this often.
+    static let countInterval: Int64 = 1_000_000
     /// Delivery logs are kept this long.
     static let retention: Int64 = 30 * 86_400 * 1_000_000
 
@@ -24,12 +26,26 @@ struct WebhookDeliveries: Sendable {
         let secrets: [String]
     }
 
-    /// Turns up to `limit` new messages into deliveries for every enabled subscription that wants
-    /// them. A newer count of a sensor supersedes its older ones still waiting. Messages nobody
-    /// wants are dropped. Returns how many messages it handled.
+    /// Turns up to `limit` new messages, and the sensors' counts that changed, into deliveries for
+    /// every enabled subscription that wants them. A newer count of a sensor supersedes its older
+    /// ones still waiting. Messages nobody wants are dropped. Returns how many messages it handled.
     func fanOut(now: Int64, limit: Int = 500) async throws -> Int {
         let skipLocked: SQLQueryString = database.engine == .postgres ? " FOR UPDATE SKIP LOCKED" : ""
         return try await database.transaction { db in
+            // Each sensor's latest count becomes a message at most once a second.
+            let counts = try await db.raw(
+                """
+                SELECT sensor, inside FROM webhook_counts
+                WHERE sent_us IS NULL OR (sent_us < changed_us AND sent_us <= \(bind: now - Self.countInterval)) ORDER BY sensor LIMIT 1000\(skipLocked)
+                """
+            ).all().map { (sensor: try $0.decode(column: "sensor", as: String.self), inside: try $0.decode(column: "inside", as: Int64.self)) }
+            if !counts.isEmpty {
+                let events = counts.map { OutboundEvent(.sensorOccupancyChanged, ["sensor": JSONValue.string($0.sensor), "inside": .int($0.inside)], sensor: $0.sensor) }
+                try await Outbox.insert(events, now: Timestamp(microseconds: now), db: db)
+                for chunk in counts.map(\.sensor).chunks(of: 500) {
+                    try await db.raw("UPDATE webhook_counts SET sent_us = \(bind: now) WHERE sensor IN (\(binds: Array(chunk)))").run()
+                }
+            }
             let messages = try await db.raw(
                 """
                 SELECT message_id, event_type, sensor, room, event_id, device_id, place_id FROM webhook_messages
@@ -81,10 +97,11 @@ struct WebhookDeliveries: Sendable {
         }
     }
 
-    /// Claims up to `limit` due deliveries, each the oldest waiting of its subscription (so that a
-    /// subscription gets its messages in order, one at a time), for `lease`. On PostgreSQL, rows
-    /// another instance is claiming are skipped, so each attempt is made by exactly one instance.
-    func claim(now: Int64, limit: Int, box: SecretBox) async throws -> [Claimed] {
+    /// Claims, for `lease`, up to `perSubscription` due deliveries of each subscription, the oldest
+    /// first and none past one that waits for a retry or is in flight (so that a subscription gets
+    /// its messages in order), up to `limit` in all. On PostgreSQL, rows another instance is claiming
+    /// are skipped, so each attempt is made by exactly one instance.
+    func claim(now: Int64, limit: Int, perSubscription: Int, box: SecretBox) async throws -> [Claimed] {
         let skipLocked: SQLQueryString = database.engine == .postgres ? " FOR UPDATE OF d SKIP LOCKED" : ""
         return try await database.transaction { db in
             let rows = try await db.raw(
@@ -94,12 +111,17 @@ struct WebhookDeliveries: Sendable {
                 FROM webhook_deliveries d JOIN webhooks w ON w.webhook_id = d.webhook_id JOIN webhook_messages m ON m.message_id = d.message_id
                 WHERE d.status = 'pending' AND w.enabled = 1 AND d.next_attempt_us <= \(bind: now)
                 AND (d.locked_until_us IS NULL OR d.locked_until_us <= \(bind: now))
-                AND d.delivery_id = (SELECT MIN(x.delivery_id) FROM webhook_deliveries x WHERE x.webhook_id = d.webhook_id AND x.status = 'pending')
-                ORDER BY d.next_attempt_us, d.delivery_id LIMIT \(literal: limit)\(skipLocked)
+                AND NOT EXISTS (
+                    SELECT 1 FROM webhook_deliveries x WHERE x.webhook_id = d.webhook_id AND x.status = 'pending' AND x.delivery_id < d.delivery_id
+                    AND (x.next_attempt_us > \(bind: now) OR x.locked_until_us > \(bind: now)))
+                ORDER BY d.webhook_id, d.delivery_id LIMIT \(literal: limit)\(skipLocked)
                 """
             ).all()
-            guard !rows.isEmpty else { return [] }
-            let claimed = try rows.map { row -> Claimed in
+            var taken: [String: Int] = [:]
+            let claimed = try rows.compactMap { row -> Claimed? in
+                let webhook = try row.decode(column: "webhook_id", as: String.self)
+                guard taken[webhook, default: 0] < perSubscription else { return nil }
+                taken[webhook, default: 0] += 1
                 var secrets = [try row.decode(column: "secret_sealed", as: String.self)]
                 if let previous = try row.decode(column: "previous_secret_sealed", as: String?.self),
                     try row.decode(column: "previous_until_us", as: Int64?.self) ?? 0 > now
@@ -107,17 +129,14 @@ struct WebhookDeliveries: Sendable {
                     secrets.append(previous)
                 }
                 return Claimed(
-                    id: try row.decode(column: "delivery_id", as: Int64.self), webhookID: try row.decode(column: "webhook_id", as: String.self),
-                    url: try row.decode(column: "url", as: String.self), messageUID: try row.decode(column: "message_uid", as: String.self),
-                    body: try row.decode(column: "body", as: String.self), attempts: try row.decode(column: "attempts", as: Int64.self) + 1,
-                    createdUs: try row.decode(column: "created_us", as: Int64.self), secrets: secrets.compactMap(box.open))
+                    id: try row.decode(column: "delivery_id", as: Int64.self), webhookID: webhook, url: try row.decode(column: "url", as: String.self),
+                    messageUID: try row.decode(column: "message_uid", as: String.self), body: try row.decode(column: "body", as: String.self),
+                    attempts: try row.decode(column: "attempts", as: Int64.self) + 1, createdUs: try row.decode(column: "created_us", as: Int64.self),
+                    secrets: secrets.compactMap(box.open))
             }
-            try await db.raw(
-                """
-                UPDATE webhook_deliveries SET locked_until_us = \(bind: now + Self.lease), attempts = attempts + 1, updated_us = \(bind: now)
-                WHERE delivery_id IN (\(binds: claimed.map(\.id)))
-                """
-            ).run()
+            for chunk in claimed.map(\.id).chunks(of: 500) {
+                try await db.raw("UPDATE webhook_deliveries SET locked_until_us = \(bind: now + Self.lease) WHERE delivery_id IN (\(binds: Array(chunk)))").run()
+            }
             return claimed
         }
     }
@@ -132,41 +151,46 @@ struct WebhookDeliveries: Sendable {
         var succeeded: Bool { (200..<300).contains(status ?? 0) }
     }
 
-    /// Records an attempt. A failure is retried at `retryAt` until three days after the delivery was
-    /// queued; `410 Gone` disables the subscription at once, and so does failing for three days.
-    func record(_ delivery: Claimed, _ outcome: Outcome, now: Int64, retryAt: Int64) async throws {
+    /// Records a round's attempts in one transaction (a claimed delivery without an outcome was
+    /// not attempted: it is released). A failure is retried at `retryAt` until three days after the
+    /// delivery was queued; `410 Gone` disables the subscription at once, and so does failing for
+    /// three days.
+    func record(_ attempts: [(delivery: Claimed, outcome: Outcome?, retryAt: Int64)], now: Int64) async throws {
+        guard !attempts.isEmpty else { return }
         try await database.transaction { db in
-            let code = outcome.status.map(Int64.init)
-            if outcome.succeeded {
+            for (delivery, outcome, retryAt) in attempts {
+                guard let outcome else {
+                    try await db.raw("UPDATE webhook_deliveries SET locked_until_us = NULL WHERE delivery_id = \(bind: delivery.id)").run()
+                    continue
+                }
+                let code = outcome.status.map(Int64.init)
+                let gone = outcome.status == 410
+                let status = outcome.succeeded ? "succeeded" : gone || now - delivery.createdUs >= Self.giveUpAfter ? "failed" : "pending"
                 try await db.raw(
                     """
-                    UPDATE webhook_deliveries SET status = 'succeeded', response_code = \(bind: code), latency_ms = \(bind: outcome.latencyMs), last_error = NULL,
+                    UPDATE webhook_deliveries SET status = \(bind: status), attempts = attempts + 1, response_code = \(bind: code),
+                        latency_ms = \(bind: outcome.latencyMs), last_error = \(bind: outcome.error), next_attempt_us = \(bind: retryAt),
                         locked_until_us = NULL, updated_us = \(bind: now) WHERE delivery_id = \(bind: delivery.id)
                     """
                 ).run()
-                try await db.raw("UPDATE webhooks SET failing_since_us = NULL WHERE webhook_id = \(bind: delivery.webhookID) AND failing_since_us IS NOT NULL").run()
-                return
+                if outcome.succeeded {
+                    try await db.raw("UPDATE webhooks SET failing_since_us = NULL WHERE webhook_id = \(bind: delivery.webhookID) AND failing_since_us IS NOT NULL")
+                        .run()
+                    continue
+                }
+                let reason =
+                    gone
+                    ? "the endpoint answered 410 Gone" : "failing since more than 3 days: \(outcome.error ?? outcome.status.map { "HTTP \($0)" } ?? "no answer")"
+                let disable: SQLQueryString = "\(bind: gone ? 1 : 0) = 1 OR COALESCE(failing_since_us, \(bind: now)) <= \(bind: now - Self.giveUpAfter)"
+                try await db.raw(
+                    """
+                    UPDATE webhooks SET failing_since_us = COALESCE(failing_since_us, \(bind: now)),
+                        enabled = CASE WHEN \(disable) THEN 0 ELSE enabled END,
+                        disabled_reason = CASE WHEN \(disable) THEN \(bind: reason) ELSE disabled_reason END
+                    WHERE webhook_id = \(bind: delivery.webhookID)
+                    """
+                ).run()
             }
-            let gone = outcome.status == 410
-            let expired = now - delivery.createdUs >= Self.giveUpAfter
-            try await db.raw(
-                """
-                UPDATE webhook_deliveries SET status = \(bind: gone || expired ? "failed" : "pending"), response_code = \(bind: code),
-                    latency_ms = \(bind: outcome.latencyMs), last_error = \(bind: outcome.error), next_attempt_us = \(bind: retryAt),
-                    locked_until_us = NULL, updated_us = \(bind: now) WHERE delivery_id = \(bind: delivery.id)
-                """
-            ).run()
-            let reason =
-                gone ? "the endpoint answered 410 Gone" : "failing since more than 3 days: \(outcome.error ?? outcome.status.map { "HTTP \($0)" } ?? "no answer")"
-            try await db.raw(
-                """
-                UPDATE webhooks SET failing_since_us = COALESCE(failing_since_us, \(bind: now)),
-                    enabled = CASE WHEN \(bind: gone ? 1 : 0) = 1 OR COALESCE(failing_since_us, \(bind: now)) <= \(bind: now - Self.giveUpAfter) THEN 0 ELSE enabled END,
-                    disabled_reason = CASE WHEN \(bind: gone ? 1 : 0) = 1 OR COALESCE(failing_since_us, \(bind: now)) <= \(bind: now - Self.giveUpAfter)
-                        THEN \(bind: reason) ELSE disabled_reason END
-                WHERE webhook_id = \(bind: delivery.webhookID)
-                """
-            ).run()
         }
     }
 

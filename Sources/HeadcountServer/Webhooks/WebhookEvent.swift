@@ -35,8 +35,13 @@ struct OutboundEvent: Sendable {
     var eventID: String?
     var deviceID: String?
     var placeID: String?
+    /// A sensor's count, for `sensor.occupancy_changed`.
+    var count: Int64?
 
-    init(_ type: WebhookEvent, _ data: some Encodable, sensor: String? = nil, room: String? = nil, eventID: String? = nil, deviceID: String? = nil, placeID: String? = nil) {
+    init(
+        _ type: WebhookEvent, _ data: some Encodable, sensor: String? = nil, room: String? = nil, eventID: String? = nil, deviceID: String? = nil,
+        placeID: String? = nil, count: Int64? = nil
+    ) {
         self.type = type
         self.data = (try? jsonBytes(data)).map { String(buffer: $0) } ?? "{}"
         self.sensor = sensor
@@ -44,5 +49,6 @@ struct OutboundEvent: Sendable {
         self.eventID = eventID
         self.deviceID = deviceID
         self.placeID = placeID
+        self.count = count
     }
 }
