@@ -68,7 +68,7 @@ public func buildApplication(_ configuration: Configuration) async throws -> som
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Headcount"),
         services: [
             DatabaseService(database: services.database), services.roomLog, services.feed, services.webhookDispatcher,
-            AlertWatch(database: services.database, feed: services.feed, logger: logger),
+            Watch(database: services.database, feed: services.feed, logger: logger),
         ],
         logger: logger
     )
@@ -134,6 +134,7 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
         allowPrivate: services.webhooksReachPrivateNetworks, adminKey: services.adminKey
     ).addRoutes(to: router)
     AlertsController(database: services.database, feed: services.feed, adminKey: services.adminKey).addRoutes(to: router)
+    AdjustmentsController(database: services.database, feed: services.feed, adminKey: services.adminKey).addRoutes(to: router)
     StreamController(feed: services.feed, adminKey: services.adminKey).addRoutes(to: router)
     try DashboardController().addRoutes(to: router)
 

@@ -77,7 +77,7 @@ import Testing
     func silenceAndPlaces(engine: Engine) async throws {
         try await TestEnvironment.make(engine).withDatabase { database in
             let feed = ChangeFeed.unheard()
-            let watch = AlertWatch(database: database, feed: feed, logger: Logger(label: "test"))
+            let watch = Watch(database: database, feed: feed, logger: Logger(label: "test"))
             let ingest = SensorIngest(database: database, feed: feed)
             var settings = SensorSettings(sensor: "door")
             settings.silentAfterMinutes = 5

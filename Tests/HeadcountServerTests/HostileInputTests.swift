@@ -89,8 +89,14 @@ import Testing
             Route(method: .put, path: "/api/webhooks/WEBHOOK", credentials: .admin, body: ["events": ["room.person_registered"], "enabled": false, "filter_place": NSNull()]),
             Route(
                 method: .put, path: "/api/sensors/door/settings", credentials: .admin,
-                body: ["capacity": 10, "warn_percent": 80, "critical_percent": 100, "silent_after_minutes": 5]),
+                body: [
+                    "capacity": 10, "warn_percent": 80, "critical_percent": 100, "silent_after_minutes": 5, "reset_time": "03:00",
+                    "reset_time_zone": "Europe/Paris",
+                ]),
             Route(method: .put, path: "/api/alerts/1/ack", credentials: .admin, body: ["by": "ops"]),
+            Route(
+                method: .post, path: "/api/sensors/door/adjustments", credentials: .admin,
+                body: ["inside": 0, "at": "2024-01-01T10:00:00Z", "reason": "recount", "by": "ops"]),
             // The JSON part of the worker form (sent as multipart, below).
             Route(
                 method: .post, path: "/api/workers", credentials: .admin,
@@ -131,13 +137,13 @@ import Testing
             "rooms", "room_actions", "room_occupants", "reservation_devices", "reservations", "sensors",
             "sensor_events", "sensor_minutes", "events", "users", "registrations", "tenants", "activation_codes", "devices",
             "attendance_records", "attendance_audits", "workers", "worker_images", "worker_timestamps", "places", "place_doorways", "place_links",
-            "event_checkins", "roll_calls", "roll_call_people", "presence_corrections", "webhooks", "sensor_settings",
+            "event_checkins", "roll_calls", "roll_call_people", "presence_corrections", "webhooks", "sensor_settings", "sensor_adjustments",
         ]
         let counters = [
             "(SELECT SUM(seq) FROM rooms)", "(SELECT SUM(version) FROM reservation_devices)", "(SELECT SUM(version) FROM events)",
             "(SELECT SUM(change_ms) FROM tenants)", "(SELECT SUM(inside) FROM sensors)", "(SELECT SUM(is_active) FROM devices)",
             "(SELECT COUNT(*) FROM attendance_records WHERE deleted_us IS NOT NULL)", "(SELECT SUM(version) FROM place_tree)",
-            "(SELECT SUM(checked_in) FROM events)", "(SELECT COUNT(*) FROM roll_call_people WHERE marked_us IS NOT NULL)",
+            "(SELECT SUM(checked_in) FROM events)", "(SELECT SUM(adjustment) FROM sensors)", "(SELECT COUNT(*) FROM roll_call_people WHERE marked_us IS NOT NULL)",
         ]
         let columns = tables.map { "(SELECT COUNT(*) FROM \($0))" } + counters
         let select = columns.enumerated().map { "CAST(COALESCE(\($1), 0) AS BIGINT) AS c\($0)" }.joined(separator: ", ")
@@ -233,6 +239,7 @@ import Testing
                 "/api/places/V", "/api/places/V/occupancy", "/api/places/p0/occupancy?at=V", "/api/places/V/presence", "/api/places/p0/presence?at=V",
                 "/events/V/check-ins", "/api/roll-calls/V", "/api/roll-calls/V.csv", "/api/roll-calls?open=V", "/api/webhooks/V",
                 "/api/webhooks/V/deliveries", "/api/webhooks/wh/deliveries?limit=V", "/api/alerts?active=V", "/api/sensors/V/settings",
+                "/api/sensors/V/adjustments", "/api/sensors/door/adjustments?from=V",
             ]
             let headers: HTTPFields = [.adminToken: WorkersTests.adminKey, .authorization: "Bearer \(token)"]
             for template in templates {

@@ -53,6 +53,14 @@ struct AlertsController {
             settings.warnPercent = check.integer("warn_percent", 1...1000, required: false) ?? SensorSettings.defaultWarnPercent
             settings.criticalPercent = check.integer("critical_percent", 1...1000, required: false) ?? SensorSettings.defaultCriticalPercent
             settings.silentAfterMinutes = body["silent_after_minutes"] == .null ? nil : check.integer("silent_after_minutes", 1...10_080, required: false)
+            settings.resetTime = body["reset_time"] == .null ? nil : check.text("reset_time", 5...5, required: false)
+            if let time = settings.resetTime, time.wholeMatch(of: /([01][0-9]|2[0-3]):[0-5][0-9]/) == nil {
+                check.fail("reset_time", "reset_time must be HH:MM, e.g. 03:00")
+            }
+            settings.resetTimeZone = settings.resetTime == nil ? nil : check.text("reset_time_zone", 1...64, required: false) ?? "UTC"
+            if let zone = settings.resetTimeZone, !PlacesController.timeZones.contains(zone) {
+                check.fail("reset_time_zone", "reset_time_zone must be an IANA time zone, e.g. Europe/Paris or UTC")
+            }
             try check.check()
             guard settings.warnPercent <= settings.criticalPercent else { throw APIError.invalid("warn_percent", "warn_percent must not be above critical_percent") }
             try await settings.save(database: database)

@@ -76,7 +76,7 @@ enum AlertsRepository {
                 switch kind {
                 case .negative: count < 0
                 case .warn, .critical: thresholds?.active(kind, count: count, now: current != nil) ?? false
-                // It posted (or, from the watcher, see `AlertWatch`).
+                // It posted (or, from the watcher, see `Watch`).
                 case .silent: false
                 }
             if wanted, current == nil {

@@ -70,7 +70,9 @@ struct SensorsController {
             throw APIError.badRequest("at most \(Self.maxBuckets) buckets: narrow from/to or use a larger bucket")
         }
         guard try await repository.inside(sensor: sensor) != nil else { throw Self.unknown }
-        let (opening, minutes) = try await repository.minutes(sensor: sensor, from: start, to: end)
+        let (rawOpening, rawMinutes) = try await repository.minutes(sensor: sensor, from: start, to: end)
+        let offsets = try await repository.offsets(sensor: sensor, from: start, to: end)
+        let (opening, minutes) = adjusted(opening: rawOpening, minutes: rawMinutes, openingOffset: offsets.opening, changes: offsets.changes)
         let points = SeriesPoint.fold(from: start, to: end, bucket: bucket, opening: opening, minutes: minutes)
         return try json(
             SeriesResponse(
@@ -79,7 +81,8 @@ struct SensorsController {
             ))
     }
 
-    /// The events with `from <= ts < to` as CSV, streamed a page at a time.
+    /// The events with `from <= ts < to` as CSV, streamed a page at a time, with the adjustments
+    /// of the same span in time order among them (`kind` says which a row is).
     private func eventsCSV(_ request: Request, _ context: AppRequestContext) async throws -> Response {
         let sensor = try Self.sensor(context)
         let from = try request.instant("from")?.microseconds ?? Int64.min
@@ -87,14 +90,25 @@ struct SensorsController {
         guard from < to else { throw APIError.badRequest("from must be before to") }
         guard try await repository.inside(sensor: sensor) != nil else { throw Self.unknown }
         let repository = self.repository
-        return CSV.stream(filename: "\(sensor.slug(or: "sensor"))-events.csv", header: ["ts", "sensor", "in_count", "out_count", "id"]) {
-            (cursor: (ts: Int64, seq: Int64)?) in
-            let page = try await repository.events(sensor: sensor, from: from, to: to, after: cursor, limit: 2000)
-            let rows = page.map { stored in
+        let adjustments = try await repository.adjustments(sensor: sensor, from: from, to: to)
+        let adjustment: @Sendable (SensorAdjustment) -> [String] = { a in
+            [a.at.rfc3339, sensor, "", "", "", a.kind == "reset" ? "reset" : "adjustment", String(a.inside), a.reason ?? "", a.madeBy]
+        }
+        let header = ["ts", "sensor", "in_count", "out_count", "id", "kind", "inside", "reason", "by"]
+        return CSV.stream(filename: "\(sensor.slug(or: "sensor"))-events.csv", header: header) { (cursor: (ts: Int64, seq: Int64, adjustments: Int)?) in
+            let page = try await repository.events(sensor: sensor, from: from, to: to, after: cursor.map { ($0.ts, $0.seq) }, limit: 2000)
+            var next = cursor?.adjustments ?? 0
+            var rows: [[String]] = []
+            for stored in page {
                 let e = stored.event
-                return [e.ts.rfc3339, e.sensor, String(e.inCount), String(e.outCount), e.id ?? ""]
+                while next < adjustments.count, adjustments[next].at <= e.ts {
+                    rows.append(adjustment(adjustments[next]))
+                    next += 1
+                }
+                rows.append([e.ts.rfc3339, e.sensor, String(e.inCount), String(e.outCount), e.id ?? "", "event", "", "", ""])
             }
-            return (rows, page.last.map { ($0.event.ts.microseconds, $0.seq) })
+            guard let last = page.last else { return (adjustments[next...].map(adjustment), nil) }
+            return (rows, (last.event.ts.microseconds, last.seq, next))
         }
     }
 

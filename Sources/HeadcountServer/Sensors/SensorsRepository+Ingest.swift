@@ -3,7 +3,7 @@ import SQLKit
 extension SensorsRepository {
     /// Stores a batch of events in the caller's transaction and keeps every sensor's totals and
     /// minute rollups current. Returns, per event, whether it was stored (false: its id was seen),
-    /// and the occupancy of each sensor the batch changed.
+    /// and the occupancy of each sensor the batch changed (with its adjustment).
     ///
     /// A batch costs three statements however many events and sensors it holds, when the events
     /// arrive in time order; a late event also rewrites its minute and shifts the minutes after it.
@@ -27,7 +27,18 @@ extension SensorsRepository {
         let totals = try await applyTotals(bySensor, db: db)
 
         var inOrder: [(events: [SensorEvent], insideBefore: Int64)] = []
+        var adjusted: [String: Int64] = [:]
         for (sensor, total) in totals {
+            // Events before the latest adjustment raise the raw count at it: its offset falls by as much.
+            var offset = total.adjustment
+            if let at = total.adjustedAt {
+                let late = bySensor[sensor]!.filter { $0.ts.microseconds <= at }.reduce(Int64(0)) { $0 + $1.net }
+                if late != 0 {
+                    offset -= late
+                    try await db.raw("UPDATE sensors SET adjustment = \(bind: offset) WHERE sensor = \(bind: sensor)").run()
+                }
+            }
+            adjusted[sensor] = total.inside + offset
             let batch = bySensor[sensor]!
             if let prior = total.priorLast, batch[0].ts.microseconds < prior {
                 try await repairMinutes(sensor: sensor, late: batch, db: db)
@@ -36,7 +47,7 @@ extension SensorsRepository {
             }
         }
         try await appendMinutes(inOrder, db: db)
-        return (accepted, Dictionary(uniqueKeysWithValues: totals.map { ($0.0, $0.1.inside) }))
+        return (accepted, adjusted)
     }
 
     /// Inserts events, ignoring those whose (sensor, id) is already stored; returns the ids stored.
@@ -68,7 +79,9 @@ extension SensorsRepository {
 
     /// Adds each sensor's events to its totals, creating new sensors; locks the rows, in name order.
     /// Returns each sensor's occupancy now and the latest event time before this batch.
-    private static func applyTotals(_ bySensor: [String: [SensorEvent]], db: any SQLDatabase) async throws -> [(String, (inside: Int64, priorLast: Int64?))] {
+    private static func applyTotals(
+        _ bySensor: [String: [SensorEvent]], db: any SQLDatabase
+    ) async throws -> [(String, (inside: Int64, priorLast: Int64?, adjustment: Int64, adjustedAt: Int64?))] {
         let now = Timestamp.now().microseconds
         let rows = bySensor.keys.sorted().map { sensor -> SQLQueryString in
             let batch = bySensor[sensor]!
@@ -88,12 +101,15 @@ extension SensorsRepository {
                 prior_last_ts_us = sensors.last_ts_us,
                 received_us = excluded.received_us,
                 last_ts_us = CASE WHEN excluded.last_ts_us > sensors.last_ts_us THEN excluded.last_ts_us ELSE sensors.last_ts_us END
-            RETURNING sensor, inside, prior_last_ts_us
+            RETURNING sensor, inside, prior_last_ts_us, adjustment, adjusted_us
             """
         ).all().map { row in
             (
                 try row.decode(column: "sensor", as: String.self),
-                (try row.decode(column: "inside", as: Int64.self), try row.decode(column: "prior_last_ts_us", as: Int64?.self))
+                (
+                    try row.decode(column: "inside", as: Int64.self), try row.decode(column: "prior_last_ts_us", as: Int64?.self),
+                    try row.decode(column: "adjustment", as: Int64.self), try row.decode(column: "adjusted_us", as: Int64?.self)
+                )
             )
         }
     }

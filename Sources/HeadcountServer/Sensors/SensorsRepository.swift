@@ -15,7 +15,7 @@ struct SensorsRepository: Sendable {
     /// Occupancy now, or nil for an unknown sensor.
     func inside(sensor: String) async throws -> Int64? {
         try await database.read { db in
-            try await db.raw("SELECT inside FROM sensors WHERE sensor = \(bind: sensor)").first()?.decode(column: "inside", as: Int64.self)
+            try await db.raw("SELECT inside + adjustment AS inside FROM sensors WHERE sensor = \(bind: sensor)").first()?.decode(column: "inside", as: Int64.self)
         }
     }
 
@@ -35,7 +35,7 @@ struct SensorsRepository: Sendable {
         return try await database.read { db in
             var inside: [String: Int64] = [:]
             for chunk in sensors.chunks(of: 500) {
-                for row in try await db.raw("SELECT sensor, inside FROM sensors WHERE sensor IN (\(binds: Array(chunk)))").all() {
+                for row in try await db.raw("SELECT sensor, inside + adjustment AS inside FROM sensors WHERE sensor IN (\(binds: Array(chunk)))").all() {
                     inside[try row.decode(column: "sensor", as: String.self)] = try row.decode(column: "inside", as: Int64.self)
                 }
             }
@@ -46,7 +46,13 @@ struct SensorsRepository: Sendable {
         }
     }
 
-    private static func inside(sensor: String, at instant: Timestamp, db: any SQLDatabase) async throws -> Int64 {
+    /// The count at `instant` with the adjustment in force then.
+    static func inside(sensor: String, at instant: Timestamp, db: any SQLDatabase) async throws -> Int64 {
+        try await rawInside(sensor: sensor, at: instant, db: db) + offset(sensor: sensor, at: instant.microseconds, db: db)
+    }
+
+    /// The raw count at `instant`: what the events alone add up to.
+    static func rawInside(sensor: String, at instant: Timestamp, db: any SQLDatabase) async throws -> Int64 {
         let minute = MinuteRollup.minute(of: instant)
         guard
             let row = try await db.raw(
@@ -133,7 +139,7 @@ extension SensorsRepository {
     /// The sensors' gauges of `/metrics`.
     static func gauges(_ db: any SQLDatabase) async throws -> [Gauge] {
         var occupancy = Gauge("headcount_sensor_occupancy", "Occupancy of each sensor now (in minus out).")
-        for row in try await db.raw("SELECT sensor, inside FROM sensors").all() {
+        for row in try await db.raw("SELECT sensor, inside + adjustment AS inside FROM sensors").all() {
             occupancy.add(try row.decode(column: "inside", as: Int64.self), ("sensor", try row.decode(column: "sensor", as: String.self)))
         }
         return [occupancy]

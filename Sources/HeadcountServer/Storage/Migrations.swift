@@ -484,6 +484,30 @@ public enum Migrations {
                 "CREATE INDEX alerts_by_time ON alerts (raised_us)",
             ]
         },
+        Migration(version: 13, name: "adjustments") { _ in
+            [
+                // Drift control: an adjustment sets a sensor's count at an instant, stored beside the
+                // raw events. The sensor's row keeps its latest (`adjusted_us`) as an offset from the
+                // raw count there, so that occupancy now is `inside + adjustment`.
+                """
+                CREATE TABLE sensor_adjustments (
+                    sensor TEXT NOT NULL,
+                    at_us BIGINT NOT NULL,
+                    inside BIGINT NOT NULL,
+                    kind TEXT NOT NULL CHECK (kind IN ('manual', 'reset')),
+                    reason TEXT,
+                    made_by TEXT NOT NULL,
+                    created_us BIGINT NOT NULL,
+                    PRIMARY KEY (sensor, at_us)
+                )
+                """,
+                "ALTER TABLE sensors ADD COLUMN adjustment BIGINT NOT NULL DEFAULT 0",
+                "ALTER TABLE sensors ADD COLUMN adjusted_us BIGINT",
+                // A daily reset to zero at a local time ("03:00") in a time zone.
+                "ALTER TABLE sensor_settings ADD COLUMN reset_time TEXT",
+                "ALTER TABLE sensor_settings ADD COLUMN reset_time_zone TEXT",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, in one transaction. On PostgreSQL an advisory lock

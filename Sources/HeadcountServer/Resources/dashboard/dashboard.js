@@ -48,12 +48,13 @@ function chart(points) {
   const end = Date.now(), start = end - HOURS * 3600e3;
   const visible = points.filter((p) => p.t >= start);
   const max = Math.max(1, ...visible.map((p) => p.v));
+  const y = (v) => (46 - Math.max(0, v) / max * 44).toFixed(1);
   svg.setAttribute("viewBox", "0 0 300 48");
   svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("role", "img");
   svg.setAttribute("aria-label", `occupancy over the last ${HOURS} hours`);
   const line = document.createElementNS(svg.namespaceURI, "polyline");
-  line.setAttribute("points", visible.map((p) => `${((p.t - start) / (end - start) * 300).toFixed(1)},${(46 - p.v / max * 44).toFixed(1)}`).join(" "));
+  line.setAttribute("points", visible.map((p) => `${((p.t - start) / (end - start) * 300).toFixed(1)},${y(p.v)}`).join(" "));
   line.setAttribute("fill", "none");
   line.setAttribute("stroke", "#2563eb");
   line.setAttribute("stroke-width", "2");
@@ -64,7 +65,9 @@ function chart(points) {
 function renderSensors() {
   const cards = [...state.sensors.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([name, s]) =>
     el("article", { class: "card", "data-sensor": name },
-      el("h3", {}, name), el("div", { class: "big" }, s.inside), el("div", { class: "muted" }, "inside"), chart(s.points)));
+      // A count below zero shows as 0 (a sensor missed entries); the figure itself stays visible.
+      el("h3", {}, name), el("div", { class: "big" }, Math.max(0, s.inside)),
+      el("div", { class: "muted" }, s.inside < 0 ? `inside (counted ${s.inside}: needs a reset)` : "inside"), chart(s.points)));
   replaceChildren(document.getElementById("sensors"), cards, "No sensor has posted yet.");
 }
 

@@ -2,10 +2,11 @@ import Logging
 import SQLKit
 import ServiceLifecycle
 
-/// What no write tells: a sensor that stopped posting, and a place whose doorways together cross
-/// its capacity. Every instance runs a round every 15 seconds; the rounds take turns (a lock on
-/// PostgreSQL, the writer on SQLite), so one alert is raised once.
-struct AlertWatch: Service {
+/// What no write tells: a sensor's daily reset coming due, a sensor that stopped posting, and a
+/// place whose doorways together cross its capacity. Every instance runs a round every 15
+/// seconds; the rounds take turns (a lock on PostgreSQL, the writer on SQLite), so one reset is
+/// made, and one alert raised, once.
+struct Watch: Service {
     let database: any Database
     let feed: ChangeFeed
     let logger: Logger
@@ -22,6 +23,7 @@ struct AlertWatch: Service {
     }
 
     func round(now: Int64) async throws {
+        try await resets(now: now)
         // The places' counts are read first, outside the transaction that raises and clears.
         let places = PlacesRepository(database: database, feed: feed)
         var counts: [(id: String, count: Int64, thresholds: Thresholds)] = []
@@ -54,6 +56,26 @@ struct AlertWatch: Service {
                 try await AlertsRepository.evaluate(
                     subject: "place", id: id, count: count, thresholds: thresholds, kinds: [.warn, .critical], active: placeAlerts[id] ?? [:], now: now, db: db,
                     changes: changes)
+            }
+        }
+    }
+
+    /// Each sensor's latest daily reset, if it came after its settings were saved and is not made
+    /// yet: an adjustment to zero at the reset's instant.
+    func resets(now: Int64) async throws {
+        let due = try await database.read { db in
+            try await db.raw(
+                "SELECT \(SensorSettings.columns), updated_us FROM sensor_settings WHERE reset_time IS NOT NULL"
+            ).all().compactMap { row -> (String, Timestamp)? in
+                let settings = try SensorSettings(row: row)
+                guard let at = settings.lastReset(before: now), at.microseconds > (try row.decode(column: "updated_us", as: Int64.self)) else { return nil }
+                return (settings.sensor, at)
+            }
+        }
+        guard !due.isEmpty else { return }
+        try await database.transaction(publishingTo: feed) { db, changes in
+            for (sensor, at) in due {
+                _ = try await SensorsRepository.adjust(sensor: sensor, to: 0, at: at, kind: "reset", reason: "daily reset", by: "schedule", db: db, changes: changes)
             }
         }
     }
