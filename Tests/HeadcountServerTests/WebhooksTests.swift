@@ -177,6 +177,14 @@ final class TestClock: Sendable {
         }
     }
 
+    /// The document lists exactly the catalogue a subscription may ask for.
+    @Test func theDocumentedCatalogueIsTheServersOwn() throws {
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(buffer: try Resources.load("openapi.json"))) as? [String: Any])
+        let schemas = try #require((document["components"] as? [String: Any])?["schemas"] as? [String: Any])
+        let events = ((schemas["Webhook"] as? [String: Any])?["properties"] as? [String: Any])?["events"] as? [String: Any]
+        #expect((events?["items"] as? [String: Any])?["enum"] as? [String] == WebhooksController.catalogue)
+    }
+
     /// A webhook cannot reach this machine's own services unless the server allows it.
     @Test func privateDestinationsAreRefused() async throws {
         try await TestEnvironment.make(.sqlite).withApp { client in
