@@ -101,7 +101,7 @@ struct DevicesRepository: Sendable {
     /// tenant; the token is stored only as its SHA-256.
     func register(_ device: NewDevice, code: String, token: String) async throws -> (tenant: String, registeredAt: Int64) {
         let now = Timestamp.now().microseconds
-        let tenant = try await database.transaction { db in
+        let tenant = try await database.transaction(publishingTo: feed) { db, changes in
             guard
                 let tenant = try await db.raw(
                     """
@@ -129,9 +129,10 @@ struct DevicesRepository: Sendable {
                     """
                 ).first() != nil
             else { throw APIError.conflict("Device ID is already registered.") }
+            changes.publish(
+                .deviceRegistered, ["tenant_id": JSONValue.string(tenant), "device_id": .string(device.device), "registered_at": .int(milliseconds(now))])
             return tenant
         }
-        feed.publish(.deviceRegistered, ["tenant_id": JSONValue.string(tenant), "device_id": .string(device.device), "registered_at": .int(milliseconds(now))])
         return (tenant, milliseconds(now))
     }
 

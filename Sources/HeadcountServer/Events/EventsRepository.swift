@@ -67,16 +67,16 @@ struct EventsRepository: Sendable {
     /// Creates an event; nil if its id is taken.
     func create(id: String, _ fields: EventChanges) async throws -> Event? {
         let values = [("event_id", id as any Encodable & Sendable), ("created_us", Timestamp.now().microseconds)] + fields.assignments
-        let event = try await database.transaction { db in
-            try await db.raw(
+        return try await database.transaction(publishingTo: feed) { db, changes in
+            let event = try await db.raw(
                 """
                 INSERT INTO events (\(unsafeRaw: values.map(\.0).joined(separator: ", "))) VALUES (\(binds: values.map(\.1)))
                 ON CONFLICT (event_id) DO NOTHING RETURNING \(Event.columns)
                 """
             ).first().map(Event.init)
+            if let event { changes.publish(.eventCreated, event) }
+            return event
         }
-        if let event { feed.publish(.eventCreated, event) }
-        return event
     }
 
     func events(status: String?) async throws -> [Event] {
@@ -115,16 +115,15 @@ struct EventsRepository: Sendable {
 
     /// Deletes an event and its registrations; false if there was no such event.
     func delete(_ id: String) async throws -> Bool {
-        let deleted = try await database.transaction { db in
+        try await database.transaction(publishingTo: feed) { db, changes in
             guard try await Self.lock(id, db: db) != nil else { return false }
             try await db.raw("DELETE FROM registrations WHERE event_id = \(bind: id)").run()
             try await db.raw("DELETE FROM event_checkins WHERE event_id = \(bind: id)").run()
             try await db.raw("DELETE FROM place_links WHERE kind = 'event' AND link_id = \(bind: id)").run()
             try await db.raw("DELETE FROM events WHERE event_id = \(bind: id)").run()
+            changes.publish(.eventDeleted, ["eventId": id])
             return true
         }
-        if deleted { feed.publish(.eventDeleted, ["eventId": id]) }
-        return deleted
     }
 
     /// Locks an event's row for the rest of the transaction (bumping its version) and reads it.

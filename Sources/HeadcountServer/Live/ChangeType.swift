@@ -1,6 +1,6 @@
 /// Every kind of change the server publishes, by family: the `event:` names subscribers of
-/// `/api/stream` see. A change is published by the code that commits it, right after the commit
-/// returns: the family's repository, or for webhooks `SensorIngest`, which commits them in groups.
+/// `/api/stream` see. A change is said in the transaction that makes it
+/// (`Database.transaction(publishingTo:)`) and published right after its commit.
 enum ChangeType: String, CaseIterable, Sendable {
     // Rooms: {room, name, inside, at}
     case roomRegister = "room.register"

@@ -80,7 +80,7 @@ extension PlaceLink {
 extension PlacesRepository {
     /// Links (or relinks) a sensor as a doorway; the places must exist (422 otherwise).
     func setDoorway(_ doorway: Doorway) async throws {
-        try await database.transaction { db in
+        try await database.transaction(publishingTo: feed) { db, changes in
             try await Self.lockTree(db)
             for (field, place) in [("from", doorway.from), ("to", doorway.to)] {
                 guard let place else { continue }
@@ -94,15 +94,15 @@ extension PlacesRepository {
                 ON CONFLICT (sensor) DO UPDATE SET from_place = excluded.from_place, to_place = excluded.to_place
                 """
             ).run()
+            changes.publish(.placeLinked, doorway)
         }
-        feed.publish(.placeLinked, doorway)
     }
 
     /// Puts a family's thing in a place (moving it if it was in another). The place must exist
     /// (422), and an attendance device or an event must exist too (404).
     func link(_ kind: PlaceLink.Kind, _ id: String, to place: String) async throws -> PlaceLink {
         let link = PlaceLink(kind: kind, id: id, placeID: place)
-        try await database.transaction { db in
+        try await database.transaction(publishingTo: feed) { db, changes in
             try await Self.lockTree(db)
             switch kind {
             case .attendanceDevice:
@@ -120,28 +120,28 @@ extension PlacesRepository {
                 ON CONFLICT (kind, link_id) DO UPDATE SET place_id = excluded.place_id
                 """
             ).run()
+            changes.publish(.placeLinked, link)
         }
-        feed.publish(.placeLinked, link)
         return link
     }
 
     /// A sensor is no longer a doorway; 404 if it was none.
     func unlink(sensor: String) async throws {
-        try await unlink("DELETE FROM place_doorways WHERE sensor = \(bind: sensor) RETURNING sensor", missing: "The sensor is no doorway.")
-        feed.publish(.placeUnlinked, ["sensor": sensor])
+        try await unlink("DELETE FROM place_doorways WHERE sensor = \(bind: sensor) RETURNING sensor", missing: "The sensor is no doorway.", change: ["sensor": sensor])
     }
 
     /// A thing is no longer in a place; 404 if it was in none.
     func unlink(_ kind: PlaceLink.Kind, _ id: String) async throws {
         try await unlink(
-            "DELETE FROM place_links WHERE kind = \(bind: kind.rawValue) AND link_id = \(bind: id) RETURNING link_id", missing: "The \(kind.noun) is in no place.")
-        feed.publish(.placeUnlinked, [kind.key: id])
+            "DELETE FROM place_links WHERE kind = \(bind: kind.rawValue) AND link_id = \(bind: id) RETURNING link_id", missing: "The \(kind.noun) is in no place.",
+            change: [kind.key: id])
     }
 
-    private func unlink(_ delete: SQLQueryString, missing: String) async throws {
-        try await database.transaction { db in
+    private func unlink(_ delete: SQLQueryString, missing: String, change: [String: String]) async throws {
+        try await database.transaction(publishingTo: feed) { db, changes in
             try await Self.lockTree(db)
             guard try await db.raw(delete).first() != nil else { throw APIError.notFound(missing) }
+            changes.publish(.placeUnlinked, change)
         }
     }
 

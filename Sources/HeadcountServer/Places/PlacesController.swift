@@ -52,19 +52,19 @@ struct PlacesController {
             let id = try context.pathID("placeId")
             let body = try await request.validatedObject(context: context)
             var check = Validator(body, partial: true)
-            var changes = PlacesRepository.Changes()
-            changes.name = check.text("name", 1...200)
+            var fields = PlacesRepository.Fields()
+            fields.name = check.text("name", 1...200)
             if body["parent_id"] == .null {
-                changes.parentID = .some(nil)
+                fields.parentID = .some(nil)
             } else if let parent = check.text("parent_id", 1...100, required: false) {
                 // Under itself is refused with every other cycle, by the repository.
-                changes.parentID = parent
+                fields.parentID = parent
             }
-            changes.timeZone = Self.timeZone(&check, required: true)
-            changes.capacity = Self.capacity(&check)
-            changes.staleAfterMinutes = check.integer("stale_after_minutes", Self.staleAfterRange)
+            fields.timeZone = Self.timeZone(&check, required: true)
+            fields.capacity = Self.capacity(&check)
+            fields.staleAfterMinutes = check.integer("stale_after_minutes", Self.staleAfterRange)
             try check.check()
-            let updated = try await places.update(id, changes)
+            let updated = try await places.update(id, fields)
             return try json(PlaceView(place: updated, children: try await places.children(of: id)))
         }
         router.delete("api/places/{placeId}") { request, context in

@@ -59,7 +59,7 @@ struct PlacesRepository: Sendable {
     }
 
     /// What a `PUT` changes: nil leaves a field alone; `.some(nil)` clears it.
-    struct Changes: Sendable {
+    struct Fields: Sendable {
         var name: String?
         var parentID: String??
         var timeZone: String?
@@ -71,23 +71,24 @@ struct PlacesRepository: Sendable {
     /// transaction, so that it rolls back and leaves even the tree's lock row alone.
     func create(_ place: NewPlace) async throws -> Place {
         let now = Timestamp.now().microseconds
-        let created = try await database.transaction { db -> Place in
+        return try await database.transaction(publishingTo: feed) { db, changes -> Place in
             try await Self.lockTree(db)
             if let parent = place.parentID {
                 guard let depth = try await Self.depth(of: parent, db: db) else { throw APIError.invalid("parent_id", "parent_id names no place") }
                 guard depth < Self.maxDepth else { throw APIError.invalid("parent_id", "places nest at most \(Self.maxDepth) levels deep") }
             }
-            return try await db.raw(
-                """
-                INSERT INTO places (place_id, name, parent_id, time_zone, capacity, stale_after_minutes, created_us)
-                VALUES (\(bind: place.id), \(bind: place.name), \(bind: place.parentID), \(bind: place.timeZone), \(bind: place.capacity),
-                        \(bind: place.staleAfterMinutes), \(bind: now))
-                ON CONFLICT (place_id) DO NOTHING RETURNING \(Place.columns)
-                """
-            ).first().map(Place.init) ?? { throw APIError.conflict("A place with id \(place.id) already exists.") }()
+            let created =
+                try await db.raw(
+                    """
+                    INSERT INTO places (place_id, name, parent_id, time_zone, capacity, stale_after_minutes, created_us)
+                    VALUES (\(bind: place.id), \(bind: place.name), \(bind: place.parentID), \(bind: place.timeZone), \(bind: place.capacity),
+                            \(bind: place.staleAfterMinutes), \(bind: now))
+                    ON CONFLICT (place_id) DO NOTHING RETURNING \(Place.columns)
+                    """
+                ).first().map(Place.init) ?? { throw APIError.conflict("A place with id \(place.id) already exists.") }()
+            changes.publish(.placeCreated, created)
+            return created
         }
-        feed.publish(.placeCreated, created)
-        return created
     }
 
     func place(_ id: String) async throws -> Place? {
@@ -109,31 +110,31 @@ struct PlacesRepository: Sendable {
         }
     }
 
-    /// Applies `changes`. A move under the place itself or one of its descendants, or deeper than
+    /// Applies `fields`. A move under the place itself or one of its descendants, or deeper than
     /// `maxDepth`, is refused (409 and 422).
-    func update(_ id: String, _ changes: Changes) async throws -> Place {
-        let updated = try await database.transaction { db -> Place in
+    func update(_ id: String, _ fields: Fields) async throws -> Place {
+        try await database.transaction(publishingTo: feed) { db, changes -> Place in
             try await Self.lockTree(db)
             guard try await db.raw("SELECT 1 AS known FROM places WHERE place_id = \(bind: id)").first() != nil else { throw Self.notFound }
-            if case .some(.some(let parent)) = changes.parentID {
+            if case .some(.some(let parent)) = fields.parentID {
                 guard let depth = try await Self.depth(of: parent, db: db) else { throw APIError.invalid("parent_id", "parent_id names no place") }
                 let (height, inside) = try await Self.subtree(of: id, containing: parent, db: db)
                 if inside { throw APIError.conflict("a place cannot move under itself or one of its own places") }
                 guard depth + height <= Self.maxDepth else { throw APIError.invalid("parent_id", "places nest at most \(Self.maxDepth) levels deep") }
             }
             var sets: [SQLQueryString] = []
-            if let name = changes.name { sets.append("name = \(bind: name)") }
-            if let parent = changes.parentID { sets.append("parent_id = \(bind: parent)") }
-            if let timeZone = changes.timeZone { sets.append("time_zone = \(bind: timeZone)") }
-            if let capacity = changes.capacity { sets.append("capacity = \(bind: capacity)") }
-            if let minutes = changes.staleAfterMinutes { sets.append("stale_after_minutes = \(bind: minutes)") }
+            if let name = fields.name { sets.append("name = \(bind: name)") }
+            if let parent = fields.parentID { sets.append("parent_id = \(bind: parent)") }
+            if let timeZone = fields.timeZone { sets.append("time_zone = \(bind: timeZone)") }
+            if let capacity = fields.capacity { sets.append("capacity = \(bind: capacity)") }
+            if let minutes = fields.staleAfterMinutes { sets.append("stale_after_minutes = \(bind: minutes)") }
             if !sets.isEmpty {
                 try await db.raw("UPDATE places SET \(sets.joined(separator: ", ")) WHERE place_id = \(bind: id)").run()
             }
-            return try Place(row: try await db.raw("SELECT \(Place.columns) FROM places WHERE place_id = \(bind: id)").first()!)
+            let updated = try Place(row: try await db.raw("SELECT \(Place.columns) FROM places WHERE place_id = \(bind: id)").first()!)
+            changes.publish(.placeUpdated, updated)
+            return updated
         }
-        feed.publish(.placeUpdated, updated)
-        return updated
     }
 
     static let notFound = APIError.notFound("Place not found.")
@@ -141,7 +142,7 @@ struct PlacesRepository: Sendable {
     /// Deletes a place; with `cascade`, every place under it too, and the links (doorways, rooms)
     /// of them all. Without it, a place that holds places or links is a 409.
     func delete(_ id: String, cascade: Bool) async throws {
-        let ids = try await database.transaction { db -> [String] in
+        try await database.transaction(publishingTo: feed) { db, changes in
             try await Self.lockTree(db)
             guard try await db.raw("SELECT 1 AS known FROM places WHERE place_id = \(bind: id)").first() != nil else { throw Self.notFound }
             let children = try await db.raw("SELECT COUNT(*) AS n FROM places WHERE parent_id = \(bind: id)").first()!.decode(column: "n", as: Int.self)
@@ -164,9 +165,8 @@ struct PlacesRepository: Sendable {
             for chunk in ids.chunks(of: 500) {
                 try await db.raw("DELETE FROM places WHERE place_id IN (\(binds: Array(chunk)))").run()
             }
-            return ids
+            changes.publish(.placeDeleted, ["ids": ids])
         }
-        feed.publish(.placeDeleted, ["ids": ids])
     }
 
     static func lockTree(_ db: any SQLDatabase) async throws {
