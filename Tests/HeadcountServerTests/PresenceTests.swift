@@ -103,6 +103,10 @@ import Testing
             #expect(export.first?.hasSuffix(",closed_by_policy_at") == true)
             #expect(export.first { $0.contains(",w5,") }?.hasSuffix("," + (stale["closed_at"] as? String ?? "?")) == true)
             #expect(export.first { $0.contains(",w1,") }?.hasSuffix(",") == true, "w1 is inside, within the limit")
+            let listed = try #require(
+                try await client.get("/api/admin/attendance?tenant_id=ACME", headers: Self.admin).object()["records"] as? [[String: Any]])
+            #expect(listed.first { $0["employee_id"] as? String == "w5" }?["closed_by_policy_at"] as? String == stale["closed_at"] as? String)
+            #expect(listed.first { $0["employee_id"] as? String == "w1" }?["closed_by_policy_at"] == nil)
             // The later record wins: w2 is in the annex now.
             #expect(Self.names(try await client.get("/api/places/annex/presence", headers: Self.admin).object()) == ["w2"])
             #expect(Self.names(try await client.get("/api/places/f2/presence", headers: Self.admin).object()) == ["Dana", "Guest u1"])

@@ -62,7 +62,10 @@ struct RecordsController {
         router.get("api/admin/attendance") { request, _ in
             try request.requireAdmin(adminKey)
             let (tenant, from, to) = try Self.period(request)
-            return try json(["records": try await records.records(tenant: tenant, from: from, to: to)])
+            var listed = try await records.records(tenant: tenant, from: from, to: to)
+            let closed = try await places.closedByPolicy(records: listed.map(\.server_id))
+            for index in listed.indices { listed[index].closed_by_policy_at = closed[listed[index].server_id]?.rfc3339 }
+            return try json(["records": listed])
         }
         router.get("api/admin/attendance.csv") { request, _ in
             try request.requireAdmin(adminKey)

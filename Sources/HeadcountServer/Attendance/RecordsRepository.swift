@@ -37,11 +37,13 @@ struct StoredRecord: Encodable, Sendable {
     let deleted_by_admin_id: String?
     let deletion_reason: String?
     let change: Int64
+    /// In an admin's listing: when the stale policy of the device's place closed this entry.
+    var closed_by_policy_at: String?
 
     static let columns: SQLQueryString = "server_id, employee_id, type, timestamp_ms, device_id, change_ms, deleted_us, deleted_reason"
 
     enum CodingKeys: String, CodingKey {
-        case server_id, employee_id, type, timestamp, device_id, action, deleted_by_admin_id, deletion_reason
+        case server_id, employee_id, type, timestamp, device_id, action, deleted_by_admin_id, deletion_reason, closed_by_policy_at
     }
 
     init(row: any SQLRow) throws {

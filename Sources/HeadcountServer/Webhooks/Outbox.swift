@@ -8,20 +8,24 @@ import SQLKit
 /// message per change. `WebhookDispatcher` fans messages out to deliveries and sends them.
 enum Outbox {
     static func write(_ events: [OutboundEvent], db: any SQLDatabase) async throws {
-        guard !events.isEmpty else { return }
-        let wanted = try await wantedTypes(db)
         let now = Timestamp.now()
+        // Counts, the bulk of changes, cost one statement that writes only if a subscription wants them.
         let counts = events.filter { $0.type == .sensorOccupancyChanged && $0.count != nil }
-        if wanted.contains(WebhookEvent.sensorOccupancyChanged.rawValue), !counts.isEmpty {
+        if !counts.isEmpty {
             let rows = counts.map { "(\(bind: $0.sensor!), \(bind: $0.count!), \(bind: now.microseconds))" as SQLQueryString }
             try await db.raw(
                 """
-                INSERT INTO webhook_counts (sensor, inside, changed_us) VALUES \(rows.joined(separator: ", "))
+                INSERT INTO webhook_counts (sensor, inside, changed_us)
+                SELECT v.column1, v.column2, v.column3 FROM (VALUES \(rows.joined(separator: ", "))) AS v
+                WHERE EXISTS (SELECT 1 FROM webhooks WHERE enabled = 1 AND event_types LIKE \(bind: "%," + WebhookEvent.sensorOccupancyChanged.rawValue + ",%"))
                 ON CONFLICT (sensor) DO UPDATE SET inside = excluded.inside, changed_us = excluded.changed_us
                 """
             ).run()
         }
-        try await insert(events.filter { $0.type != .sensorOccupancyChanged && wanted.contains($0.type.rawValue) }, now: now, db: db)
+        let others = events.filter { $0.type != .sensorOccupancyChanged }
+        guard !others.isEmpty else { return }
+        let wanted = try await wantedTypes(db)
+        try await insert(others.filter { wanted.contains($0.type.rawValue) }, now: now, db: db)
     }
 
     /// Writes messages, each `{"data", "timestamp", "type"}`, to be fanned out.

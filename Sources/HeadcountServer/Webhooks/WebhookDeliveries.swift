@@ -158,14 +158,30 @@ struct WebhookDeliveries: Sendable {
     func record(_ attempts: [(delivery: Claimed, outcome: Outcome?, retryAt: Int64)], now: Int64) async throws {
         guard !attempts.isEmpty else { return }
         try await database.transaction { db in
+            // Successes, the usual case, in one statement; a round can hold hundreds.
+            let succeeded = attempts.compactMap { attempt in attempt.outcome.flatMap { $0.succeeded ? (attempt.delivery, $0) : nil } }
+            for chunk in succeeded.chunks(of: 200) {
+                let rows = chunk.map { "(\(bind: $0.0.id), \(bind: $0.1.status.map(Int64.init) ?? 0), \(bind: $0.1.latencyMs))" as SQLQueryString }
+                try await db.raw(
+                    """
+                    UPDATE webhook_deliveries SET status = 'succeeded', attempts = attempts + 1, response_code = v.column2, latency_ms = v.column3,
+                        last_error = NULL, locked_until_us = NULL, updated_us = \(bind: now)
+                    FROM (VALUES \(rows.joined(separator: ", "))) AS v WHERE webhook_deliveries.delivery_id = v.column1
+                    """
+                ).run()
+                try await db.raw(
+                    "UPDATE webhooks SET failing_since_us = NULL WHERE webhook_id IN (\(binds: Array(Set(chunk.map(\.0.webhookID))))) AND failing_since_us IS NOT NULL"
+                ).run()
+            }
+            let released = attempts.filter { $0.outcome == nil }.map(\.delivery.id)
+            for chunk in released.chunks(of: 500) {
+                try await db.raw("UPDATE webhook_deliveries SET locked_until_us = NULL WHERE delivery_id IN (\(binds: Array(chunk)))").run()
+            }
             for (delivery, outcome, retryAt) in attempts {
-                guard let outcome else {
-                    try await db.raw("UPDATE webhook_deliveries SET locked_until_us = NULL WHERE delivery_id = \(bind: delivery.id)").run()
-                    continue
-                }
+                guard let outcome, !outcome.succeeded else { continue }
                 let code = outcome.status.map(Int64.init)
                 let gone = outcome.status == 410
-                let status = outcome.succeeded ? "succeeded" : gone || now - delivery.createdUs >= Self.giveUpAfter ? "failed" : "pending"
+                let status = gone || now - delivery.createdUs >= Self.giveUpAfter ? "failed" : "pending"
                 try await db.raw(
                     """
                     UPDATE webhook_deliveries SET status = \(bind: status), attempts = attempts + 1, response_code = \(bind: code),
@@ -173,11 +189,6 @@ struct WebhookDeliveries: Sendable {
                         locked_until_us = NULL, updated_us = \(bind: now) WHERE delivery_id = \(bind: delivery.id)
                     """
                 ).run()
-                if outcome.succeeded {
-                    try await db.raw("UPDATE webhooks SET failing_since_us = NULL WHERE webhook_id = \(bind: delivery.webhookID) AND failing_since_us IS NOT NULL")
-                        .run()
-                    continue
-                }
                 let reason =
                     gone
                     ? "the endpoint answered 410 Gone" : "failing since more than 3 days: \(outcome.error ?? outcome.status.map { "HTTP \($0)" } ?? "no answer")"
