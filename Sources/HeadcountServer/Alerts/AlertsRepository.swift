@@ -12,11 +12,11 @@ struct Alert: Encodable, Sendable {
     let kind: String
     /// The count (or, for `silent`, the minutes since the last post) that raised it.
     let value: Int64
-    let threshold: Int64?
+    @Nullable var threshold: Int64?
     let raisedAt: String
-    let clearedAt: String?
-    let ackedAt: String?
-    let ackedBy: String?
+    @Nullable var clearedAt: String?
+    @Nullable var ackedAt: String?
+    @Nullable var ackedBy: String?
 
     enum CodingKeys: String, CodingKey {
         case id, subject, kind, value, threshold
@@ -25,20 +25,6 @@ struct Alert: Encodable, Sendable {
         case clearedAt = "cleared_at"
         case ackedAt = "acked_at"
         case ackedBy = "acked_by"
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(subject, forKey: .subject)
-        try container.encode(subjectID, forKey: .subjectID)
-        try container.encode(kind, forKey: .kind)
-        try container.encode(value, forKey: .value)
-        try container.encode(threshold, forKey: .threshold)
-        try container.encode(raisedAt, forKey: .raisedAt)
-        try container.encode(clearedAt, forKey: .clearedAt)
-        try container.encode(ackedAt, forKey: .ackedAt)
-        try container.encode(ackedBy, forKey: .ackedBy)
     }
 
     /// The alert as a webhook message, about its sensor or place.

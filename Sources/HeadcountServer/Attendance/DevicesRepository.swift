@@ -5,30 +5,21 @@ struct ActivationCode: Encodable, Sendable {
     let tenant_id: String
     let status: String
     let created_at: Int64
-    let expires_at: Int64?
-    let description: String?
-
-    enum CodingKeys: CodingKey { case code, tenant_id, status, created_at, expires_at, description }
+    @Nullable var expires_at: Int64?
+    @Nullable var description: String?
 
     /// Absent values are `null`, not left out: the original's clients expect every key.
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(code, forKey: .code)
-        try c.encode(tenant_id, forKey: .tenant_id)
-        try c.encode(status, forKey: .status)
-        try c.encode(created_at, forKey: .created_at)
-        try c.encode(expires_at, forKey: .expires_at)
-        try c.encode(description, forKey: .description)
-    }
+    enum CodingKeys: CodingKey { case code, tenant_id, status, created_at, expires_at, description }
 
     init(row: any SQLRow, now: Int64) throws {
         code = try row.decode(column: "code", as: String.self)
         tenant_id = try row.decode(column: "tenant_id", as: String.self)
         description = try row.decode(column: "description", as: String?.self)
         created_at = milliseconds(try row.decode(column: "created_us", as: Int64.self))
-        expires_at = try row.decode(column: "expires_ms", as: Int64?.self)
+        let expires = try row.decode(column: "expires_ms", as: Int64?.self)
+        expires_at = expires
         let used = try row.decode(column: "used_by_device", as: String?.self) != nil
-        status = used ? "used" : (expires_at.map { $0 <= milliseconds(now) } ?? false) ? "expired" : "pending"
+        status = used ? "used" : (expires.map { $0 <= milliseconds(now) } ?? false) ? "expired" : "pending"
     }
 }
 

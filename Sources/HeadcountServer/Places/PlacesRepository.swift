@@ -6,9 +6,9 @@ struct Place: Encodable, Sendable, Equatable {
 
     let id: String
     let name: String
-    let parentID: String?
+    @Nullable var parentID: String?
     let timeZone: String
-    let capacity: Int64?
+    @Nullable var capacity: Int64?
     /// A registrant or worker inside longer than this without an exit is closed by policy.
     let staleAfterMinutes: Int64
     let createdAt: String
@@ -19,18 +19,6 @@ struct Place: Encodable, Sendable, Equatable {
         case timeZone = "time_zone"
         case staleAfterMinutes = "stale_after_minutes"
         case createdAt = "created_at"
-    }
-
-    /// Every key, `null` included (a root's `parent_id`, no `capacity`).
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(name, forKey: .name)
-        try container.encode(parentID, forKey: .parentID)
-        try container.encode(timeZone, forKey: .timeZone)
-        try container.encode(capacity, forKey: .capacity)
-        try container.encode(staleAfterMinutes, forKey: .staleAfterMinutes)
-        try container.encode(createdAt, forKey: .createdAt)
     }
 
     init(row: any SQLRow) throws {

@@ -13,8 +13,8 @@ struct RollCallPerson: Encodable, Sendable {
     let since: String
     /// `unmarked`, `safe` or `missing`.
     let status: String
-    let markedBy: String?
-    let markedAt: String?
+    @Nullable var markedBy: String?
+    @Nullable var markedAt: String?
 
     enum CodingKeys: String, CodingKey {
         case key, name, source, since, status
@@ -22,19 +22,6 @@ struct RollCallPerson: Encodable, Sendable {
         case placeID = "place_id"
         case markedBy = "marked_by"
         case markedAt = "marked_at"
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(key, forKey: .key)
-        try container.encode(name, forKey: .name)
-        try container.encode(source, forKey: .source)
-        try container.encode(sourceID, forKey: .sourceID)
-        try container.encode(placeID, forKey: .placeID)
-        try container.encode(since, forKey: .since)
-        try container.encode(status, forKey: .status)
-        try container.encode(markedBy, forKey: .markedBy)
-        try container.encode(markedAt, forKey: .markedAt)
     }
 
     init(row: any SQLRow) throws {

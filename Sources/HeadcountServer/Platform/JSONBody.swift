@@ -65,3 +65,19 @@ func jsonBytes<T: Encodable>(_ value: T) throws -> ByteBuffer {
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     return ByteBuffer(bytes: try encoder.encode(value))
 }
+
+/// An optional property that encodes as `null` when absent instead of being left out (synthesized
+/// `Encodable` omits nil): answers keep every key their document lists.
+@propertyWrapper
+struct Nullable<Value: Encodable & Sendable>: Encodable, Sendable {
+    var wrappedValue: Value?
+
+    init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let value = wrappedValue { try container.encode(value) } else { try container.encodeNil() }
+    }
+}
+
+extension Nullable: Equatable where Value: Equatable {}

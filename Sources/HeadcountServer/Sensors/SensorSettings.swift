@@ -9,13 +9,13 @@ struct SensorSettings: Encodable, Sendable {
     static let defaultCriticalPercent: Int64 = 100
 
     let sensor: String
-    var capacity: Int64?
+    @Nullable var capacity: Int64?
     var warnPercent: Int64 = defaultWarnPercent
     var criticalPercent: Int64 = defaultCriticalPercent
-    var silentAfterMinutes: Int64?
+    @Nullable var silentAfterMinutes: Int64?
     /// A daily reset to zero at this local time (`HH:MM`) in `resetTimeZone`.
-    var resetTime: String?
-    var resetTimeZone: String?
+    @Nullable var resetTime: String?
+    @Nullable var resetTimeZone: String?
 
     enum CodingKeys: String, CodingKey {
         case sensor, capacity
@@ -24,17 +24,6 @@ struct SensorSettings: Encodable, Sendable {
         case warnPercent = "warn_percent"
         case criticalPercent = "critical_percent"
         case silentAfterMinutes = "silent_after_minutes"
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(sensor, forKey: .sensor)
-        try container.encode(capacity, forKey: .capacity)
-        try container.encode(warnPercent, forKey: .warnPercent)
-        try container.encode(criticalPercent, forKey: .criticalPercent)
-        try container.encode(silentAfterMinutes, forKey: .silentAfterMinutes)
-        try container.encode(resetTime, forKey: .resetTime)
-        try container.encode(resetTimeZone, forKey: .resetTimeZone)
     }
 
     init(sensor: String) { self.sensor = sensor }

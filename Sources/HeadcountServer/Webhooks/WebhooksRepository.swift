@@ -11,14 +11,14 @@ struct Webhook: Encodable, Sendable {
     let id: String
     let url: String
     let events: [String]
-    let filterSensor: String?
-    let filterPlace: String?
+    @Nullable var filterSensor: String?
+    @Nullable var filterPlace: String?
     let enabled: Bool
     /// Why the server disabled it (a 410, or three days of failures); nil when enabled by hand.
-    let disabledReason: String?
-    let failingSince: String?
+    @Nullable var disabledReason: String?
+    @Nullable var failingSince: String?
     /// Until when the previous secret signs too, after a rotation.
-    let previousSecretExpiresAt: String?
+    @Nullable var previousSecretExpiresAt: String?
     let createdAt: String
     let updatedAt: String
 
@@ -31,21 +31,6 @@ struct Webhook: Encodable, Sendable {
         case previousSecretExpiresAt = "previous_secret_expires_at"
         case createdAt = "created_at"
         case updatedAt = "updated_at"
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(url, forKey: .url)
-        try container.encode(events, forKey: .events)
-        try container.encode(filterSensor, forKey: .filterSensor)
-        try container.encode(filterPlace, forKey: .filterPlace)
-        try container.encode(enabled, forKey: .enabled)
-        try container.encode(disabledReason, forKey: .disabledReason)
-        try container.encode(failingSince, forKey: .failingSince)
-        try container.encode(previousSecretExpiresAt, forKey: .previousSecretExpiresAt)
-        try container.encode(createdAt, forKey: .createdAt)
-        try container.encode(updatedAt, forKey: .updatedAt)
     }
 
     init(row: any SQLRow) throws {
@@ -78,10 +63,10 @@ struct WebhookDelivery: Encodable, Sendable {
     /// of the same sensor replaced it).
     let status: String
     let attempts: Int64
-    let nextAttemptAt: String?
-    let responseCode: Int64?
-    let latencyMs: Int64?
-    let lastError: String?
+    @Nullable var nextAttemptAt: String?
+    @Nullable var responseCode: Int64?
+    @Nullable var latencyMs: Int64?
+    @Nullable var lastError: String?
     let createdAt: String
     let updatedAt: String
 
@@ -95,21 +80,6 @@ struct WebhookDelivery: Encodable, Sendable {
         case lastError = "last_error"
         case createdAt = "created_at"
         case updatedAt = "updated_at"
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(messageID, forKey: .messageID)
-        try container.encode(eventType, forKey: .eventType)
-        try container.encode(status, forKey: .status)
-        try container.encode(attempts, forKey: .attempts)
-        try container.encode(nextAttemptAt, forKey: .nextAttemptAt)
-        try container.encode(responseCode, forKey: .responseCode)
-        try container.encode(latencyMs, forKey: .latencyMs)
-        try container.encode(lastError, forKey: .lastError)
-        try container.encode(createdAt, forKey: .createdAt)
-        try container.encode(updatedAt, forKey: .updatedAt)
     }
 
     init(row: any SQLRow) throws {
