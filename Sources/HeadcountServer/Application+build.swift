@@ -124,6 +124,8 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     WorkersController(workers: WorkersRepository(database: services.database, store: services.objectStore), adminKey: services.adminKey).addRoutes(to: router)
     TimestampsController(timestamps: TimestampsRepository(database: services.database), adminKey: services.adminKey).addRoutes(to: router)
     let places = PlacesController(places: placesRepository, adminKey: services.adminKey)
+    let privacy = Privacy(k: configuration.privacyK)
+    UtilisationController(sensors: SensorsRepository(database: services.database), places: placesRepository, privacy: privacy).addRoutes(to: router)
     places.addRoutes(to: router)
     places.addLinkRoutes(to: router)
     places.addPresenceRoutes(to: router)

@@ -15,6 +15,8 @@ public struct Configuration: Sendable {
     /// Whether webhooks may be sent to loopback, link-local and private addresses (off: a webhook
     /// cannot be used to reach internal services).
     public var webhooksReachPrivateNetworks = false
+    /// Reports withhold any figure computed from fewer than this many people; nil: off.
+    public var privacyK: Int64?
     public var maxBodySize: Int
     public var logLevel: Logger.Level
     /// A connection with no request in progress is closed after this long.
@@ -37,6 +39,7 @@ public struct Configuration: Sendable {
         ("log-level", "HEADCOUNT_LOG_LEVEL"), ("idle-timeout", "HEADCOUNT_IDLE_TIMEOUT"),
         ("header-timeout", "HEADCOUNT_HEADER_TIMEOUT"), ("body-timeout", "HEADCOUNT_BODY_TIMEOUT"), ("cors-origins", "HEADCOUNT_CORS_ORIGINS"),
         ("secret-key", "HEADCOUNT_SECRET_KEY"), ("webhook-private-networks", "HEADCOUNT_WEBHOOK_PRIVATE_NETWORKS"),
+        ("privacy-k", "HEADCOUNT_PRIVACY_K"),
     ]
 
     /// Resolves flags (given by flag name) over environment variables over defaults.
@@ -65,6 +68,14 @@ public struct Configuration: Sendable {
         guard ["allow", "deny"].contains(privateText) else {
             throw ConfigurationError("--webhook-private-networks '\(privateText)' is neither allow nor deny")
         }
+        let privacyText = value("privacy-k") ?? "off"
+        var privacyK: Int64?
+        if privacyText != "off" {
+            guard let k = Int64(privacyText), (2...1000).contains(k) else {
+                throw ConfigurationError("--privacy-k '\(privacyText)' is neither off nor a number of people from 2 to 1000; use e.g. --privacy-k 5")
+            }
+            privacyK = k
+        }
         let sizeText = value("max-body-size") ?? "1MiB"
         guard let maxBodySize = ByteSize.parse(sizeText), maxBodySize >= 1024 else {
             throw ConfigurationError("--max-body-size '\(sizeText)' is not a size of at least 1KiB; use e.g. 1MiB, 512KiB or 1048576")
@@ -85,11 +96,13 @@ public struct Configuration: Sendable {
         let bodyTimeout = try timeout("body-timeout", default: "5m")
         var corsOrigins: [String] = []
         for origin in (value("cors-origins") ?? "").split(separator: ",") { corsOrigins.append(try CORSPolicy.origin(String(origin))) }
-        return Configuration(
+        var configuration = Configuration(
             host: host, port: port, database: database, dataDirectory: dataDirectory, objectStore: objectStore,
             adminKey: adminKey, secretKey: secretKey, webhooksReachPrivateNetworks: privateText == "allow", maxBodySize: maxBodySize,
             logLevel: logLevel, idleTimeout: idleTimeout, headerTimeout: headerTimeout, bodyTimeout: bodyTimeout, corsOrigins: corsOrigins
         )
+        configuration.privacyK = privacyK
+        return configuration
     }
 }
 

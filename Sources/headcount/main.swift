@@ -22,6 +22,10 @@ struct Settings: ParsableArguments {
         name: .customLong("webhook-private-networks"),
         help: "allow or deny webhooks to loopback, link-local and private addresses (HEADCOUNT_WEBHOOK_PRIVATE_NETWORKS; default deny).")
     var webhookPrivateNetworks: String?
+    @Option(
+        name: .customLong("privacy-k"),
+        help: "Reports withhold any figure computed from fewer than this many people, e.g. 5 (HEADCOUNT_PRIVACY_K; default off).")
+    var privacyK: String?
     @Option(name: .customLong("max-body-size"), help: "Largest JSON body, e.g. 1MiB (HEADCOUNT_MAX_BODY_SIZE; default 1MiB).") var maxBodySize: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (HEADCOUNT_LOG_LEVEL; default info).") var logLevel: String?
     @Option(name: .customLong("idle-timeout"), help: "Close a connection with no request in progress after this long, e.g. 75s (HEADCOUNT_IDLE_TIMEOUT; default 75s).")
@@ -39,7 +43,7 @@ struct Settings: ParsableArguments {
             "host": host, "port": port, "database": database, "data-dir": dataDir, "object-store": objectStore,
             "admin-key": adminKey, "max-body-size": maxBodySize, "log-level": logLevel, "idle-timeout": idleTimeout,
             "header-timeout": headerTimeout, "body-timeout": bodyTimeout, "cors-origins": corsOrigins, "secret-key": secretKey,
-            "webhook-private-networks": webhookPrivateNetworks,
+            "webhook-private-networks": webhookPrivateNetworks, "privacy-k": privacyK,
         ]
         return try await exitOnBadSetting {
             try Configuration.resolve(flags: flags.compactMapValues { $0 }, environment: ProcessInfo.processInfo.environment)

@@ -11,27 +11,49 @@ import Testing
     }
 
     @Test func rollupsCarryTheLevelAndItsExtremes() {
-        let rows = MinuteRollup.rolling(
+        let rows = Rollup.rolling(
             [Self.event(5, in: 3, out: 0), Self.event(20, in: 0, out: 5), Self.event(50, in: 1, out: 0), Self.event(130, in: 2, out: 1)],
             from: 10
         )
         #expect(rows.count == 2, "minutes 10:00 and 10:02")
-        #expect(rows[0] == MinuteRollup(minute: Self.t0, entries: 4, exits: 5, balanceBefore: 10, low: -2, high: 3))
+        // Area: each event's net times the seconds left in its minute (3×55 − 5×40 + 1×10).
+        let minute = RollupLevel.minute.length
+        #expect(
+            rows[0]
+                == Rollup(
+                    start: Self.t0, length: minute, entries: 4, exits: 5, balanceBefore: 10, low: -2, high: 3, lowAt: Self.t0 + 20_000_000, highAt: Self.t0 + 5_000_000, area: -25))
         #expect(rows[0].balanceAfter == 9)
-        #expect(rows[1] == MinuteRollup(minute: Self.t0 + 2 * MinuteRollup.length, entries: 2, exits: 1, balanceBefore: 9, low: 0, high: 1), "one event moves the level once")
-        #expect(MinuteRollup.minute(of: Timestamp(microseconds: Self.t0 + 59_999_999)) == Self.t0)
-        #expect(MinuteRollup.rolling([], from: 4).isEmpty)
+        #expect(
+            rows[1]
+                == Rollup(
+                    start: Self.t0 + 2 * minute, length: minute, entries: 2, exits: 1, balanceBefore: 9, low: 0, high: 1, lowAt: Self.t0 + 120_000_000,
+                    highAt: Self.t0 + 130_000_000, area: 50),
+            "one event moves the level once")
+        #expect(RollupLevel.minute.start(of: Self.t0 + 59_999_999) == Self.t0)
+        #expect(Rollup.rolling([], from: 4).isEmpty)
+    }
+
+    @Test func anHourCombinedFromItsMinutesEqualsTheHourRolledFromEvents() {
+        let events = [Self.event(5, in: 3, out: 0), Self.event(20, in: 0, out: 5), Self.event(50, in: 1, out: 0), Self.event(130, in: 2, out: 1)]
+        let hour = Rollup.combining(Rollup.rolling(events, from: 10), into: .hour, start: Self.t0)
+        // By hand: 3×3595 − 5×3580 + 1×3550 + 1×3470 person-seconds until 11:00.
+        #expect(
+            hour
+                == Rollup(
+                    start: Self.t0, length: RollupLevel.hour.length, entries: 6, exits: 6, balanceBefore: 10, low: -2, high: 3, lowAt: Self.t0 + 20_000_000,
+                    highAt: Self.t0 + 5_000_000, area: -95))
+        #expect(Rollup.rolling(events, from: 10, level: .hour) == [hour])
     }
 
     @Test func aSeriesFoldsMinutesIntoBucketsAndCarriesTheLevelThroughQuietOnes() {
-        let minutes = MinuteRollup.rolling([Self.event(5, in: 3, out: 0), Self.event(20, in: 0, out: 5), Self.event(11 * 60, in: 4, out: 0)], from: 10)
-        let points = SeriesPoint.fold(from: Self.t0, to: Self.t0 + 15 * MinuteRollup.length, bucket: .fiveMinutes, opening: 10, minutes: minutes)
+        let minutes = Rollup.rolling([Self.event(5, in: 3, out: 0), Self.event(20, in: 0, out: 5), Self.event(11 * 60, in: 4, out: 0)], from: 10)
+        let points = SeriesPoint.fold(from: Self.t0, to: Self.t0 + 15 * RollupLevel.minute.length, bucket: .fiveMinutes, opening: 10, minutes: minutes)
         #expect(points.count == 3)
         #expect(points[0] == SeriesPoint(start: "2024-03-01T10:00:00Z", end: "2024-03-01T10:05:00Z", entries: 3, exits: 5, min: 8, max: 13, last: 8))
         #expect(points[1] == SeriesPoint(start: "2024-03-01T10:05:00Z", end: "2024-03-01T10:10:00Z", entries: 0, exits: 0, min: 8, max: 8, last: 8))
         #expect(points[2] == SeriesPoint(start: "2024-03-01T10:10:00Z", end: "2024-03-01T10:15:00Z", entries: 4, exits: 0, min: 8, max: 12, last: 12))
         // An hour bucket holds all three minutes.
-        let hour = SeriesPoint.fold(from: Self.t0, to: Self.t0 + 60 * MinuteRollup.length, bucket: .hour, opening: 10, minutes: minutes)
+        let hour = SeriesPoint.fold(from: Self.t0, to: Self.t0 + RollupLevel.hour.length, bucket: .hour, opening: 10, minutes: minutes)
         #expect(hour.map(\.last) == [12])
         #expect(hour.map(\.min) == [8])
         #expect(hour.map(\.max) == [13])

@@ -101,47 +101,50 @@ extension SensorsRepository {
         return try row.decode(column: "inside", as: Int64.self) - (try await rawInside(sensor: sensor, at: Timestamp(microseconds: at), db: db))
     }
 
-    /// For a series: the offset in force just before `start`, and each later adjustment's minute
+    /// For a series: the offset in force just before `start`, and each later adjustment's instant
     /// with the offset from then on.
-    func offsets(sensor: String, from start: Int64, to end: Int64) async throws -> (opening: Int64, changes: [(minute: Int64, offset: Int64)]) {
-        try await database.read { db in
-            let opening = try await Self.offset(sensor: sensor, at: start - 1, db: db)
-            var changes: [(minute: Int64, offset: Int64)] = []
-            for row in try await db.raw(
-                "SELECT at_us, inside FROM sensor_adjustments WHERE sensor = \(bind: sensor) AND at_us >= \(bind: start) AND at_us < \(bind: end) ORDER BY at_us LIMIT 100000"
-            ).all() {
-                let at = try row.decode(column: "at_us", as: Int64.self)
-                let offset = try row.decode(column: "inside", as: Int64.self) - (try await Self.rawInside(sensor: sensor, at: Timestamp(microseconds: at), db: db))
-                changes.append((MinuteRollup.minute(of: Timestamp(microseconds: at)), offset))
-            }
-            return (opening, changes)
+    func offsets(sensor: String, from start: Int64, to end: Int64) async throws -> (opening: Int64, changes: [(at: Int64, offset: Int64)]) {
+        try await database.read { db in try await Self.offsets(sensor: sensor, from: start, to: end, db: db) }
+    }
+
+    static func offsets(sensor: String, from start: Int64, to end: Int64, db: any SQLDatabase) async throws -> (opening: Int64, changes: [(at: Int64, offset: Int64)]) {
+        let opening = try await offset(sensor: sensor, at: start - 1, db: db)
+        var changes: [(at: Int64, offset: Int64)] = []
+        for row in try await db.raw(
+            "SELECT at_us, inside FROM sensor_adjustments WHERE sensor = \(bind: sensor) AND at_us >= \(bind: start) AND at_us < \(bind: end) ORDER BY at_us LIMIT 100000"
+        ).all() {
+            let at = try row.decode(column: "at_us", as: Int64.self)
+            let offset = try row.decode(column: "inside", as: Int64.self) - (try await rawInside(sensor: sensor, at: Timestamp(microseconds: at), db: db))
+            changes.append((at, offset))
         }
+        return (opening, changes)
     }
 }
 
-/// The minute rollups of a series, adjusted: each minute shifted by the offset in force at its
-/// start, and a minute added where an adjustment starts without events of its own, so the level
-/// moves there. Minute precision: an adjustment inside a minute counts from that minute's start.
-func adjusted(opening: Int64, minutes: [MinuteRollup], openingOffset: Int64, changes: [(minute: Int64, offset: Int64)]) -> (opening: Int64, minutes: [MinuteRollup]) {
-    guard openingOffset != 0 || !changes.isEmpty else { return (opening, minutes) }
-    var result: [MinuteRollup] = []
+/// Rollups adjusted: each row shifted by the offset in force at its start, and a row added where
+/// an adjustment starts without events of its own, so the level moves there. Minute precision: an
+/// adjustment inside a minute counts from that minute's start (callers give minute rows around them).
+func adjusted(opening: Int64, rows: [Rollup], openingOffset: Int64, changes: [(at: Int64, offset: Int64)]) -> (opening: Int64, rows: [Rollup]) {
+    guard openingOffset != 0 || !changes.isEmpty else { return (opening, rows) }
+    let changes = changes.map { (start: RollupLevel.minute.start(of: $0.at), offset: $0.offset) }
+    var result: [Rollup] = []
     var (raw, offset, next) = (opening, openingOffset, 0)
-    func moveTo(_ minute: Int64?) {
-        while next < changes.count, minute.map({ changes[next].minute <= $0 }) ?? true {
+    func moveTo(_ start: Int64?) {
+        while next < changes.count, start.map({ changes[next].start <= $0 }) ?? true {
             offset = changes[next].offset
-            if changes[next].minute != minute {
-                if result.last?.minute == changes[next].minute { result.removeLast() }
-                result.append(MinuteRollup(minute: changes[next].minute, balanceBefore: raw + offset))
+            if changes[next].start != start {
+                if result.last?.start == changes[next].start { result.removeLast() }
+                result.append(Rollup(start: changes[next].start, balanceBefore: raw + offset))
             }
             next += 1
         }
     }
-    for minute in minutes {
-        moveTo(minute.minute)
-        var shifted = minute
+    for row in rows {
+        moveTo(row.start)
+        var shifted = row
         shifted.balanceBefore += offset
         result.append(shifted)
-        raw = minute.balanceAfter
+        raw = row.balanceAfter
     }
     moveTo(nil)
     return (opening + openingOffset, result)

@@ -6,9 +6,9 @@ enum SeriesBucket: String, Sendable, CaseIterable {
 
     var length: Int64 {
         switch self {
-        case .fiveMinutes: 5 * MinuteRollup.length
-        case .hour: 60 * MinuteRollup.length
-        case .day: 1440 * MinuteRollup.length
+        case .fiveMinutes: 5 * RollupLevel.minute.length
+        case .hour: RollupLevel.hour.length
+        case .day: RollupLevel.day.length
         }
     }
 
@@ -28,7 +28,7 @@ struct SeriesPoint: Encodable, Sendable, Equatable {
 
     /// Buckets from `from` (a bucket start) until `to`, given the occupancy just before `from` and
     /// the minute rollups in between, oldest first. Buckets without events carry the level on.
-    static func fold(from: Int64, to: Int64, bucket: SeriesBucket, opening: Int64, minutes: [MinuteRollup]) -> [SeriesPoint] {
+    static func fold(from: Int64, to: Int64, bucket: SeriesBucket, opening: Int64, minutes: [Rollup]) -> [SeriesPoint] {
         var points: [SeriesPoint] = []
         var level = opening
         var next = minutes.makeIterator()
@@ -37,7 +37,7 @@ struct SeriesPoint: Encodable, Sendable, Equatable {
         while start < to {
             let end = start + bucket.length
             var (entries, exits, low, high) = (Int64(0), Int64(0), level, level)
-            while let row = pending, row.minute < end {
+            while let row = pending, row.start < end {
                 entries += row.entries
                 exits += row.exits
                 low = Swift.min(low, row.balanceBefore + row.low)

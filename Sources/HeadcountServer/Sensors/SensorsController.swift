@@ -64,15 +64,15 @@ struct SensorsController {
         let sensor = try Self.sensor(context)
         let text = request.uri.queryParameters["bucket"].map(String.init) ?? SeriesBucket.hour.rawValue
         guard let bucket = SeriesBucket(rawValue: text) else { throw APIError.badRequest("bucket must be one of 5m, 1h, 1d") }
-        let (from, to) = try Self.range(request, defaultSpan: 24 * 60 * MinuteRollup.length)
+        let (from, to) = try Self.range(request, defaultSpan: RollupLevel.day.length)
         let start = bucket.floor(from), end = bucket.floor(to - 1) + bucket.length
         guard (end - start) / bucket.length <= Self.maxBuckets else {
             throw APIError.badRequest("at most \(Self.maxBuckets) buckets: narrow from/to or use a larger bucket")
         }
         guard try await repository.inside(sensor: sensor) != nil else { throw Self.unknown }
-        let (rawOpening, rawMinutes) = try await repository.minutes(sensor: sensor, from: start, to: end)
+        let (rawOpening, rawMinutes) = try await repository.rollups(sensor: sensor, from: start, to: end)
         let offsets = try await repository.offsets(sensor: sensor, from: start, to: end)
-        let (opening, minutes) = adjusted(opening: rawOpening, minutes: rawMinutes, openingOffset: offsets.opening, changes: offsets.changes)
+        let (opening, minutes) = adjusted(opening: rawOpening, rows: rawMinutes, openingOffset: offsets.opening, changes: offsets.changes)
         let points = SeriesPoint.fold(from: start, to: end, bucket: bucket, opening: opening, minutes: minutes)
         return try json(
             SeriesResponse(

@@ -41,12 +41,12 @@ extension SensorsRepository {
             adjusted[sensor] = total.inside + offset
             let batch = bySensor[sensor]!
             if let prior = total.priorLast, batch[0].ts.microseconds < prior {
-                try await repairMinutes(sensor: sensor, late: batch, db: db)
+                try await repairRollups(sensor: sensor, late: batch, db: db)
             } else {
                 inOrder.append((batch, total.inside - batch.reduce(0) { $0 + $1.net }))
             }
         }
-        try await appendMinutes(inOrder, db: db)
+        try await appendRollups(inOrder, db: db)
         return (accepted, adjusted)
     }
 
@@ -114,75 +114,98 @@ extension SensorsRepository {
         }
     }
 
-    /// Rolls events that come after everything stored into minutes, in one statement: a minute
-    /// already stored is continued (its counts added, its low and high widened from where it
-    /// ended), later minutes start from the occupancy before the batch.
-    private static func appendMinutes(_ sensors: [(events: [SensorEvent], insideBefore: Int64)], db: any SQLDatabase) async throws {
-        let rows = sensors.flatMap { s in
-            MinuteRollup.rolling(s.events, from: s.insideBefore).map { (s.events[0].sensor, $0) }
-        }
-        try await upsertMinutes(
-            rows, db: db,
-            onConflict: """
-                entries = sensor_minutes.entries + excluded.entries,
-                exits = sensor_minutes.exits + excluded.exits,
-                low = CASE WHEN sensor_minutes.entries - sensor_minutes.exits + excluded.low < sensor_minutes.low
-                    THEN sensor_minutes.entries - sensor_minutes.exits + excluded.low ELSE sensor_minutes.low END,
-                high = CASE WHEN sensor_minutes.entries - sensor_minutes.exits + excluded.high > sensor_minutes.high
-                    THEN sensor_minutes.entries - sensor_minutes.exits + excluded.high ELSE sensor_minutes.high END
-                """)
-    }
-
-    /// Brings the minutes of late events up to date: each touched minute is recomputed from its
-    /// events (few: one minute's worth) and the minutes after it shift by its change.
-    private static func repairMinutes(sensor: String, late events: [SensorEvent], db: any SQLDatabase) async throws {
-        let changes = Dictionary(grouping: events, by: { MinuteRollup.minute(of: $0.ts) }).mapValues { $0.reduce(0) { $0 + $1.net } }
-        for (minute, net) in changes.sorted(by: { $0.key < $1.key }) {
-            let previous = try await db.raw(
-                """
-                SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
-                WHERE sensor = \(bind: sensor) AND minute_us <= \(bind: minute) ORDER BY minute_us DESC LIMIT 1
-                """
-            ).first().map(minuteRollup)
-            let before = previous.map { $0.minute == minute ? $0.balanceBefore : $0.balanceAfter } ?? 0
-            var row = MinuteRollup(minute: minute, balanceBefore: before)
-            for event in try await db.raw(
-                """
-                SELECT in_count, out_count FROM sensor_events
-                WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: minute) AND ts_us < \(bind: minute + MinuteRollup.length)
-                ORDER BY ts_us, seq
-                """
-            ).all() {
-                row.apply(in: try event.decode(column: "in_count", as: Int64.self), out: try event.decode(column: "out_count", as: Int64.self))
+    /// Rolls events that come after everything stored into minutes, hours and days, one statement
+    /// a level: a row already stored is continued (its counts and area added, its low and high
+    /// widened from where it ended), later rows start from the occupancy before the batch.
+    private static func appendRollups(_ sensors: [(events: [SensorEvent], insideBefore: Int64)], db: any SQLDatabase) async throws {
+        for level in RollupLevel.allCases {
+            let rows = sensors.flatMap { s in
+                Rollup.rolling(s.events, from: s.insideBefore, level: level).map { (s.events[0].sensor, $0) }
             }
-            try await upsertMinutes(
-                [(sensor, row)], db: db,
+            let t = level.table
+            try await upsert(
+                rows, level: level, db: db,
                 onConflict: """
-                    entries = excluded.entries, exits = excluded.exits, balance_before = excluded.balance_before,
-                    low = excluded.low, high = excluded.high
+                    entries = \(unsafeRaw: t).entries + excluded.entries,
+                    exits = \(unsafeRaw: t).exits + excluded.exits,
+                    low = CASE WHEN \(unsafeRaw: t).entries - \(unsafeRaw: t).exits + excluded.low < \(unsafeRaw: t).low
+                        THEN \(unsafeRaw: t).entries - \(unsafeRaw: t).exits + excluded.low ELSE \(unsafeRaw: t).low END,
+                    high = CASE WHEN \(unsafeRaw: t).entries - \(unsafeRaw: t).exits + excluded.high > \(unsafeRaw: t).high
+                        THEN \(unsafeRaw: t).entries - \(unsafeRaw: t).exits + excluded.high ELSE \(unsafeRaw: t).high END,
+                    low_us = CASE WHEN \(unsafeRaw: t).entries - \(unsafeRaw: t).exits + excluded.low < \(unsafeRaw: t).low
+                        THEN excluded.low_us ELSE \(unsafeRaw: t).low_us END,
+                    high_us = CASE WHEN \(unsafeRaw: t).entries - \(unsafeRaw: t).exits + excluded.high > \(unsafeRaw: t).high
+                        THEN excluded.high_us ELSE \(unsafeRaw: t).high_us END,
+                    area = \(unsafeRaw: t).area + excluded.area
                     """)
-            if net != 0 {
-                try await db.raw(
-                    """
-                    UPDATE sensor_minutes SET balance_before = balance_before + \(bind: net)
-                    WHERE sensor = \(bind: sensor) AND minute_us > \(bind: minute)
-                    """
-                ).run()
+        }
+    }
+
+    /// Brings the rows of late events up to date: each touched minute is recomputed from its events
+    /// (few: one minute's worth), each touched hour from its minutes and each day from its hours,
+    /// and the rows after each shift by its change.
+    private static func repairRollups(sensor: String, late events: [SensorEvent], db: any SQLDatabase) async throws {
+        for level in RollupLevel.allCases {
+            let changes = Dictionary(grouping: events, by: { level.start(of: $0.ts.microseconds) }).mapValues { $0.reduce(0) { $0 + $1.net } }
+            for (start, net) in changes.sorted(by: { $0.key < $1.key }) {
+                let end = start + level.length
+                let row: Rollup
+                if let finer = level.finer {
+                    let (_, rows) = try await rollups(sensor: sensor, level: finer, from: start, to: end, db: db)
+                    row = Rollup.combining(rows, into: level, start: start)
+                } else {
+                    let previous = try await db.raw(
+                        """
+                        SELECT \(Self.rollupColumns(.minute)) FROM sensor_minutes
+                        WHERE sensor = \(bind: sensor) AND minute_us <= \(bind: start) ORDER BY minute_us DESC LIMIT 1
+                        """
+                    ).first().map { try Self.rollup($0, level: .minute) }
+                    var minute = Rollup(start: start, length: level.length, balanceBefore: previous.map { $0.start == start ? $0.balanceBefore : $0.balanceAfter } ?? 0)
+                    for event in try await db.raw(
+                        """
+                        SELECT ts_us, in_count, out_count FROM sensor_events
+                        WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: start) AND ts_us < \(bind: end)
+                        ORDER BY ts_us, seq
+                        """
+                    ).all() {
+                        minute.apply(
+                            in: try event.decode(column: "in_count", as: Int64.self), out: try event.decode(column: "out_count", as: Int64.self),
+                            at: try event.decode(column: "ts_us", as: Int64.self))
+                    }
+                    row = minute
+                }
+                try await upsert(
+                    [(sensor, row)], level: level, db: db,
+                    onConflict: """
+                        entries = excluded.entries, exits = excluded.exits, balance_before = excluded.balance_before,
+                        low = excluded.low, high = excluded.high, low_us = excluded.low_us, high_us = excluded.high_us, area = excluded.area
+                        """)
+                if net != 0 {
+                    try await db.raw(
+                        """
+                        UPDATE \(unsafeRaw: level.table) SET balance_before = balance_before + \(bind: net)
+                        WHERE sensor = \(bind: sensor) AND \(unsafeRaw: level.column) > \(bind: start)
+                        """
+                    ).run()
+                }
             }
         }
     }
 
-    /// Inserts minute rows; `onConflict` says how a row already stored takes the new one.
-    private static func upsertMinutes(_ rows: [(String, MinuteRollup)], db: any SQLDatabase, onConflict: SQLQueryString) async throws {
+    /// Inserts rows of a level; `onConflict` says how a row already stored takes the new one.
+    private static func upsert(_ rows: [(String, Rollup)], level: RollupLevel, db: any SQLDatabase, onConflict: SQLQueryString) async throws {
         for chunk in rows.chunks(of: 500) {
             let values = chunk.map { sensor, m -> SQLQueryString in
-                "(\(bind: sensor), \(bind: m.minute), \(bind: m.entries), \(bind: m.exits), \(bind: m.balanceBefore), \(bind: m.low), \(bind: m.high))"
+                """
+                (\(bind: sensor), \(bind: m.start), \(bind: m.entries), \(bind: m.exits), \(bind: m.balanceBefore), \(bind: m.low), \(bind: m.high), \
+                \(bind: m.lowAt), \(bind: m.highAt), \(bind: m.area))
+                """
             }
             try await db.raw(
                 """
-                INSERT INTO sensor_minutes (sensor, minute_us, entries, exits, balance_before, low, high)
+                INSERT INTO \(unsafeRaw: level.table) (\(rollupColumns(level)))
                 VALUES \(values.joined(separator: ", "))
-                ON CONFLICT (sensor, minute_us) DO UPDATE SET \(onConflict)
+                ON CONFLICT (sensor, \(unsafeRaw: level.column)) DO UPDATE SET \(onConflict)
                 """
             ).run()
         }

@@ -53,16 +53,16 @@ struct SensorsRepository: Sendable {
 
     /// The raw count at `instant`: what the events alone add up to.
     static func rawInside(sensor: String, at instant: Timestamp, db: any SQLDatabase) async throws -> Int64 {
-        let minute = MinuteRollup.minute(of: instant)
+        let minute = RollupLevel.minute.start(of: instant.microseconds)
         guard
             let row = try await db.raw(
                 """
-                SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
+                SELECT \(rollupColumns(.minute)) FROM sensor_minutes
                 WHERE sensor = \(bind: sensor) AND minute_us <= \(bind: minute) ORDER BY minute_us DESC LIMIT 1
                 """
-            ).first().map(Self.minuteRollup)
+            ).first().map({ try Self.rollup($0, level: .minute) })
         else { return 0 }
-        guard row.minute == minute else { return row.balanceAfter }
+        guard row.start == minute else { return row.balanceAfter }
         let within =
             try await db.raw(
                 """
@@ -73,24 +73,27 @@ struct SensorsRepository: Sendable {
         return row.balanceBefore + within
     }
 
-    /// Occupancy just before `instant` (a minute boundary) and the minute rollups in [instant, end).
-    func minutes(sensor: String, from start: Int64, to end: Int64) async throws -> (opening: Int64, minutes: [MinuteRollup]) {
-        try await database.read { db in
-            let opening =
-                try await db.raw(
-                    """
-                    SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
-                    WHERE sensor = \(bind: sensor) AND minute_us < \(bind: start) ORDER BY minute_us DESC LIMIT 1
-                    """
-                ).first().map(Self.minuteRollup)?.balanceAfter ?? 0
-            let minutes = try await db.raw(
+    /// Occupancy just before `start` (a row boundary) and the rows of `level` in [start, end).
+    func rollups(sensor: String, level: RollupLevel = .minute, from start: Int64, to end: Int64) async throws -> (opening: Int64, rows: [Rollup]) {
+        try await database.read { db in try await Self.rollups(sensor: sensor, level: level, from: start, to: end, db: db) }
+    }
+
+    static func rollups(sensor: String, level: RollupLevel, from start: Int64, to end: Int64, db: any SQLDatabase) async throws -> (opening: Int64, rows: [Rollup]) {
+        let (table, column): (SQLQueryString, SQLQueryString) = ("\(unsafeRaw: level.table)", "\(unsafeRaw: level.column)")
+        let opening =
+            try await db.raw(
                 """
-                SELECT minute_us, entries, exits, balance_before, low, high FROM sensor_minutes
-                WHERE sensor = \(bind: sensor) AND minute_us >= \(bind: start) AND minute_us < \(bind: end) ORDER BY minute_us
+                SELECT \(rollupColumns(level)) FROM \(table)
+                WHERE sensor = \(bind: sensor) AND \(column) < \(bind: start) ORDER BY \(column) DESC LIMIT 1
                 """
-            ).all().map(Self.minuteRollup)
-            return (opening, minutes)
-        }
+            ).first().map { try rollup($0, level: level) }?.balanceAfter ?? 0
+        let rows = try await db.raw(
+            """
+            SELECT \(rollupColumns(level)) FROM \(table)
+            WHERE sensor = \(bind: sensor) AND \(column) >= \(bind: start) AND \(column) < \(bind: end) ORDER BY \(column)
+            """
+        ).all().map { try rollup($0, level: level) }
+        return (opening, rows)
     }
 
     struct StoredEvent: Sendable {
@@ -123,14 +126,22 @@ struct SensorsRepository: Sendable {
         }
     }
 
-    static func minuteRollup(_ row: any SQLRow) throws -> MinuteRollup {
-        MinuteRollup(
-            minute: try row.decode(column: "minute_us", as: Int64.self),
+    static func rollupColumns(_ level: RollupLevel) -> SQLQueryString {
+        "sensor, \(unsafeRaw: level.column), entries, exits, balance_before, low, high, low_us, high_us, area"
+    }
+
+    static func rollup(_ row: any SQLRow, level: RollupLevel) throws -> Rollup {
+        Rollup(
+            start: try row.decode(column: level.column, as: Int64.self),
+            length: level.length,
             entries: try row.decode(column: "entries", as: Int64.self),
             exits: try row.decode(column: "exits", as: Int64.self),
             balanceBefore: try row.decode(column: "balance_before", as: Int64.self),
             low: try row.decode(column: "low", as: Int64.self),
-            high: try row.decode(column: "high", as: Int64.self)
+            high: try row.decode(column: "high", as: Int64.self),
+            lowAt: try row.decode(column: "low_us", as: Int64.self),
+            highAt: try row.decode(column: "high_us", as: Int64.self),
+            area: try row.decode(column: "area", as: Double.self)
         )
     }
 }

@@ -1,0 +1,98 @@
+/// A place's utilisation: the count of its doorways (each sensor signed by whether it leads in or
+/// out), as rows folded like one sensor's. A row of one doorway moves the place alone; where two
+/// doorways have rows over the same span, those rows are replaced by their finer rows (days by
+/// hours, hours by minutes) until none overlap, so the lowest and peak stay exact to the minute.
+/// Within a minute in which two doorways both counted, they are bounds: the sum of the doorways'
+/// extremes. The average is exact at any level (areas add).
+extension PlacesRepository {
+    /// The usage of each bucket between `boundaries`; nil for a bucket not yet started.
+    func usage(of place: Place, boundaries: [Int64], now: Int64) async throws -> [Usage?] {
+        guard let tree = try await subtree(of: place.id) else { throw Self.notFound }
+        let sensors = SensorsRepository(database: database)
+        var sources: [(sensor: String, sign: Int64, opening: Int64)] = []
+        var rows: [(source: Int, row: Rollup)] = []
+        for doorway in tree.doorways.sorted(by: { $0.sensor < $1.sensor }) {
+            let sign = doorway.sign(into: tree.places)
+            guard sign != 0, try await sensors.inside(sensor: doorway.sensor) != nil else { continue }
+            let (opening, sensorRows) = try await sensors.usageRows(sensor: doorway.sensor, boundaries: boundaries)
+            rows += sensorRows.map { (sources.count, $0) }
+            sources.append((doorway.sensor, sign, opening))
+        }
+        rows.sort { ($0.row.start, $0.source) < ($1.row.start, $1.source) }
+        // Refine overlapping rows a level at a time, one query per doorway and level.
+        while true {
+            let contended = Self.overlapping(rows).filter { rows[$0].row.length > RollupLevel.minute.length }
+            guard !contended.isEmpty else { break }
+            var finer: [(source: Int, row: Rollup)] = []
+            for (key, indices) in Dictionary(grouping: contended, by: { [rows[$0].source, Int(rows[$0].row.length)] }) {
+                let (source, level) = (key[0], RollupLevel.allCases.first { $0.length == Int64(key[1]) }!.finer!)
+                let (parents, sensor) = (indices.map { rows[$0].row }, sources[source].sensor)
+                let raw = try await sensors.database.read { db in
+                    try await SensorsRepository.rollups(
+                        sensor: sensor, level: level, from: parents.map(\.start).min()!, to: parents.map(\.end).max()!, db: db
+                    ).rows
+                }
+                for parent in parents {
+                    let children = raw.filter { $0.start >= parent.start && $0.start < parent.end }
+                    // The parent carries its adjustment: its children shift by as much.
+                    let shift = parent.balanceBefore - (children.first?.balanceBefore ?? parent.balanceBefore)
+                    finer += children.map { child in
+                        var shifted = child
+                        shifted.balanceBefore += shift
+                        return (source, shifted)
+                    }
+                }
+            }
+            let replaced = Set(contended)
+            rows = (rows.indices.filter { !replaced.contains($0) }.map { rows[$0] } + finer).sorted { ($0.row.start, $0.source) < ($1.row.start, $1.source) }
+        }
+        var levels = sources.map(\.opening)
+        let opening = zip(sources, levels).reduce(Int64(0)) { $0 + $1.0.sign * $1.1 }
+        var merged: [Rollup] = []
+        var i = 0
+        while i < rows.count {
+            var j = i + 1
+            while j < rows.count, rows[j].row.start == rows[i].row.start { j += 1 }
+            var total = zip(sources, levels).reduce(Int64(0)) { $0 + $1.0.sign * $1.1 }
+            var row = Rollup(start: rows[i].row.start, length: rows[i].row.length, balanceBefore: 0)
+            for (source, sourceRow) in rows[i..<j] {
+                let signed = Self.signed(sourceRow, sources[source].sign)
+                total += signed.balanceBefore - sources[source].sign * levels[source]
+                row.entries += signed.entries
+                row.exits += signed.exits
+                row.area += signed.area
+                if signed.low < 0 { (row.low, row.lowAt) = (row.low + signed.low, signed.lowAt) }
+                if signed.high > 0 { (row.high, row.highAt) = (row.high + signed.high, signed.highAt) }
+                levels[source] = sourceRow.balanceAfter
+            }
+            row.balanceBefore = total
+            merged.append(row)
+            i = j
+        }
+        return Usage.fold(boundaries: boundaries, opening: opening, rows: merged, now: now)
+    }
+
+    /// The indices of rows that overlap another row (rows sorted by start).
+    private static func overlapping(_ rows: [(source: Int, row: Rollup)]) -> [Int] {
+        var result: [Int] = []
+        var i = 0
+        while i < rows.count {
+            var (j, end) = (i + 1, rows[i].row.end)
+            while j < rows.count, rows[j].row.start < end {
+                end = max(end, rows[j].row.end)
+                j += 1
+            }
+            if j - i > 1 { result += i..<j }
+            i = j
+        }
+        return result
+    }
+
+    /// A doorway's row as the place sees it: leading out, its entries leave.
+    private static func signed(_ row: Rollup, _ sign: Int64) -> Rollup {
+        guard sign < 0 else { return row }
+        return Rollup(
+            start: row.start, length: row.length, entries: row.exits, exits: row.entries, balanceBefore: -row.balanceBefore,
+            low: -row.high, high: -row.low, lowAt: row.highAt, highAt: row.lowAt, area: -row.area)
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import Hummingbird
+
+/// Wall-clock time in an IANA time zone, for reports: the boundaries of local hours, days and
+/// ISO weeks between two instants (a DST day is 23 or 25 hours long, a repeated hour is two
+/// buckets), and instants written with their local offset.
+struct LocalTime: Sendable {
+    enum Unit: String, Sendable, CaseIterable {
+        case hour = "1h"
+        case day = "1d"
+        case week = "1w"
+    }
+
+    let name: String
+    private let zone: TimeZone
+    private let calendar: Calendar
+
+    /// Nil for a name that is not a known IANA zone.
+    init?(_ name: String) {
+        guard PlacesController.timeZones.contains(name), let zone = TimeZone(identifier: name) else { return nil }
+        self.name = name
+        self.zone = zone
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = zone
+        calendar.firstWeekday = 2  // ISO weeks start on Monday
+        calendar.minimumDaysInFirstWeek = 4
+        self.calendar = calendar
+    }
+
+    /// The zone's offset from UTC at `instant`, in microseconds.
+    func offset(at instant: Int64) -> Int64 {
+        Int64(zone.secondsFromGMT(for: Self.date(instant))) * 1_000_000
+    }
+
+    /// The local date, hour and ISO weekday (1 = Monday … 7 = Sunday) at `instant`.
+    func wall(_ instant: Int64) -> (date: String, hour: Int, weekday: Int) {
+        let local = Timestamp(microseconds: instant + offset(at: instant))
+        let days = Int(local.floored(to: 86_400_000_000) / 86_400_000_000)
+        let weekday = ((days + 3) % 7 + 7) % 7 + 1  // 1970-01-01 was a Thursday
+        return (local.day, Int((local.microseconds - local.floored(to: 86_400_000_000)) / 3_600_000_000), weekday)
+    }
+
+    /// RFC 3339 with the local offset: `2024-03-31T03:00:00+02:00`.
+    func rfc3339(_ instant: Int64) -> String {
+        let offset = offset(at: instant)
+        var text = Timestamp(microseconds: instant + offset).rfc3339
+        text.removeLast()
+        guard offset != 0 else { return text + "Z" }
+        let minutes = abs(offset) / 60_000_000
+        return text + (offset < 0 ? "-" : "+") + String(format: "%02d:%02d", minutes / 60, minutes % 60)
+    }
+
+    /// The boundaries of the local units covering [from, to): the start of the unit holding `from`,
+    /// each next start, and the first start at or after `to`. Nil past `limit` units.
+    func boundaries(from: Int64, to: Int64, unit: Unit, limit: Int) -> [Int64]? {
+        var bounds: [Int64] = []
+        switch unit {
+        case .hour:
+            // Between offset changes, local hours are UTC hours shifted by the offset's minutes.
+            var start = from
+            while bounds.last.map({ $0 < to }) ?? true {
+                let offset = offset(at: start)
+                let segmentEnd = zone.nextDaylightSavingTimeTransition(after: Self.date(start)).map(Self.microseconds) ?? Int64.max
+                var b = Timestamp(microseconds: start + offset).floored(to: 3_600_000_000) - offset
+                if !bounds.isEmpty, b < start { b += 3_600_000_000 }
+                while b < segmentEnd, bounds.last.map({ $0 < to }) ?? true {
+                    if bounds.last.map({ b > $0 }) ?? true { bounds.append(b) }
+                    b += 3_600_000_000
+                    if bounds.count > limit + 1 { return nil }
+                }
+                start = segmentEnd
+            }
+        case .day, .week:
+            let component: Calendar.Component = unit == .day ? .day : .weekOfYear
+            guard var date = calendar.dateInterval(of: component, for: Self.date(from))?.start else { return nil }
+            bounds.append(Self.microseconds(date))
+            while bounds.last! < to {
+                guard let next = calendar.date(byAdding: unit == .day ? .day : .weekOfYear, value: 1, to: date) else { return nil }
+                date = next
+                bounds.append(Self.microseconds(date))
+                if bounds.count > limit + 1 { return nil }
+            }
+        }
+        return bounds
+    }
+
+    private static func date(_ instant: Int64) -> Date { Date(timeIntervalSince1970: Double(instant) / 1_000_000) }
+    private static func microseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }
+}
+
+/// The span and buckets of a report: `from`, `to` (default: the week before now), `bucket` and `tz`.
+struct ReportPeriod: Sendable {
+    static let maxBuckets = 5000
+
+    let zone: LocalTime
+    let unit: LocalTime.Unit
+    /// Bucket boundaries in UTC microseconds: the first at or before `from`, the last at or after `to`.
+    let boundaries: [Int64]
+
+    var from: String { zone.rfc3339(boundaries.first!) }
+    var to: String { zone.rfc3339(boundaries.last!) }
+}
+
+extension Request {
+    /// The report period of this request's query; `zone` is the time zone when `tz` is absent.
+    func reportPeriod(defaultUnit: LocalTime.Unit, units: [LocalTime.Unit] = LocalTime.Unit.allCases, zone: String = "UTC") throws -> ReportPeriod {
+        let (from, to) = try SensorsController.range(self, defaultSpan: 7 * RollupLevel.day.length)
+        let unitText = uri.queryParameters["bucket"].map(String.init) ?? defaultUnit.rawValue
+        guard let unit = LocalTime.Unit(rawValue: unitText), units.contains(unit) else {
+            throw APIError.badRequest("bucket must be one of \(units.map(\.rawValue).joined(separator: ", "))")
+        }
+        let name = try text("tz", length: 1...64) ?? zone
+        guard let local = LocalTime(name) else { throw APIError.badRequest("tz must be an IANA time zone, e.g. Europe/Paris or UTC") }
+        guard let boundaries = local.boundaries(from: from, to: to, unit: unit, limit: ReportPeriod.maxBuckets) else {
+            throw APIError.badRequest("at most \(ReportPeriod.maxBuckets) buckets: narrow from/to or use a larger bucket")
+        }
+        return ReportPeriod(zone: local, unit: unit, boundaries: boundaries)
+    }
+}

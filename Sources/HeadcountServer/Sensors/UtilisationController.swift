@@ -1,0 +1,217 @@
+import Foundation
+import Hummingbird
+
+/// How full a space was, in its local time: per bucket, and as the hour-of-week heatmap.
+/// The same answers for a sensor and for a place (its doorways' count).
+struct UtilisationController {
+    let sensors: SensorsRepository
+    let places: PlacesRepository
+    let privacy: Privacy
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        router.get("api/sensors/{sensor}/utilisation") { request, context in
+            let (sensor, period) = try await sensorPeriod(request, context, defaultUnit: .day)
+            let usage = try await usage(sensor: sensor, period: period)
+            return try json(UtilisationReport(subject: .sensor(sensor), period: period, capacity: try await capacity(sensor), usage: usage, privacy: privacy))
+        }
+        router.get("api/sensors/{sensor}/utilisation/heatmap") { request, context in
+            let (sensor, period) = try await sensorPeriod(request, context, defaultUnit: .hour, units: [.hour])
+            let usage = try await usage(sensor: sensor, period: period)
+            return try json(Heatmap(subject: .sensor(sensor), period: period, capacity: try await capacity(sensor), usage: usage, privacy: privacy))
+        }
+        router.get("api/places/{placeId}/utilisation") { request, context in
+            let (place, period) = try await placePeriod(request, context, defaultUnit: .day)
+            let usage = try await places.usage(of: place, boundaries: period.boundaries, now: Timestamp.now().microseconds)
+            return try json(UtilisationReport(subject: .place(place.id), period: period, capacity: place.capacity, usage: usage, privacy: privacy))
+        }
+        router.get("api/places/{placeId}/utilisation/heatmap") { request, context in
+            let (place, period) = try await placePeriod(request, context, defaultUnit: .hour, units: [.hour])
+            let usage = try await places.usage(of: place, boundaries: period.boundaries, now: Timestamp.now().microseconds)
+            return try json(Heatmap(subject: .place(place.id), period: period, capacity: place.capacity, usage: usage, privacy: privacy))
+        }
+    }
+
+    private func sensorPeriod(
+        _ request: Request, _ context: AppRequestContext, defaultUnit: LocalTime.Unit, units: [LocalTime.Unit] = LocalTime.Unit.allCases
+    ) async throws -> (String, ReportPeriod) {
+        let sensor = try SensorsController.sensor(context)
+        let period = try request.reportPeriod(defaultUnit: defaultUnit, units: units)
+        guard try await sensors.inside(sensor: sensor) != nil else { throw SensorsController.unknown }
+        return (sensor, period)
+    }
+
+    /// A place's report is in the place's time zone unless `tz` says otherwise.
+    private func placePeriod(
+        _ request: Request, _ context: AppRequestContext, defaultUnit: LocalTime.Unit, units: [LocalTime.Unit] = LocalTime.Unit.allCases
+    ) async throws -> (Place, ReportPeriod) {
+        let id = try context.pathID("placeId")
+        guard let place = try await places.place(id) else { throw PlacesRepository.notFound }
+        return (place, try request.reportPeriod(defaultUnit: defaultUnit, units: units, zone: place.timeZone))
+    }
+
+    private func usage(sensor: String, period: ReportPeriod) async throws -> [Usage?] {
+        let (opening, rows) = try await sensors.usageRows(sensor: sensor, boundaries: period.boundaries)
+        return Usage.fold(boundaries: period.boundaries, opening: opening, rows: rows, now: Timestamp.now().microseconds)
+    }
+
+    private func capacity(_ sensor: String) async throws -> Int64? {
+        try await SensorSettings.read(sensor, database: sensors.database).capacity
+    }
+}
+
+/// What a report is about: `"sensor": …` or `"place": …` in the answer.
+enum ReportSubject: Sendable {
+    case sensor(String)
+    case place(String)
+
+    func encode(into container: inout KeyedEncodingContainer<ReportKey>) throws {
+        switch self {
+        case .sensor(let id): try container.encode(id, forKey: ReportKey("sensor"))
+        case .place(let id): try container.encode(id, forKey: ReportKey("place"))
+        }
+    }
+}
+
+struct ReportKey: CodingKey {
+    let stringValue: String
+    init(_ name: String) { stringValue = name }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    var intValue: Int? { nil }
+    init?(intValue: Int) { nil }
+}
+
+/// Figures rounded for reading: two decimals, one for a percentage.
+func rounded(_ value: Double, places: Double = 100) -> Double { (value * places).rounded() / places }
+
+struct UtilisationPoint: Encodable, Sendable {
+    let start: String
+    let end: String
+    @Nullable var min: Int64?
+    @Nullable var avg: Double?
+    @Nullable var peak: Int64?
+    @Nullable var peakAt: String?
+    @Nullable var avgPercent: Double?
+    @Nullable var peakPercent: Double?
+    /// True when the privacy switch withheld the figures (fewer than k people).
+    var suppressed = false
+
+    enum CodingKeys: String, CodingKey {
+        case start, end, min, avg, peak, suppressed
+        case peakAt = "peak_at"
+        case avgPercent = "avg_percent"
+        case peakPercent = "peak_percent"
+    }
+
+    init(start: String, end: String, usage: Usage?, capacity: Int64?, zone: LocalTime, privacy: Privacy) {
+        self.start = start
+        self.end = end
+        guard let usage else { return }
+        guard !privacy.hides(people: usage.peak) else {
+            suppressed = true
+            return
+        }
+        let avg = rounded(usage.average)
+        (min, self.avg, peak, peakAt) = (usage.min, avg, usage.peak, zone.rfc3339(usage.peakAt))
+        if let capacity {
+            avgPercent = rounded(avg * 100 / Double(capacity), places: 10)
+            peakPercent = rounded(Double(usage.peak) * 100 / Double(capacity), places: 10)
+        }
+    }
+}
+
+/// `GET …/utilisation`: one point per local bucket; a bucket not yet started has null figures.
+struct UtilisationReport: Encodable, Sendable {
+    let subject: ReportSubject
+    let period: ReportPeriod
+    let capacity: Int64?
+    let buckets: [UtilisationPoint]
+
+    init(subject: ReportSubject, period: ReportPeriod, capacity: Int64?, usage: [Usage?], privacy: Privacy) {
+        self.subject = subject
+        self.period = period
+        self.capacity = capacity
+        let b = period.boundaries
+        buckets = usage.indices.map { i in
+            UtilisationPoint(start: period.zone.rfc3339(b[i]), end: period.zone.rfc3339(b[i + 1]), usage: usage[i], capacity: capacity, zone: period.zone, privacy: privacy)
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: ReportKey.self)
+        try subject.encode(into: &container)
+        try container.encode(period.zone.name, forKey: ReportKey("tz"))
+        try container.encode(period.unit.rawValue, forKey: ReportKey("bucket"))
+        try container.encode(period.from, forKey: ReportKey("from"))
+        try container.encode(period.to, forKey: ReportKey("to"))
+        try container.encode(capacity, forKey: ReportKey("capacity"))
+        try container.encode(buckets, forKey: ReportKey("buckets"))
+    }
+}
+
+/// `GET …/utilisation/heatmap`: the local hours of the week (Monday first), each the average of
+/// its hours' time-weighted averages and the highest peak among them. A DST day's repeated hour
+/// counts twice in its cell; its skipped hour has no sample.
+struct Heatmap: Encodable, Sendable {
+    struct Cell: Encodable, Sendable {
+        let weekday: Int
+        let hour: Int
+        /// How many hours of the period fell in this cell (and had started).
+        let samples: Int
+        @Nullable var avg: Double?
+        @Nullable var peak: Int64?
+        @Nullable var avgPercent: Double?
+        @Nullable var peakPercent: Double?
+        let suppressed: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case weekday, hour, samples, avg, peak, suppressed
+            case avgPercent = "avg_percent"
+            case peakPercent = "peak_percent"
+        }
+    }
+
+    static let weekdays = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+    let subject: ReportSubject
+    let period: ReportPeriod
+    let capacity: Int64?
+    let cells: [Cell]
+
+    init(subject: ReportSubject, period: ReportPeriod, capacity: Int64?, usage: [Usage?], privacy: Privacy) {
+        self.subject = subject
+        self.period = period
+        self.capacity = capacity
+        var sums = Array(repeating: (total: 0.0, samples: 0, peak: Int64.min), count: 7 * 24)
+        for (i, usage) in usage.enumerated() {
+            guard let usage else { continue }
+            let wall = period.zone.wall(period.boundaries[i])
+            let cell = (wall.weekday - 1) * 24 + wall.hour
+            sums[cell].total += usage.average
+            sums[cell].samples += 1
+            sums[cell].peak = Swift.max(sums[cell].peak, usage.peak)
+        }
+        cells = sums.enumerated().map { i, sum in
+            let hidden = sum.samples > 0 && privacy.hides(people: sum.peak)
+            var cell = Cell(weekday: i / 24 + 1, hour: i % 24, samples: sum.samples, suppressed: hidden)
+            if sum.samples > 0, !hidden {
+                let avg = rounded(sum.total / Double(sum.samples))
+                (cell.avg, cell.peak) = (avg, sum.peak)
+                if let capacity {
+                    cell.avgPercent = rounded(avg * 100 / Double(capacity), places: 10)
+                    cell.peakPercent = rounded(Double(sum.peak) * 100 / Double(capacity), places: 10)
+                }
+            }
+            return cell
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: ReportKey.self)
+        try subject.encode(into: &container)
+        try container.encode(period.zone.name, forKey: ReportKey("tz"))
+        try container.encode(period.from, forKey: ReportKey("from"))
+        try container.encode(period.to, forKey: ReportKey("to"))
+        try container.encode(capacity, forKey: ReportKey("capacity"))
+        try container.encode(cells, forKey: ReportKey("cells"))
+    }
+}

@@ -1,0 +1,185 @@
+import Foundation
+import HummingbirdTesting
+import SQLKit
+import Testing
+
+@testable import HeadcountServer
+
+/// Utilisation reports from the hour and day rollups, checked against figures worked out by hand.
+@Suite("Utilisation") struct UtilisationTests {
+    static let admin = WorkersTests.admin
+
+    static func post(_ client: any TestClientProtocol, _ sensor: String, _ ts: String, in inCount: Int = 0, out outCount: Int = 0) async throws {
+        let body = jsonText(["sensor": sensor, "ts": ts, "in_count": inCount, "out": outCount])
+        #expect(try await client.post("/api/webhook", body).status == .ok)
+    }
+
+    static func buckets(_ client: any TestClientProtocol, _ uri: String) async throws -> [[String: Any]] {
+        let response = try await client.get(uri)
+        #expect(response.status == .ok, "\(uri): \(response.text)")
+        return try #require(try response.object()["buckets"] as? [[String: Any]])
+    }
+
+    /// A morning at one door, posted out of order (the late events rewrite the hour and day rows):
+    /// 0 until 09:15, 4 until 09:45, 6 until 10:15, 1 until 11:30, then 0.
+    @Test(arguments: Engine.available)
+    func hourAndDayFiguresAreTimeWeighted(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            try await Self.post(client, "door", "2024-05-06T10:15:00Z", out: 5)
+            try await Self.post(client, "door", "2024-05-06T11:30:00Z", out: 1)
+            try await Self.post(client, "door", "2024-05-06T09:45:00Z", in: 2)
+            try await Self.post(client, "door", "2024-05-06T09:15:00Z", in: 4)
+            #expect(try await client.put("/api/sensors/door/settings", #"{"capacity": 10}"#, headers: Self.admin).status == .ok)
+
+            let hours = try await Self.buckets(client, "/api/sensors/door/utilisation?from=2024-05-06T09:00:00Z&to=2024-05-06T12:00:00Z&bucket=1h")
+            #expect(hours.map { $0["start"] as? String } == ["2024-05-06T09:00:00Z", "2024-05-06T10:00:00Z", "2024-05-06T11:00:00Z"])
+            // 09-10: (4 × 30 min + 6 × 15 min) / 60 min; 10-11: (6 × 15 + 1 × 45) / 60; 11-12: 1 × 30 / 60.
+            #expect(hours.map { $0["avg"] as? Double } == [3.5, 2.25, 0.5])
+            #expect(hours.map { $0["min"] as? Int } == [0, 1, 0])
+            #expect(hours.map { $0["peak"] as? Int } == [6, 6, 1])
+            #expect(hours.map { $0["peak_at"] as? String } == ["2024-05-06T09:45:00Z", "2024-05-06T10:00:00Z", "2024-05-06T11:00:00Z"])
+            #expect(hours.map { $0["avg_percent"] as? Double } == [35, 22.5, 5])
+            #expect(hours.map { $0["peak_percent"] as? Double } == [60, 60, 10])
+
+            // The UTC day: 22,500 person-seconds over 86,400 seconds.
+            let days = try await Self.buckets(client, "/api/sensors/door/utilisation?from=2024-05-06T00:00:00Z&to=2024-05-07T00:00:00Z&bucket=1d")
+            #expect(days.count == 1)
+            #expect(days.first?["avg"] as? Double == 0.26 && days.first?["peak"] as? Int == 6)
+            // The same day in New York (UTC-4) runs 04:00Z-04:00Z: read from hours, not UTC days.
+            let local = try await Self.buckets(client, "/api/sensors/door/utilisation?from=2024-05-06T04:00:00Z&to=2024-05-07T04:00:00Z&bucket=1d&tz=America/New_York")
+            #expect(local.map { $0["start"] as? String } == ["2024-05-06T00:00:00-04:00"])
+            #expect(local.first?["avg"] as? Double == 0.26)
+
+            #expect(try await client.get("/api/sensors/door/utilisation?bucket=5m").status == .badRequest)
+            #expect(try await client.get("/api/sensors/door/utilisation?tz=Mars/Olympus").status == .badRequest)
+            #expect(try await client.get("/api/sensors/door/utilisation?from=2000-01-01T00:00:00Z&to=2024-01-01T00:00:00Z&bucket=1h").status == .badRequest)
+            #expect(try await client.get("/api/sensors/ghost/utilisation").status == .notFound)
+        }
+    }
+
+    /// Local days are 23 and 25 hours long on the DST changes, and the heatmap's Sunday 02:00 has
+    /// no sample in March and two in October (Europe/Paris, 2024).
+    @Test(arguments: Engine.available)
+    func localDaysFollowDaylightSavingTime(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            // 2 people from 12:00 to 23:00 local on the 23-hour day, 5 from 10:00 to 15:00 on the 25-hour one.
+            try await Self.post(client, "hall", "2024-03-31T10:00:00Z", in: 2)
+            try await Self.post(client, "hall", "2024-03-31T21:00:00Z", out: 2)
+            try await Self.post(client, "hall", "2024-10-27T09:00:00Z", in: 5)
+            try await Self.post(client, "hall", "2024-10-27T14:00:00Z", out: 5)
+            let paris = "tz=Europe/Paris&bucket=1d"
+            let spring = try await Self.buckets(client, "/api/sensors/hall/utilisation?from=2024-03-31T00:00:00%2B01:00&to=2024-04-01T00:00:00%2B02:00&\(paris)")
+            #expect(spring.map { $0["start"] as? String } == ["2024-03-31T00:00:00+01:00"])
+            #expect(spring.first?["end"] as? String == "2024-04-01T00:00:00+02:00")
+            #expect(spring.first?["avg"] as? Double == 0.96, "22 person-hours over 23 hours")
+            let autumn = try await Self.buckets(client, "/api/sensors/hall/utilisation?from=2024-10-27T00:00:00%2B02:00&to=2024-10-28T00:00:00%2B01:00&\(paris)")
+            #expect(autumn.count == 1)
+            #expect(autumn.first?["avg"] as? Double == 1, "25 person-hours over 25 hours")
+            let hours = try await Self.buckets(
+                client, "/api/sensors/hall/utilisation?from=2024-10-27T00:00:00%2B02:00&to=2024-10-28T00:00:00%2B01:00&tz=Europe/Paris&bucket=1h")
+            #expect(hours.count == 25)
+            #expect(hours.compactMap { $0["start"] as? String }.filter { $0.hasPrefix("2024-10-27T02:00:00") } == ["2024-10-27T02:00:00+02:00", "2024-10-27T02:00:00+01:00"])
+
+            func cell(_ map: [String: Any], weekday: Int, hour: Int) -> [String: Any]? {
+                (map["cells"] as? [[String: Any]])?.first { $0["weekday"] as? Int == weekday && $0["hour"] as? Int == hour }
+            }
+            let march = try await client.get("/api/sensors/hall/utilisation/heatmap?from=2024-03-25T00:00:00%2B01:00&to=2024-04-01T00:00:00%2B02:00&tz=Europe/Paris").object()
+            #expect((march["cells"] as? [Any])?.count == 168)
+            #expect(cell(march, weekday: 7, hour: 2)?["samples"] as? Int == 0, "02:00 did not happen")
+            #expect(cell(march, weekday: 7, hour: 12)?["avg"] as? Double == 2)
+            #expect(cell(march, weekday: 7, hour: 23)?["avg"] as? Double == 0)
+            let october = try await client.get("/api/sensors/hall/utilisation/heatmap?from=2024-10-21T00:00:00%2B02:00&to=2024-10-28T00:00:00%2B01:00&tz=Europe/Paris").object()
+            #expect(cell(october, weekday: 7, hour: 2)?["samples"] as? Int == 2, "02:00 happened twice")
+            #expect(cell(october, weekday: 7, hour: 10)?["avg"] as? Double == 5)
+            #expect(cell(october, weekday: 7, hour: 10)?["peak"] as? Int == 5)
+            #expect(cell(october, weekday: 1, hour: 10)?["avg"] as? Double == 0)
+            #expect(try await client.get("/api/sensors/hall/utilisation/heatmap?bucket=1d").status == .badRequest)
+        }
+    }
+
+    /// A floor with a door in and a door out: both move in the same hour, so the hour is read
+    /// from minutes and the peak is exact. 3 in at 09:10, 1 out at 09:20, 2 in at 09:40.
+    @Test(arguments: Engine.available)
+    func aPlaceCountsItsDoorways(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            #expect(try await client.post("/api/places", #"{"id": "floor", "name": "Floor", "capacity": 8}"#, headers: Self.admin).status == .created)
+            try await Self.post(client, "in", "2024-05-06T09:10:00Z", in: 3)
+            try await Self.post(client, "out", "2024-05-06T09:20:00Z", in: 1)
+            try await Self.post(client, "in", "2024-05-06T09:40:00Z", in: 2)
+            #expect(try await client.put("/api/sensors/in/doorway", #"{"from": null, "to": "floor"}"#, headers: Self.admin).status == .ok)
+            #expect(try await client.put("/api/sensors/out/doorway", #"{"from": "floor", "to": null}"#, headers: Self.admin).status == .ok)
+            let hours = try await Self.buckets(client, "/api/places/floor/utilisation?from=2024-05-06T09:00:00Z&to=2024-05-06T11:00:00Z&bucket=1h")
+            // 09-10: (3 × 10 + 2 × 20 + 4 × 20) / 60 minutes; then 4 all hour.
+            #expect(hours.map { $0["avg"] as? Double } == [2.5, 4])
+            #expect(hours.map { $0["peak"] as? Int } == [4, 4])
+            #expect(hours.map { $0["min"] as? Int } == [0, 4])
+            #expect(hours.first?["peak_at"] as? String == "2024-05-06T09:40:00Z")
+            #expect(hours.first?["peak_percent"] as? Double == 50)
+            let day = try await client.get("/api/places/floor/utilisation?from=2024-05-06T00:00:00Z&to=2024-05-07T00:00:00Z").object()
+            #expect(day["place"] as? String == "floor" && day["tz"] as? String == "UTC")
+            #expect((day["buckets"] as? [[String: Any]])?.first?["peak_at"] as? String == "2024-05-06T09:40:00Z")
+            // The out door's lowest moment is the floor's: after 09:20 only.
+            let leaving = try await Self.buckets(client, "/api/places/floor/utilisation?from=2024-05-06T09:20:00Z&to=2024-05-06T09:40:00Z&bucket=1h")
+            #expect(leaving.first?["min"] as? Int == 0)
+            #expect(try await client.get("/api/places/nowhere/utilisation").status == .notFound)
+            #expect(try await client.get("/api/places/floor/utilisation/heatmap?from=2024-05-06T00:00:00Z&to=2024-05-13T00:00:00Z").status == .ok)
+        }
+    }
+
+    /// With the privacy switch, a bucket that 1 to k-1 people made is withheld; empty buckets and
+    /// busier ones are shown.
+    @Test(arguments: Engine.available)
+    func thePrivacySwitchWithholdsSmallFigures(engine: Engine) async throws {
+        var environment = try await TestEnvironment.make(engine)
+        environment.configuration.privacyK = 5
+        try await environment.withApp { client in
+            try await Self.post(client, "door", "2024-05-06T09:15:00Z", in: 6)
+            try await Self.post(client, "door", "2024-05-06T10:15:00Z", out: 4)
+            try await Self.post(client, "door", "2024-05-06T11:15:00Z", out: 2)
+            let hours = try await Self.buckets(client, "/api/sensors/door/utilisation?from=2024-05-06T09:00:00Z&to=2024-05-06T13:00:00Z&bucket=1h")
+            #expect(hours.map { $0["suppressed"] as? Bool } == [false, false, true, false])
+            #expect(hours[2]["avg"] is NSNull && hours[2]["peak"] is NSNull)
+            #expect(hours[3]["peak"] as? Int == 0)
+        }
+    }
+
+    /// Rows stored before the hour and day rollups existed are rolled up by the migration into
+    /// what ingest now writes (the instants of extremes to the minute).
+    @Test(arguments: Engine.available)
+    func theMigrationRollsUpHistory(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withDatabase { database in
+            let ingest = SensorIngest(database: database, feed: ChangeFeed.unheard())
+            var events: [SensorEvent] = []
+            for i in 0..<300 {
+                let ts = Timestamp(rfc3339: "2024-05-06T00:00:00Z")!.microseconds + Int64(i) * 517_000_000
+                events.append(SensorEvent(sensor: i % 3 == 0 ? "a" : "b", ts: Timestamp(microseconds: ts), inCount: Int64(i % 5), outCount: Int64(i % 4)))
+            }
+            _ = try await ingest.submit(Array(events[100...]))
+            _ = try await ingest.submit(Array(events[..<100]))
+            let repository = SensorsRepository(database: database)
+            let (from, to) = (Timestamp(rfc3339: "2024-05-05T00:00:00Z")!.microseconds, Timestamp(rfc3339: "2024-05-09T00:00:00Z")!.microseconds)
+            func rows(_ level: RollupLevel) async throws -> [Rollup] {
+                try await repository.rollups(sensor: "a", level: level, from: from, to: to).rows + repository.rollups(sensor: "b", level: level, from: from, to: to).rows
+            }
+            let (hours, days) = (try await rows(.hour), try await rows(.day))
+            #expect(hours.count > 24 && days.count == 2 * 2)
+
+            let v14 = try #require(Migrations.all.first { $0.version == 14 })
+            try await database.transaction { db in
+                for statement in ["DROP TABLE sensor_hours", "DROP TABLE sensor_days"] + ["low_us", "high_us", "area"].map({ "ALTER TABLE sensor_minutes DROP COLUMN \($0)" }) {
+                    try await db.raw(SQLQueryString(statement)).run()
+                }
+                for statement in v14.statements(database) { try await db.raw(SQLQueryString(statement)).run() }
+            }
+            for (level, ingested) in [(RollupLevel.hour, hours), (.day, days)] {
+                let migrated = try await rows(level)
+                #expect(migrated.count == ingested.count)
+                for (m, i) in zip(migrated, ingested) {
+                    #expect(m.start == i.start && m.entries == i.entries && m.exits == i.exits && m.balanceBefore == i.balanceBefore && m.low == i.low && m.high == i.high)
+                    #expect(abs(m.area - i.area) < 1e-6 * max(1, abs(i.area)), "area \(m.area) against \(i.area)")
+                    #expect(m.highAt == RollupLevel.minute.start(of: i.highAt) && m.lowAt == RollupLevel.minute.start(of: i.lowAt))
+                }
+            }
+        }
+    }
+}
