@@ -105,26 +105,28 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
         families: [RoomsRepository.gauges, SensorsRepository.gauges, EventsRepository.gauges, DevicesRepository.gauges]
     )
     let feed = services.feed
+    let privacy = Privacy(k: configuration.privacyK)
+    let placesRepository = PlacesRepository(database: services.database, feed: services.feed)
     SystemController(database: services.database, metrics: metrics, instanceGauges: { feed.gauges }).addRoutes(to: router)
     try DocsController().addRoutes(to: router)
     RoomsController(repository: RoomsRepository(database: services.database, feed: services.feed), log: services.roomLog).addRoutes(to: router)
-    ReservationsController(repository: ReservationsRepository(database: services.database, feed: services.feed)).addRoutes(to: router)
+    ReservationsController(repository: ReservationsRepository(database: services.database, feed: services.feed), places: placesRepository, privacy: privacy)
+        .addRoutes(to: router)
     SensorsController(repository: SensorsRepository(database: services.database), ingest: services.sensorIngest).addRoutes(to: router)
     let events = EventsRepository(database: services.database, feed: services.feed)
     let registrations = RegistrationsRepository(database: services.database, feed: services.feed)
-    EventsController(events: events, registrations: registrations).addRoutes(to: router)
+    EventsController(events: events, registrations: registrations, privacy: privacy).addRoutes(to: router)
     RegistrationsController(users: UsersRepository(database: services.database), registrations: registrations).addRoutes(to: router)
     CheckinsController(checkIns: CheckinsRepository(database: services.database, feed: services.feed)).addRoutes(to: router)
-    let placesRepository = PlacesRepository(database: services.database, feed: services.feed)
     let devices = DevicesRepository(database: services.database, feed: services.feed)
     RecordsController(
-        devices: devices, records: RecordsRepository(database: services.database, feed: services.feed), places: placesRepository, adminKey: services.adminKey
+        devices: devices, records: RecordsRepository(database: services.database, feed: services.feed), places: placesRepository, adminKey: services.adminKey,
+        privacy: privacy
     ).addRoutes(to: router)
     DevicesController(devices: devices, adminKey: services.adminKey).addRoutes(to: router)
     WorkersController(workers: WorkersRepository(database: services.database, store: services.objectStore), adminKey: services.adminKey).addRoutes(to: router)
     TimestampsController(timestamps: TimestampsRepository(database: services.database), adminKey: services.adminKey).addRoutes(to: router)
     let places = PlacesController(places: placesRepository, adminKey: services.adminKey)
-    let privacy = Privacy(k: configuration.privacyK)
     UtilisationController(sensors: SensorsRepository(database: services.database), places: placesRepository, privacy: privacy).addRoutes(to: router)
     places.addRoutes(to: router)
     places.addLinkRoutes(to: router)

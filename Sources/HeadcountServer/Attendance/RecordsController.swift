@@ -9,8 +9,10 @@ struct RecordsController {
     /// For the export's policy column: records at devices in places.
     let places: PlacesRepository
     let adminKey: String
+    let privacy: Privacy
 
     func addRoutes(to router: Router<AppRequestContext>) {
+        addReportRoutes(to: router)
         router.post("api/attendance/sync") { request, context in
             let device = try await request.device(devices)
             let items = try await Self.batch("records", request, context)

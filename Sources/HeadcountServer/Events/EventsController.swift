@@ -6,6 +6,7 @@ import Hummingbird
 struct EventsController {
     let events: EventsRepository
     let registrations: RegistrationsRepository
+    let privacy: Privacy
 
     func addRoutes(to router: Router<AppRequestContext>) {
         router.post("events") { request, context in
@@ -41,6 +42,10 @@ struct EventsController {
         router.delete("events/{eventId}") { _, context in
             guard try await events.delete(try context.pathID("eventId")) else { throw APIError.notFound("Event not found") }
             return try json(["message": "Event deleted successfully"])
+        }
+        router.get("events/{eventId}/report") { _, context in
+            guard let report = try await events.report(try context.pathID("eventId"), privacy: privacy) else { throw APIError.notFound("Event not found") }
+            return try json(report)
         }
         router.get("events/{eventId}/registrations.csv") { _, context in
             let id = try context.pathID("eventId")

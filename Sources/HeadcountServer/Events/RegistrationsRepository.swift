@@ -115,7 +115,7 @@ struct RegistrationsRepository: Sendable {
                 ).first()?.decode(column: "status", as: String.self)
             else { return false }
             let counter: SQLQueryString = removed == "confirmed" ? "confirmed = confirmed - 1" : "waitlisted = waitlisted - 1"
-            try await db.raw("UPDATE events SET \(counter) WHERE event_id = \(bind: id)").run()
+            try await db.raw("UPDATE events SET \(counter), cancellations = cancellations + 1 WHERE event_id = \(bind: id)").run()
             let promoted = removed == "confirmed" ? try await Self.promote(event: id, seats: 1, db: db, changes: changes) : []
             let freed: Int64 = removed == "confirmed" ? 1 : 0
             changes.publish(
@@ -143,7 +143,8 @@ struct RegistrationsRepository: Sendable {
         guard !promoted.isEmpty else { return [] }
         try await db.raw(
             """
-            UPDATE registrations SET status = 'confirmed' WHERE event_id = \(bind: id) AND user_id IN (\(binds: promoted))
+            UPDATE registrations SET status = 'confirmed', promoted_us = \(bind: Timestamp.now().microseconds)
+            WHERE event_id = \(bind: id) AND user_id IN (\(binds: promoted))
             """
         ).run()
         try await db.raw(

@@ -6,8 +6,7 @@
 /// extremes. The average is exact at any level (areas add).
 extension PlacesRepository {
     /// The usage of each bucket between `boundaries`; nil for a bucket not yet started.
-    func usage(of place: Place, boundaries: [Int64], now: Int64) async throws -> [Usage?] {
-        guard let tree = try await subtree(of: place.id) else { throw Self.notFound }
+    func usage(of tree: Subtree, boundaries: [Int64], now: Int64) async throws -> [Usage?] {
         let sensors = SensorsRepository(database: database)
         var sources: [(sensor: String, sign: Int64, opening: Int64)] = []
         var rows: [(source: Int, row: Rollup)] = []
@@ -70,6 +69,48 @@ extension PlacesRepository {
             i = j
         }
         return Usage.fold(boundaries: boundaries, opening: opening, rows: merged, now: now)
+    }
+
+    /// Whether anyone was in the subtree during [from, to): its doorways counted someone (to the
+    /// minute), someone the families name was there at `from` (reservation holders aside: a
+    /// booking is not a presence), or someone arrived (an attendance entry, an event check-in, a
+    /// room registration).
+    func sawPresence(in tree: Subtree, from: Int64, to: Int64, now: Int64) async throws -> Bool {
+        let minute = RollupLevel.minute
+        let bounds = [minute.start(of: from), minute.start(of: to - 1) + minute.length]
+        if let usage = try await usage(of: tree, boundaries: bounds, now: now).first, let usage, usage.peak > 0 { return true }
+        if try await named(in: tree, at: Timestamp(microseconds: from), holders: false).contains(where: { $0.closedAt == nil }) { return true }
+        let linked = Dictionary(grouping: tree.links, by: \.kind).mapValues { $0.map(\.id) }
+        return try await database.read { db in
+            for devices in (linked[.attendanceDevice] ?? []).chunks(of: 500) {
+                let entry = try await db.raw(
+                    """
+                    SELECT 1 AS found FROM attendance_records WHERE device_id IN (\(binds: Array(devices))) AND type = 'ENTRY' AND deleted_us IS NULL
+                        AND timestamp_ms >= \(bind: from / 1000) AND timestamp_ms < \(bind: to / 1000) LIMIT 1
+                    """
+                ).first()
+                if entry != nil { return true }
+            }
+            for events in (linked[.event] ?? []).chunks(of: 500) {
+                let checkIn = try await db.raw(
+                    """
+                    SELECT 1 AS found FROM event_checkins WHERE event_id IN (\(binds: Array(events))) AND type = 'entry'
+                        AND at_us >= \(bind: from) AND at_us < \(bind: to) LIMIT 1
+                    """
+                ).first()
+                if checkIn != nil { return true }
+            }
+            for rooms in (linked[.room] ?? []).chunks(of: 500) {
+                let registration = try await db.raw(
+                    """
+                    SELECT 1 AS found FROM room_actions WHERE room IN (\(binds: Array(rooms))) AND action = 'register'
+                        AND at_us >= \(bind: from) AND at_us < \(bind: to) LIMIT 1
+                    """
+                ).first()
+                if registration != nil { return true }
+            }
+            return false
+        }
     }
 
     /// The indices of rows that overlap another row (rows sorted by start).

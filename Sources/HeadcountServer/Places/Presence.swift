@@ -110,16 +110,22 @@ extension PlacesRepository {
         guard let tree = try await subtree(of: id) else { return nil }
         let at = instant ?? Timestamp.now()
         let counted = try await counted(tree, at: instant).counted
-        let linked = Dictionary(grouping: tree.links, by: \.kind).mapValues { Dictionary($0.map { ($0.id, $0.placeID) }, uniquingKeysWith: { a, _ in a }) }
-        let people = try await database.read { db in
-            try await Self.roomRegistrants(linked[.room] ?? [:], tree: tree, at: at, db: db)
-                + Self.clockedIn(linked[.attendanceDevice] ?? [:], tree: tree, at: at, db: db)
-                + Self.checkedIn(linked[.event] ?? [:], at: at, db: db)
-                + Self.holders(linked[.reservationDevice] ?? [:], at: at, db: db)
-        }
+        let people = try await named(in: tree, at: at)
         let ordered = people.sorted { ($0.name, $0.source, $0.sourceID) < ($1.name, $1.source, $1.sourceID) }
         return Presence(
             place: id, at: at, counted: counted, named: ordered.filter { $0.closedAt == nil }, closedByPolicy: ordered.filter { $0.closedAt != nil })
+    }
+
+    /// Everyone the families name in the subtree at `at` (reservation holders only with `holders`),
+    /// with those the stale policy closed.
+    func named(in tree: Subtree, at: Timestamp, holders: Bool = true) async throws -> [NamedPerson] {
+        let linked = Dictionary(grouping: tree.links, by: \.kind).mapValues { Dictionary($0.map { ($0.id, $0.placeID) }, uniquingKeysWith: { a, _ in a }) }
+        return try await database.read { db in
+            try await Self.roomRegistrants(linked[.room] ?? [:], tree: tree, at: at, db: db)
+                + Self.clockedIn(linked[.attendanceDevice] ?? [:], tree: tree, at: at, db: db)
+                + Self.checkedIn(linked[.event] ?? [:], at: at, db: db)
+                + (holders ? Self.holders(linked[.reservationDevice] ?? [:], at: at, db: db) : [])
+        }
     }
 
     /// A presence `since` in a place with `minutes` of limit, at `at`: open, closed by policy (in

@@ -4,6 +4,8 @@ import Hummingbird
 /// plus a history and an overlap-checked booking route.
 struct ReservationsController {
     let repository: ReservationsRepository
+    let places: PlacesRepository
+    let privacy: Privacy
 
     struct SeedReservation: Encodable {
         let start_time: String
@@ -45,6 +47,7 @@ struct ReservationsController {
     }
 
     func addRoutes(to router: Router<AppRequestContext>) {
+        addUtilisationRoutes(to: router)
         router.post("set-reservation") { request, context in
             let r = try Self.parse(try await request.jsonObject(context: context))
             try await repository.set(deviceID: r.deviceID, start: r.start, end: r.end, credential: r.credential, holder: r.holder)

@@ -85,7 +85,7 @@ struct ReservationsRepository: Sendable {
         }
     }
 
-    private static let columns = "id, device_id, start_us, end_us, credential, holder, status, created_us"
+    static let columns = "id, device_id, start_us, end_us, credential, holder, status, created_us"
 
     /// Locks the device's parent row (creating it if new), so that concurrent changes to one
     /// device's reservations take turns, on any number of instances.
@@ -112,7 +112,7 @@ struct ReservationsRepository: Sendable {
         return try reservation(row)
     }
 
-    private static func reservation(_ row: any SQLRow) throws -> Reservation {
+    static func reservation(_ row: any SQLRow) throws -> Reservation {
         Reservation(
             id: try row.decode(column: "id", as: Int.self),
             deviceID: try row.decode(column: "device_id", as: String.self),

@@ -21,12 +21,14 @@ struct UtilisationController {
         }
         router.get("api/places/{placeId}/utilisation") { request, context in
             let (place, period) = try await placePeriod(request, context, defaultUnit: .day)
-            let usage = try await places.usage(of: place, boundaries: period.boundaries, now: Timestamp.now().microseconds)
+            guard let tree = try await places.subtree(of: place.id) else { throw PlacesRepository.notFound }
+            let usage = try await places.usage(of: tree, boundaries: period.boundaries, now: Timestamp.now().microseconds)
             return try json(UtilisationReport(subject: .place(place.id), period: period, capacity: place.capacity, usage: usage, privacy: privacy))
         }
         router.get("api/places/{placeId}/utilisation/heatmap") { request, context in
             let (place, period) = try await placePeriod(request, context, defaultUnit: .hour, units: [.hour])
-            let usage = try await places.usage(of: place, boundaries: period.boundaries, now: Timestamp.now().microseconds)
+            guard let tree = try await places.subtree(of: place.id) else { throw PlacesRepository.notFound }
+            let usage = try await places.usage(of: tree, boundaries: period.boundaries, now: Timestamp.now().microseconds)
             return try json(Heatmap(subject: .place(place.id), period: period, capacity: place.capacity, usage: usage, privacy: privacy))
         }
     }

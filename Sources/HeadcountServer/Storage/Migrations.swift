@@ -599,6 +599,14 @@ public enum Migrations {
                 """,
             ]
         },
+        Migration(version: 15, name: "event reports") { _ in
+            [
+                // When a waitlisted registration was confirmed (a waitlist conversion), and how many
+                // registrations were cancelled (a cancelled one is deleted).
+                "ALTER TABLE registrations ADD COLUMN promoted_us BIGINT",
+                "ALTER TABLE events ADD COLUMN cancellations BIGINT NOT NULL DEFAULT 0",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, in one transaction. On PostgreSQL an advisory lock
