@@ -135,7 +135,7 @@ import Testing
     static func fingerprint(_ database: any Database) async throws -> [Int64] {
         let tables = [
             "rooms", "room_actions", "room_occupants", "reservation_devices", "reservations", "sensors",
-            "sensor_events", "sensor_minutes", "events", "users", "registrations", "tenants", "activation_codes", "devices",
+            "sensor_events", "sensor_minutes", "sensor_hours", "sensor_days", "events", "users", "registrations", "tenants", "activation_codes", "devices",
             "attendance_records", "attendance_audits", "workers", "worker_images", "worker_timestamps", "places", "place_doorways", "place_links",
             "event_checkins", "roll_calls", "roll_call_people", "presence_corrections", "webhooks", "sensor_settings", "sensor_adjustments",
         ]
@@ -143,7 +143,9 @@ import Testing
             "(SELECT SUM(seq) FROM rooms)", "(SELECT SUM(version) FROM reservation_devices)", "(SELECT SUM(version) FROM events)",
             "(SELECT SUM(change_ms) FROM tenants)", "(SELECT SUM(inside) FROM sensors)", "(SELECT SUM(is_active) FROM devices)",
             "(SELECT COUNT(*) FROM attendance_records WHERE deleted_us IS NOT NULL)", "(SELECT SUM(version) FROM place_tree)",
-            "(SELECT SUM(checked_in) FROM events)", "(SELECT SUM(adjustment) FROM sensors)", "(SELECT COUNT(*) FROM roll_call_people WHERE marked_us IS NOT NULL)",
+            "(SELECT SUM(checked_in) FROM events)", "(SELECT SUM(cancellations) FROM events)",
+            "(SELECT COUNT(*) FROM registrations WHERE promoted_us IS NOT NULL)", "(SELECT SUM(adjustment) FROM sensors)",
+            "(SELECT COUNT(*) FROM roll_call_people WHERE marked_us IS NOT NULL)",
         ]
         let columns = tables.map { "(SELECT COUNT(*) FROM \($0))" } + counters
         let select = columns.enumerated().map { "CAST(COALESCE(\($1), 0) AS BIGINT) AS c\($0)" }.joined(separator: ", ")
@@ -240,6 +242,13 @@ import Testing
                 "/events/V/check-ins", "/api/roll-calls/V", "/api/roll-calls/V.csv", "/api/roll-calls?open=V", "/api/webhooks/V",
                 "/api/webhooks/V/deliveries", "/api/webhooks/wh/deliveries?limit=V", "/api/alerts?active=V", "/api/sensors/V/settings",
                 "/api/sensors/V/adjustments", "/api/sensors/door/adjustments?from=V",
+                "/api/sensors/V/utilisation", "/api/sensors/door/utilisation?from=V", "/api/sensors/door/utilisation?to=V&bucket=1h",
+                "/api/sensors/door/utilisation?bucket=V", "/api/sensors/door/utilisation?tz=V", "/api/sensors/door/utilisation/heatmap?tz=V",
+                "/api/sensors/door/utilisation/heatmap?from=V", "/api/sensors/V/utilisation/heatmap", "/api/places/V/utilisation",
+                "/api/places/p0/utilisation?tz=V", "/api/places/V/utilisation/heatmap", "/api/reservations/utilisation?from=V",
+                "/api/reservations/utilisation?to=V", "/events/V/report", "/api/admin/attendance/report?tenant_id=ACME&from=V",
+                "/api/admin/attendance/report?tenant_id=ACME&tz=V", "/api/admin/attendance/report?tenant_id=ACME&employee_id=V",
+                "/api/admin/attendance/report.csv?tenant_id=V", "/api/admin/attendance/report.csv?tenant_id=ACME&bucket=V",
             ]
             let headers: HTTPFields = [.adminToken: WorkersTests.adminKey, .authorization: "Bearer \(token)"]
             for template in templates {

@@ -41,6 +41,7 @@ async function loadSensors() {
     state.sensors.set(name, { inside: now.inside, points });
   }));
   renderSensors();
+  fillUtilisationChoices();
 }
 
 function chart(points) {
@@ -120,6 +121,7 @@ async function loadPlaces() {
     return { ...place, ...figures, id: place.id };
   }));
   renderPlaces();
+  fillUtilisationChoices();
 }
 
 let placesTimer = null;
@@ -150,6 +152,72 @@ function renderPlaces() {
   document.getElementById("places").replaceChildren(rows.length
     ? el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows))
     : el("p", { class: "empty" }, "No places yet."));
+}
+
+// Utilisation: the hour-of-week heatmap and the daily averages of a sensor or a place over the
+// last four weeks, in the browser's time zone. Reloaded when the choice changes.
+function fillUtilisationChoices() {
+  const select = document.getElementById("utilisation-subject");
+  const chosen = select.value;
+  const options = [...[...state.sensors.keys()].sort().map((s) => ["sensor:" + s, "sensor " + s]), ...state.places.map((p) => ["place:" + p.id, "place " + p.name])];
+  select.replaceChildren(...options.map(([value, label]) => el("option", { value }, label)));
+  if (options.some(([value]) => value === chosen)) select.value = chosen;
+  if (select.value && select.value !== chosen) loadUtilisation().catch((e) => console.error(e));
+}
+
+async function loadUtilisation() {
+  const choice = document.getElementById("utilisation-subject").value;
+  if (!choice) return;
+  const [kind, ...rest] = choice.split(":");
+  const id = encodeURIComponent(rest.join(":"));
+  const base = kind === "sensor" ? `/api/sensors/${id}` : `/api/places/${id}`;
+  const to = new Date(), from = new Date(to - 28 * 864e5);
+  const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  const query = `from=${from.toISOString()}&to=${to.toISOString()}&tz=${encodeURIComponent(tz)}`;
+  const [heatmap, daily] = await Promise.all([getJSON(`${base}/utilisation/heatmap?${query}`), getJSON(`${base}/utilisation?${query}&bucket=1d`)]);
+  renderHeatmap(heatmap);
+  renderDaily(daily);
+}
+
+const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+function renderHeatmap(heatmap) {
+  const max = Math.max(1, ...heatmap.cells.map((c) => c.avg ?? 0));
+  const grid = el("div", { class: "heatmap" }, el("span"), ...Array.from({ length: 24 }, (_, h) => el("span", { class: "hour" }, h % 3 ? "" : h)));
+  for (let day = 1; day <= 7; day++) {
+    grid.append(el("span", { class: "weekday" }, WEEKDAYS[day - 1]));
+    for (const cell of heatmap.cells.filter((c) => c.weekday === day)) {
+      const shade = cell.avg === null ? "transparent" : `rgba(37, 99, 235, ${(0.08 + 0.92 * Math.max(0, cell.avg) / max).toFixed(2)})`;
+      const title = cell.suppressed ? "withheld (too few people)" : cell.avg === null ? "no data" : `avg ${cell.avg}, peak ${cell.peak}`;
+      grid.append(el("span", { class: "cell", style: `background:${shade}`, title: `${WEEKDAYS[day - 1]} ${cell.hour}:00 — ${title}`,
+        "data-weekday": cell.weekday, "data-hour": cell.hour, "data-avg": cell.avg ?? "" }));
+    }
+  }
+  document.getElementById("heatmap").replaceChildren(grid);
+}
+
+function renderDaily(report) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  const days = report.buckets;
+  const max = Math.max(1, ...days.map((d) => d.peak ?? 0), report.capacity ?? 0);
+  const width = 10;
+  svg.setAttribute("viewBox", `0 0 ${days.length * width} 60`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "average (bar) and peak (tick) occupancy per day");
+  days.forEach((day, i) => {
+    if (day.avg === null) return;
+    const bar = document.createElementNS(svg.namespaceURI, "rect");
+    const height = Math.max(0, day.avg) / max * 56;
+    for (const [k, v] of Object.entries({ x: i * width + 1, y: 58 - height, width: width - 2, height, fill: "#2563eb", "data-avg": day.avg, "data-start": day.start })) bar.setAttribute(k, v);
+    const label = document.createElementNS(svg.namespaceURI, "title");
+    label.textContent = `${day.start.slice(0, 10)}: avg ${day.avg}, peak ${day.peak}` + (day.avg_percent === null ? "" : ` (${day.avg_percent} % of capacity)`);
+    bar.append(label);
+    const tick = document.createElementNS(svg.namespaceURI, "rect");
+    for (const [k, v] of Object.entries({ x: i * width + 1, y: 58 - Math.max(0, day.peak) / max * 56, width: width - 2, height: 1.5, fill: "#d97706" })) tick.setAttribute(k, v);
+    svg.append(bar, tick);
+  });
+  document.getElementById("daily").replaceChildren(svg);
 }
 
 // Alerts: a banner listing what is active (a threshold crossed, a silent sensor, a count below zero).
@@ -279,6 +347,8 @@ document.getElementById("devices-form").addEventListener("submit", (submit) => {
   loadPlaces().catch((e) => console.error(e));
   connect();
 });
+
+document.getElementById("utilisation-subject").addEventListener("change", () => loadUtilisation().catch((e) => console.error(e)));
 
 // Subscribe first, so nothing that changes while the state loads is missed.
 connect();
