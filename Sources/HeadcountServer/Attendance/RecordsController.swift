@@ -42,7 +42,7 @@ struct RecordsController {
                     let message = "audits[\(index)]: local_id, action and timestamp (epoch milliseconds, years 0001-9999) are required"
                     throw APIError.invalid("audits[\(index)]", message)
                 }
-                return (local, String(decoding: try JSONEncoder().encode(item), as: UTF8.self))
+                return (local, String(decoding: try JSONWriter.encode(item), as: UTF8.self))
             }
             let synced = audits.isEmpty ? [] : try await records.syncAudits(audits, device: device)
             struct Audits: Encodable {

@@ -111,7 +111,7 @@ final class ChangeFeed: Service, Sendable {
 
     private func forward(_ changes: [Published]) {
         let messages = changes.compactMap { change in
-            (try? JSONEncoder.feed.encode(change.data)).map {
+            (try? JSONWriter.encode(change.data)).map {
                 Message(topic: change.type.topic.rawValue, type: change.type.rawValue, data: String(decoding: $0, as: UTF8.self), at: change.at)
             }
         }
@@ -170,15 +170,6 @@ final class ChangeFeed: Service, Sendable {
 
     var subscriberCount: Int { state.withLock { $0.subscribers.count } }
     var lagSeconds: Double { Double(state.withLock { $0.lagMicroseconds }) / 1_000_000 }
-}
-
-extension JSONEncoder {
-    /// Compact, sorted keys: the feed's events and the relay's messages.
-    static let feed: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
 }
 
 extension ChangeFeed {

@@ -31,7 +31,7 @@ final class PostgresRelay: ChangeRelay {
     }
 
     func send(_ message: ChangeFeed.Message) {
-        guard let payload = try? String(decoding: JSONEncoder.feed.encode(message), as: UTF8.self), payload.utf8.count <= Self.maxPayload else {
+        guard let payload = try? String(decoding: JSONWriter.encode(message), as: UTF8.self), payload.utf8.count <= Self.maxPayload else {
             logger.warning("change \(message.type) too large to relay; not sent")
             return
         }

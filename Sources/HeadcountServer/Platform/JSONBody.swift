@@ -59,11 +59,9 @@ public func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) th
     Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: try jsonBytes(value)))
 }
 
-/// A value as JSON text, keys sorted.
+/// A value as JSON text, keys sorted (`JSONWriter`).
 func jsonBytes<T: Encodable>(_ value: T) throws -> ByteBuffer {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return ByteBuffer(bytes: try encoder.encode(value))
+    ByteBuffer(bytes: try JSONWriter.encode(value))
 }
 
 /// An optional property that encodes as `null` when absent instead of being left out (synthesized

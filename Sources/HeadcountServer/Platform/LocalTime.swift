@@ -14,6 +14,8 @@ struct LocalTime: Sendable {
     let name: String
     private let zone: TimeZone
     private let calendar: Calendar
+    /// The offset of a zone that never changes it (UTC): no need to ask the zone.
+    private let fixedOffset: Int64?
 
     /// Nil for a name that is not a known IANA zone.
     init?(_ name: String) {
@@ -25,16 +27,32 @@ struct LocalTime: Sendable {
         calendar.firstWeekday = 2  // ISO weeks start on Monday
         calendar.minimumDaysInFirstWeek = 4
         self.calendar = calendar
+        let changes = zone.nextDaylightSavingTimeTransition(after: Date(timeIntervalSince1970: -62_135_596_800)) != nil
+        fixedOffset = changes ? nil : Int64(zone.secondsFromGMT(for: Date(timeIntervalSince1970: 0))) * 1_000_000
     }
 
     /// The zone's offset from UTC at `instant`, in microseconds.
     func offset(at instant: Int64) -> Int64 {
-        Int64(zone.secondsFromGMT(for: Self.date(instant))) * 1_000_000
+        fixedOffset ?? Int64(zone.secondsFromGMT(for: Self.date(instant))) * 1_000_000
     }
 
     /// The local date, hour and ISO weekday (1 = Monday … 7 = Sunday) at `instant`.
-    func wall(_ instant: Int64) -> (date: String, hour: Int, weekday: Int) {
-        let local = Timestamp(microseconds: instant + offset(at: instant))
+    func wall(_ instant: Int64) -> (date: String, hour: Int, weekday: Int) { wall(instant, offset: offset(at: instant)) }
+
+    /// The same for instants in time order, asking the zone for its offset only where it changes.
+    func walls(_ instants: [Int64]) -> [(date: String, hour: Int, weekday: Int)] {
+        var (offset, until) = (Int64(0), Int64.min)
+        return instants.map { instant in
+            if instant >= until {
+                offset = self.offset(at: instant)
+                until = zone.nextDaylightSavingTimeTransition(after: Self.date(instant)).map(Self.microseconds) ?? Int64.max
+            }
+            return wall(instant, offset: offset)
+        }
+    }
+
+    private func wall(_ instant: Int64, offset: Int64) -> (date: String, hour: Int, weekday: Int) {
+        let local = Timestamp(microseconds: instant + offset)
         let days = Int(local.floored(to: 86_400_000_000) / 86_400_000_000)
         let weekday = ((days + 3) % 7 + 7) % 7 + 1  // 1970-01-01 was a Thursday
         return (local.day, Int((local.microseconds - local.floored(to: 86_400_000_000)) / 3_600_000_000), weekday)
@@ -46,8 +64,9 @@ struct LocalTime: Sendable {
         var text = Timestamp(microseconds: instant + offset).rfc3339
         text.removeLast()
         guard offset != 0 else { return text + "Z" }
-        let minutes = abs(offset) / 60_000_000
-        return text + (offset < 0 ? "-" : "+") + String(format: "%02d:%02d", minutes / 60, minutes % 60)
+        let minutes = Int(abs(offset) / 60_000_000)
+        let digits = [minutes / 600, minutes / 60 % 10, minutes % 60 / 10, minutes % 10].map { Character(Unicode.Scalar(UInt8(48 + $0))) }
+        return text + (offset < 0 ? "-" : "+") + String(digits[0...1]) + ":" + String(digits[2...3])
     }
 
     /// The boundaries of the local units covering [from, to): the start of the unit holding `from`,
@@ -91,6 +110,8 @@ struct LocalTime: Sendable {
 /// The span and buckets of a report: `from`, `to` (default: the week before now), `bucket` and `tz`.
 struct ReportPeriod: Sendable {
     static let maxBuckets = 5000
+    /// A heatmap's answer is 168 cells however long its period: it may span three years of hours.
+    static let maxHeatmapHours = 3 * 8784
 
     let zone: LocalTime
     let unit: LocalTime.Unit
@@ -103,7 +124,9 @@ struct ReportPeriod: Sendable {
 
 extension Request {
     /// The report period of this request's query; `zone` is the time zone when `tz` is absent.
-    func reportPeriod(defaultUnit: LocalTime.Unit, units: [LocalTime.Unit] = LocalTime.Unit.allCases, zone: String = "UTC") throws -> ReportPeriod {
+    func reportPeriod(
+        defaultUnit: LocalTime.Unit, units: [LocalTime.Unit] = LocalTime.Unit.allCases, zone: String = "UTC", limit: Int = ReportPeriod.maxBuckets
+    ) throws -> ReportPeriod {
         let (from, to) = try SensorsController.range(self, defaultSpan: 7 * RollupLevel.day.length)
         let unitText = uri.queryParameters["bucket"].map(String.init) ?? defaultUnit.rawValue
         guard let unit = LocalTime.Unit(rawValue: unitText), units.contains(unit) else {
@@ -111,8 +134,8 @@ extension Request {
         }
         let name = try text("tz", length: 1...64) ?? zone
         guard let local = LocalTime(name) else { throw APIError.badRequest("tz must be an IANA time zone, e.g. Europe/Paris or UTC") }
-        guard let boundaries = local.boundaries(from: from, to: to, unit: unit, limit: ReportPeriod.maxBuckets) else {
-            throw APIError.badRequest("at most \(ReportPeriod.maxBuckets) buckets: narrow from/to or use a larger bucket")
+        guard let boundaries = local.boundaries(from: from, to: to, unit: unit, limit: limit) else {
+            throw APIError.badRequest("at most \(limit) buckets: narrow from/to or use a larger bucket")
         }
         return ReportPeriod(zone: local, unit: unit, boundaries: boundaries)
     }

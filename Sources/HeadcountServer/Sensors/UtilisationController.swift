@@ -15,7 +15,7 @@ struct UtilisationController {
             return try json(UtilisationReport(subject: .sensor(sensor), period: period, capacity: try await capacity(sensor), usage: usage, privacy: privacy))
         }
         router.get("api/sensors/{sensor}/utilisation/heatmap") { request, context in
-            let (sensor, period) = try await sensorPeriod(request, context, defaultUnit: .hour, units: [.hour])
+            let (sensor, period) = try await sensorPeriod(request, context, defaultUnit: .hour, units: [.hour], limit: ReportPeriod.maxHeatmapHours)
             let usage = try await usage(sensor: sensor, period: period)
             return try json(Heatmap(subject: .sensor(sensor), period: period, capacity: try await capacity(sensor), usage: usage, privacy: privacy))
         }
@@ -26,7 +26,7 @@ struct UtilisationController {
             return try json(UtilisationReport(subject: .place(place.id), period: period, capacity: place.capacity, usage: usage, privacy: privacy))
         }
         router.get("api/places/{placeId}/utilisation/heatmap") { request, context in
-            let (place, period) = try await placePeriod(request, context, defaultUnit: .hour, units: [.hour])
+            let (place, period) = try await placePeriod(request, context, defaultUnit: .hour, units: [.hour], limit: ReportPeriod.maxHeatmapHours)
             guard let tree = try await places.subtree(of: place.id) else { throw PlacesRepository.notFound }
             let usage = try await places.usage(of: tree, boundaries: period.boundaries, now: Timestamp.now().microseconds)
             return try json(Heatmap(subject: .place(place.id), period: period, capacity: place.capacity, usage: usage, privacy: privacy))
@@ -34,21 +34,23 @@ struct UtilisationController {
     }
 
     private func sensorPeriod(
-        _ request: Request, _ context: AppRequestContext, defaultUnit: LocalTime.Unit, units: [LocalTime.Unit] = LocalTime.Unit.allCases
+        _ request: Request, _ context: AppRequestContext, defaultUnit: LocalTime.Unit, units: [LocalTime.Unit] = LocalTime.Unit.allCases,
+        limit: Int = ReportPeriod.maxBuckets
     ) async throws -> (String, ReportPeriod) {
         let sensor = try SensorsController.sensor(context)
-        let period = try request.reportPeriod(defaultUnit: defaultUnit, units: units)
+        let period = try request.reportPeriod(defaultUnit: defaultUnit, units: units, limit: limit)
         guard try await sensors.inside(sensor: sensor) != nil else { throw SensorsController.unknown }
         return (sensor, period)
     }
 
     /// A place's report is in the place's time zone unless `tz` says otherwise.
     private func placePeriod(
-        _ request: Request, _ context: AppRequestContext, defaultUnit: LocalTime.Unit, units: [LocalTime.Unit] = LocalTime.Unit.allCases
+        _ request: Request, _ context: AppRequestContext, defaultUnit: LocalTime.Unit, units: [LocalTime.Unit] = LocalTime.Unit.allCases,
+        limit: Int = ReportPeriod.maxBuckets
     ) async throws -> (Place, ReportPeriod) {
         let id = try context.pathID("placeId")
         guard let place = try await places.place(id) else { throw PlacesRepository.notFound }
-        return (place, try request.reportPeriod(defaultUnit: defaultUnit, units: units, zone: place.timeZone))
+        return (place, try request.reportPeriod(defaultUnit: defaultUnit, units: units, zone: place.timeZone, limit: limit))
     }
 
     private func usage(sensor: String, period: ReportPeriod) async throws -> [Usage?] {
@@ -184,9 +186,10 @@ struct Heatmap: Encodable, Sendable {
         self.period = period
         self.capacity = capacity
         var sums = Array(repeating: (total: 0.0, samples: 0, peak: Int64.min), count: 7 * 24)
+        let walls = period.zone.walls(Array(period.boundaries.dropLast()))
         for (i, usage) in usage.enumerated() {
             guard let usage else { continue }
-            let wall = period.zone.wall(period.boundaries[i])
+            let wall = walls[i]
             let cell = (wall.weekday - 1) * 24 + wall.hour
             sums[cell].total += usage.average
             sums[cell].samples += 1
