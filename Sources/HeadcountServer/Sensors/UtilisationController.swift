@@ -116,7 +116,7 @@ struct UtilisationPoint: Encodable, Sendable {
         }
         let avg = rounded(usage.average)
         (min, self.avg, peak, peakAt) = (usage.min, avg, usage.peak, zone.rfc3339(usage.peakAt))
-        if let capacity {
+        if let capacity, capacity > 0 {
             avgPercent = rounded(avg * 100 / Double(capacity), places: 10)
             peakPercent = rounded(Double(usage.peak) * 100 / Double(capacity), places: 10)
         }
@@ -201,7 +201,7 @@ struct Heatmap: Encodable, Sendable {
             if sum.samples > 0, !hidden {
                 let avg = rounded(sum.total / Double(sum.samples))
                 (cell.avg, cell.peak) = (avg, sum.peak)
-                if let capacity {
+                if let capacity, capacity > 0 {
                     cell.avgPercent = rounded(avg * 100 / Double(capacity), places: 10)
                     cell.peakPercent = rounded(Double(sum.peak) * 100 / Double(capacity), places: 10)
                 }
