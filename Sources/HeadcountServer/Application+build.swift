@@ -98,6 +98,7 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: CORSPolicy(credentialedOrigins: Set(configuration.corsOrigins)))
     router.add(middleware: ErrorMiddleware(routes: routes))
+    router.add(middleware: AnswerEncoding())
     _ = PrometheusMetrics.registry
 
     let metrics = DomainMetrics(

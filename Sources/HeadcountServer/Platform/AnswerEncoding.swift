@@ -1,0 +1,83 @@
+import CompressNIO
+import Crypto
+import HTTPTypes
+import Hummingbird
+
+/// What a client may save on a `GET` whose answer is in hand (not a stream: CSV exports and
+/// `/api/stream` go out as written): every such answer carries an `ETag` (a digest of its bytes,
+/// so it moves exactly when the answer does, on any instance), a matching `If-None-Match` is
+/// answered `304 Not Modified` without a body, and a body over 1 KiB goes out gzipped when the
+/// client accepts it.
+struct AnswerEncoding: RouterMiddleware {
+    static let compressFrom = 1024
+
+    func handle(_ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        guard request.method == .get || request.method == .head, response.status == .ok, let length = response.body.contentLength, length > 0 else {
+            return response
+        }
+        var body = try await Self.collect(response.body)
+        let tag = Self.tag(of: body)
+        response.headers[.eTag] = tag
+        if let wanted = request.headers[.ifNoneMatch], Self.matches(wanted, tag) {
+            var headers = HTTPFields()
+            headers[.eTag] = tag
+            headers[values: .vary] = response.headers[values: .vary]
+            return Response(status: .notModified, headers: headers)
+        }
+        if body.readableBytes >= Self.compressFrom, Self.acceptsGzip(request.headers[.acceptEncoding]) {
+            body = try body.compress(with: .gzip())
+            response.headers[.contentEncoding] = "gzip"
+            response.headers[values: .vary].append("Accept-Encoding")
+        }
+        response.body = ResponseBody(byteBuffer: body)
+        return response
+    }
+
+    /// A strong tag: the first 96 bits of the body's SHA-256, in hex.
+    static func tag(of body: ByteBuffer) -> String {
+        let hex = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = [34]
+        for byte in SHA256.hash(data: body.readableBytesView).prefix(12) { text += [hex[Int(byte >> 4)], hex[Int(byte & 15)]] }
+        return String(decoding: text + [34], as: UTF8.self)
+    }
+
+    /// `If-None-Match`: `*` or a list of tags, weak ones (`W/"…"`) compared by their opaque part.
+    static func matches(_ header: String, _ tag: String) -> Bool {
+        header.split(separator: ",").contains { candidate in
+            let trimmed = candidate.trimmingCharacters(in: .whitespaces)
+            return trimmed == "*" || trimmed == tag || trimmed == "W/" + tag
+        }
+    }
+
+    /// Whether `Accept-Encoding` lists gzip (or `*`) with a weight above zero.
+    static func acceptsGzip(_ header: String?) -> Bool {
+        guard let header else { return false }
+        return header.split(separator: ",").contains { item in
+            let parts = item.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            guard parts.first == "gzip" || parts.first == "*" else { return false }
+            let weight = parts.dropFirst().first { $0.hasPrefix("q=") }.flatMap { Double($0.dropFirst(2)) } ?? 1
+            return weight > 0
+        }
+    }
+
+    /// The bytes of a body that is in hand already (it has a length).
+    private static func collect(_ body: ResponseBody) async throws -> ByteBuffer {
+        let sink = Sink()
+        try await body.write(Collector(sink: sink))
+        return sink.buffer
+    }
+
+    private final class Sink {
+        var buffer = ByteBuffer()
+    }
+
+    private struct Collector: ResponseBodyWriter {
+        let sink: Sink
+        mutating func write(_ buffer: ByteBuffer) async throws {
+            var buffer = buffer
+            sink.buffer.writeBuffer(&buffer)
+        }
+        consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
+    }
+}
