@@ -123,18 +123,37 @@ private enum Member {
 }
 
 private final class JSONMembers {
-    var members: [(key: String, value: Member)] = []
+    /// The members' values written so far, one after another; a member is its key and its part
+    /// of `bytes`, or a nested encoder completed later.
+    var bytes: [UInt8] = []
+    var members: [(key: String, value: Range<Int>?, nested: ValueEncoder?)] = []
+
+    func append(_ key: String, _ write: (inout [UInt8]) throws -> Void) rethrows {
+        let start = bytes.count
+        try write(&bytes)
+        members.append((key, start..<bytes.count, nil))
+    }
+
+    func append(_ key: String, _ member: Member) {
+        switch member {
+        case .bytes(let value): append(key) { $0 += value }
+        case .encoder(let encoder): members.append((key, nil, encoder))
+        }
+    }
 
     func write(to out: inout [UInt8]) throws {
         out.append(UInt8(ascii: "{"))
-        // A key encoded twice keeps its last value, as in Foundation.
-        var seen = Set<String>()
-        let unique = members.reversed().filter { seen.insert($0.key).inserted }
-        for (index, member) in unique.sorted(by: { $0.key < $1.key }).enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
+        // Sorted by key; of a key encoded twice the last value stays, as in Foundation.
+        let order = members.indices.sorted { (members[$0].key, $0) < (members[$1].key, $1) }
+        var first = true
+        for (position, index) in order.enumerated() {
+            let member = members[index]
+            if position + 1 < order.count, members[order[position + 1]].key == member.key { continue }
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
             JSONWriter.append(member.key, to: &out)
             out.append(UInt8(ascii: ":"))
-            try member.value.write(to: &out)
+            if let nested = member.nested { try nested.write(to: &out) } else { out += bytes[member.value!] }
         }
         out.append(UInt8(ascii: "}"))
     }
@@ -157,21 +176,29 @@ private struct ObjectContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     let store: JSONMembers
     let codingPath: [any CodingKey]
 
-    mutating func encodeNil(forKey key: Key) throws { store.members.append((key.stringValue, .bytes(Array("null".utf8)))) }
+    // The common primitives directly: no dynamic cast to find out what they are.
+    mutating func encodeNil(forKey key: Key) throws { store.append(key.stringValue) { $0 += Array("null".utf8) } }
+    mutating func encode(_ value: String, forKey key: Key) throws { store.append(key.stringValue) { JSONWriter.append(value, to: &$0) } }
+    mutating func encode(_ value: Int64, forKey key: Key) throws { store.append(key.stringValue) { $0 += String(value).utf8 } }
+    mutating func encode(_ value: Int, forKey key: Key) throws { store.append(key.stringValue) { $0 += String(value).utf8 } }
+    mutating func encode(_ value: Bool, forKey key: Key) throws { store.append(key.stringValue) { $0 += (value ? "true" : "false").utf8 } }
+    mutating func encode(_ value: Double, forKey key: Key) throws {
+        try store.append(key.stringValue) { try JSONWriter.append(value, to: &$0, at: codingPath + [key]) }
+    }
 
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
-        store.members.append((key.stringValue, try ValueEncoder.bytes(of: value, at: codingPath + [key])))
+        store.append(key.stringValue, try ValueEncoder.bytes(of: value, at: codingPath + [key]))
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key) -> KeyedEncodingContainer<NestedKey> {
         let encoder = ValueEncoder(codingPath: codingPath + [key])
-        store.members.append((key.stringValue, .encoder(encoder)))
+        store.append(key.stringValue, .encoder(encoder))
         return encoder.container(keyedBy: keyType)
     }
 
     mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
         let encoder = ValueEncoder(codingPath: codingPath + [key])
-        store.members.append((key.stringValue, .encoder(encoder)))
+        store.append(key.stringValue, .encoder(encoder))
         return encoder.unkeyedContainer()
     }
 
@@ -179,7 +206,7 @@ private struct ObjectContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
 
     mutating func superEncoder(forKey key: Key) -> any Encoder {
         let encoder = ValueEncoder(codingPath: codingPath + [key])
-        store.members.append((key.stringValue, .encoder(encoder)))
+        store.append(key.stringValue, .encoder(encoder))
         return encoder
     }
 }
