@@ -111,8 +111,10 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
     SystemController(database: services.database, metrics: metrics, instanceGauges: { feed.gauges }).addRoutes(to: router)
     try DocsController().addRoutes(to: router)
     RoomsController(repository: RoomsRepository(database: services.database, feed: services.feed), log: services.roomLog).addRoutes(to: router)
-    ReservationsController(repository: ReservationsRepository(database: services.database, feed: services.feed), places: placesRepository, privacy: privacy)
-        .addRoutes(to: router)
+    ReservationsController(
+        repository: ReservationsRepository(database: services.database, feed: services.feed), places: placesRepository, privacy: privacy,
+        adminKey: services.adminKey
+    ).addRoutes(to: router)
     SensorsController(repository: SensorsRepository(database: services.database), ingest: services.sensorIngest).addRoutes(to: router)
     let events = EventsRepository(database: services.database, feed: services.feed)
     let registrations = RegistrationsRepository(database: services.database, feed: services.feed)

@@ -33,7 +33,8 @@ import Testing
             try await UtilisationTests.post(client, "lab-door", "2024-05-06T13:40:00Z", in: 1)
             #expect(try await client.put("/api/sensors/lab-door/doorway", #"{"from": null, "to": "lab"}"#, headers: Self.admin).status == .ok)
 
-            let report = try await client.get("/api/reservations/utilisation?from=2024-05-06T00:00:00Z&to=2024-05-08T00:00:00Z").object()
+            #expect(try await client.get("/api/reservations/utilisation").status == .unauthorized, "whether anyone was there is the admin's")
+            let report = try await client.get("/api/reservations/utilisation?from=2024-05-06T00:00:00Z&to=2024-05-08T00:00:00Z", headers: Self.admin).object()
             let devices = try #require(report["devices"] as? [[String: Any]])
             #expect(devices.map { $0["device_id"] as? String } == ["desk-1", "desk-2", "kiosk"])
             // The room registration happened now, not on the 6th or 7th: desk-1 was not used then.
@@ -49,9 +50,9 @@ import Testing
             let now = Date()
             let iso = ISO8601DateFormatter()
             try await book("desk-1", iso.string(from: now.addingTimeInterval(-600)), iso.string(from: now.addingTimeInterval(3600)))
-            let current = try await client.get("/api/reservations/utilisation").object()
+            let current = try await client.get("/api/reservations/utilisation", headers: Self.admin).object()
             #expect((current["devices"] as? [[String: Any]])?.first?["used"] as? Int == 1)
-            #expect(try await client.get("/api/reservations/utilisation?from=2024-05-08T00:00:00Z&to=2024-05-06T00:00:00Z").status == .badRequest)
+            #expect(try await client.get("/api/reservations/utilisation?from=2024-05-08T00:00:00Z&to=2024-05-06T00:00:00Z", headers: Self.admin).status == .badRequest)
         }
     }
 
@@ -144,8 +145,9 @@ import Testing
                 _ = try await client.post("/events/talk/registrations", jsonText(["userId": user]))
             }
             let event = try await client.get("/events/talk/report").object()
+            // Two registered: every count goes, since each follows from the others.
             #expect(event["registered"] is NSNull && event["noShows"] is NSNull && event["attendanceRate"] is NSNull)
-            #expect(event["checkedIn"] as? Int == 0 && event["suppressed"] as? Int == 3)
+            #expect(event["checkedIn"] is NSNull && event["waitlisted"] is NSNull && event["suppressed"] as? Bool == true)
         }
     }
 }

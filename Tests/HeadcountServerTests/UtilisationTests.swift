@@ -49,6 +49,7 @@ import Testing
             let local = try await Self.buckets(client, "/api/sensors/door/utilisation?from=2024-05-06T04:00:00Z&to=2024-05-07T04:00:00Z&bucket=1d&tz=America/New_York")
             #expect(local.map { $0["start"] as? String } == ["2024-05-06T00:00:00-04:00"])
             #expect(local.first?["avg"] as? Double == 0.26)
+            #expect(try await client.get("/api/sensors/door/utilisation?tz=Etc/UTC").status == .ok, "what a browser in UTC says")
 
             #expect(try await client.get("/api/sensors/door/utilisation?bucket=5m").status == .badRequest)
             #expect(try await client.get("/api/sensors/door/utilisation?tz=Mars/Olympus").status == .badRequest)
@@ -95,6 +96,27 @@ import Testing
             #expect(cell(october, weekday: 1, hour: 10)?["avg"] as? Double == 0)
             #expect(try await client.get("/api/sensors/hall/utilisation/heatmap?bucket=1d").status == .badRequest)
         }
+    }
+
+    /// Where a DST change skips midnight (Chile, 2024-09-08), that day starts at 01:00 and the
+    /// next days at midnight again.
+    @Test func daysStartWhereTheCalendarSays() throws {
+        let zone = try #require(LocalTime("America/Santiago"))
+        let (from, to) = (Timestamp(rfc3339: "2024-09-07T12:00:00-04:00")!.microseconds, Timestamp(rfc3339: "2024-09-10T00:00:00-03:00")!.microseconds)
+        let days = try #require(zone.boundaries(from: from, to: to, unit: .day, limit: 10)).map(zone.rfc3339)
+        #expect(days == ["2024-09-07T00:00:00-04:00", "2024-09-08T01:00:00-03:00", "2024-09-09T00:00:00-03:00", "2024-09-10T00:00:00-03:00"])
+    }
+
+    /// An event stamped after now (a sensor whose clock runs fast) does not lift the bucket in
+    /// progress: 3 people from 10:00 until now, 10:30; 10 more "at 10:31".
+    @Test func aBucketInProgressIgnoresEventsAfterNow() {
+        let at = { (text: String) in Timestamp(rfc3339: text)!.microseconds }
+        let events = [("2024-05-06T10:00:00Z", 3), ("2024-05-06T10:31:00Z", 10)].map {
+            SensorEvent(sensor: "door", ts: Timestamp(microseconds: at($0.0)), inCount: Int64($0.1), outCount: 0)
+        }
+        let usage = Usage.fold(
+            boundaries: [at("2024-05-06T10:00:00Z"), at("2024-05-06T11:00:00Z")], opening: 0, rows: Rollup.rolling(events, from: 0), now: at("2024-05-06T10:30:00Z"))
+        #expect(usage.first??.average == 3 && usage.first??.peak == 3)
     }
 
     /// A floor with a door in and a door out: both move in the same hour, so the hour is read

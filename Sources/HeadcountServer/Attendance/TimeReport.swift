@@ -54,6 +54,8 @@ enum TimeReport {
         let bounds = period.boundaries
         let (start, end) = (bounds.first!, bounds.last!)
         var days: [String: WorkerDay] = [:]
+        // Time inside in microseconds, made whole seconds once per day.
+        var micros: [String: Int64] = [:]
         func day(_ employee: String, _ instant: Int64) -> (key: String, index: Int)? {
             guard instant >= start, instant < end else { return nil }
             var (low, high) = (0, bounds.count - 1)
@@ -86,13 +88,14 @@ enum TimeReport {
                     let until = min(record.at, end)
                     while from < until, let d = day(employee, from) {
                         let next = min(until, bounds[d.index + 1])
-                        days[d.key]!.insideSeconds += (next - from) / 1_000_000
+                        micros[d.key, default: 0] += next - from
                         from = next
                     }
                 }
             }
             if let open, let d = day(employee, open) { days[d.key]!.unpairedEntries += 1 }
         }
+        for (key, inside) in micros { days[key]!.insideSeconds = inside / 1_000_000 }
         return days.values.sorted { ($0.employeeID, $0.date) < ($1.employeeID, $1.date) }
     }
 

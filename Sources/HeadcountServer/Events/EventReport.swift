@@ -19,18 +19,16 @@ struct EventReport: Encodable, Sendable {
     @Nullable var waitlistConversions: Int64?
     /// Checked in over confirmed.
     @Nullable var attendanceRate: Double?
-    /// How many figures the privacy switch withheld.
-    var suppressed = 0
+    /// True when the privacy switch withheld the figures.
+    var suppressed = false
 
-    /// Each figure from 1 to k-1 people is withheld, and a rate made from one.
+    /// The counts go together, since each follows from others (registered − confirmed is the
+    /// waitlist): when any is from 1 to k-1 people, all are withheld.
     mutating func apply(_ privacy: Privacy) {
-        for path in [\Self.registered, \.confirmed, \.waitlisted, \.cancelled, \.checkedIn, \.noShows, \.waitlistConversions] {
-            if let value = self[keyPath: path], privacy.hides(people: value) {
-                self[keyPath: path] = nil
-                suppressed += 1
-            }
-        }
-        if confirmed == nil || checkedIn == nil { attendanceRate = nil }
+        let counts = [registered, confirmed, waitlisted, cancelled, checkedIn, noShows, waitlistConversions]
+        guard counts.contains(where: { $0.map { privacy.hides(people: $0) } ?? false }) else { return }
+        (registered, confirmed, waitlisted, cancelled, checkedIn, noShows, waitlistConversions) = (nil, nil, nil, nil, nil, nil, nil)
+        (attendanceRate, suppressed) = (nil, true)
     }
 }
 

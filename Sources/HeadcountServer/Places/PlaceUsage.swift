@@ -3,8 +3,11 @@
 /// doorways have rows over the same span, those rows are replaced by their finer rows (days by
 /// hours, hours by minutes) until none overlap, so the lowest and peak stay exact to the minute.
 /// Within a minute in which two doorways both counted, they are bounds: the sum of the doorways'
-/// extremes. The average is exact at any level (areas add).
+/// extremes; so are they past `maxRefinedRows` finer rows read for one answer (a busy place over
+/// years). The average is exact at any level (areas add).
 extension PlacesRepository {
+    static let maxRefinedRows = 200_000
+
     /// The usage of each bucket between `boundaries`; nil for a bucket not yet started.
     func usage(of tree: Subtree, boundaries: [Int64], now: Int64) async throws -> [Usage?] {
         let sensors = SensorsRepository(database: database)
@@ -18,32 +21,48 @@ extension PlacesRepository {
             sources.append((doorway.sensor, sign, opening))
         }
         rows.sort { ($0.row.start, $0.source) < ($1.row.start, $1.source) }
-        // Refine overlapping rows a level at a time, one query per doorway and level.
-        while true {
+        // Refine overlapping rows a level at a time, one query per doorway and level, reading at
+        // most `maxRefinedRows` finer rows in all: past that, what still overlaps merges as bounds.
+        var refined = 0
+        refining: while true {
             let contended = Self.overlapping(rows).filter { rows[$0].row.length > RollupLevel.minute.length }
             guard !contended.isEmpty else { break }
-            var finer: [(source: Int, row: Rollup)] = []
+            var (finer, replaced): ([(source: Int, row: Rollup)], Set<Int>) = ([], [])
+            defer {
+                rows = (rows.indices.filter { !replaced.contains($0) }.map { rows[$0] } + finer).sorted { ($0.row.start, $0.source) < ($1.row.start, $1.source) }
+            }
             for (key, indices) in Dictionary(grouping: contended, by: { [rows[$0].source, Int(rows[$0].row.length)] }) {
                 let (source, level) = (key[0], RollupLevel.allCases.first { $0.length == Int64(key[1]) }!.finer!)
-                let (parents, sensor) = (indices.map { rows[$0].row }, sources[source].sensor)
-                let raw = try await sensors.database.read { db in
-                    try await SensorsRepository.rollups(
-                        sensor: sensor, level: level, from: parents.map(\.start).min()!, to: parents.map(\.end).max()!, db: db
-                    ).rows
-                }
+                let (parents, sensor) = (indices.map { rows[$0].row }.sorted { $0.start < $1.start }, sources[source].sensor)
+                // Past the limit, what still overlaps merges as bounds.
+                refined += parents.reduce(0) { $0 + Int($1.length / level.length) }
+                guard refined <= Self.maxRefinedRows else { break refining }
+                // One query per run of adjacent parents.
+                var runs: [Range<Int64>] = []
                 for parent in parents {
-                    let children = raw.filter { $0.start >= parent.start && $0.start < parent.end }
+                    if let last = runs.last, last.upperBound == parent.start { runs[runs.count - 1] = last.lowerBound..<parent.end } else { runs.append(parent.start..<parent.end) }
+                }
+                var raw: [Rollup] = []
+                for run in runs {
+                    raw += try await sensors.database.read { db in
+                        try await SensorsRepository.rollups(sensor: sensor, level: level, from: run.lowerBound, to: run.upperBound, db: db).rows
+                    }
+                }
+                var next = 0
+                for parent in parents {
+                    while next < raw.count, raw[next].start < parent.start { next += 1 }
+                    let first = next
+                    while next < raw.count, raw[next].start < parent.end { next += 1 }
                     // The parent carries its adjustment: its children shift by as much.
-                    let shift = parent.balanceBefore - (children.first?.balanceBefore ?? parent.balanceBefore)
-                    finer += children.map { child in
+                    let shift = first < next ? parent.balanceBefore - raw[first].balanceBefore : 0
+                    finer += raw[first..<next].map { child in
                         var shifted = child
                         shifted.balanceBefore += shift
                         return (source, shifted)
                     }
                 }
+                replaced.formUnion(indices)
             }
-            let replaced = Set(contended)
-            rows = (rows.indices.filter { !replaced.contains($0) }.map { rows[$0] } + finer).sorted { ($0.row.start, $0.source) < ($1.row.start, $1.source) }
         }
         var levels = sources.map(\.opening)
         let opening = zip(sources, levels).reduce(Int64(0)) { $0 + $1.0.sign * $1.1 }

@@ -5,40 +5,44 @@ import Hummingbird
 
 /// What a client may save on a `GET` whose answer is in hand (not a stream: CSV exports and
 /// `/api/stream` go out as written): every such answer carries an `ETag` (a digest of its bytes,
-/// so it moves exactly when the answer does, on any instance), a matching `If-None-Match` is
-/// answered `304 Not Modified` without a body, and a body over 1 KiB goes out gzipped when the
-/// client accepts it.
+/// so it moves exactly when the answer does, on any instance; its gzip form has its own), a
+/// matching `If-None-Match` is answered `304 Not Modified` without a body, and a body over 1 KiB
+/// goes out gzipped when the client accepts it.
 struct AnswerEncoding: RouterMiddleware {
     static let compressFrom = 1024
 
     func handle(_ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response) async throws -> Response {
         var response = try await next(request, context)
-        guard request.method == .get || request.method == .head, response.status == .ok, let length = response.body.contentLength, length > 0 else {
-            return response
-        }
+        guard request.method == .get, response.status == .ok, let length = response.body.contentLength, length > 0 else { return response }
         var body = try await Self.collect(response.body)
-        let tag = Self.tag(of: body)
+        // Each encoding is its own representation, with its own tag; the answer varies by
+        // Accept-Encoding whenever it is large enough to be compressed.
+        let compressible = body.readableBytes >= Self.compressFrom
+        let gzip = compressible && Self.acceptsGzip(request.headers[.acceptEncoding])
+        if compressible { response.headers[values: .vary].append("Accept-Encoding") }
+        let tag = Self.tag(of: body, gzip: gzip)
         response.headers[.eTag] = tag
         if let wanted = request.headers[.ifNoneMatch], Self.matches(wanted, tag) {
-            var headers = HTTPFields()
-            headers[.eTag] = tag
-            headers[values: .vary] = response.headers[values: .vary]
+            // A cache updates its stored headers from a 304: it carries the answer's own (its
+            // Content-Type too, so that the page's security policy stays the page's), less the length.
+            var headers = response.headers
+            headers[.contentLength] = nil
             return Response(status: .notModified, headers: headers)
         }
-        if body.readableBytes >= Self.compressFrom, Self.acceptsGzip(request.headers[.acceptEncoding]) {
+        if gzip {
             body = try body.compress(with: .gzip())
             response.headers[.contentEncoding] = "gzip"
-            response.headers[values: .vary].append("Accept-Encoding")
         }
         response.body = ResponseBody(byteBuffer: body)
         return response
     }
 
-    /// A strong tag: the first 96 bits of the body's SHA-256, in hex.
-    static func tag(of body: ByteBuffer) -> String {
+    /// A strong tag: the first 96 bits of the answer's SHA-256 in hex, marked `-gzip` for its gzip form.
+    static func tag(of body: ByteBuffer, gzip: Bool) -> String {
         let hex = Array("0123456789abcdef".utf8)
         var text: [UInt8] = [34]
         for byte in SHA256.hash(data: body.readableBytesView).prefix(12) { text += [hex[Int(byte >> 4)], hex[Int(byte & 15)]] }
+        if gzip { text += Array("-gzip".utf8) }
         return String(decoding: text + [34], as: UTF8.self)
     }
 
@@ -50,15 +54,17 @@ struct AnswerEncoding: RouterMiddleware {
         }
     }
 
-    /// Whether `Accept-Encoding` lists gzip (or `*`) with a weight above zero.
+    /// Whether `Accept-Encoding` allows gzip: named with a weight above zero, or, when gzip is not
+    /// named, `*` with a weight above zero.
     static func acceptsGzip(_ header: String?) -> Bool {
         guard let header else { return false }
-        return header.split(separator: ",").contains { item in
+        var (gzip, any): (Double?, Double?) = (nil, nil)
+        for item in header.split(separator: ",") {
             let parts = item.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-            guard parts.first == "gzip" || parts.first == "*" else { return false }
             let weight = parts.dropFirst().first { $0.hasPrefix("q=") }.flatMap { Double($0.dropFirst(2)) } ?? 1
-            return weight > 0
+            if parts.first == "gzip" { gzip = weight } else if parts.first == "*" { any = weight }
         }
+        return (gzip ?? any ?? 0) > 0
     }
 
     /// The bytes of a body that is in hand already (it has a length).

@@ -17,9 +17,9 @@ struct LocalTime: Sendable {
     /// The offset of a zone that never changes it (UTC): no need to ask the zone.
     private let fixedOffset: Int64?
 
-    /// Nil for a name that is not a known IANA zone.
+    /// Nil for a name that is not a known IANA zone (`Etc/…` names too: browsers say `Etc/UTC`).
     init?(_ name: String) {
-        guard PlacesController.timeZones.contains(name), let zone = TimeZone(identifier: name) else { return nil }
+        guard PlacesController.timeZones.contains(name) || name.hasPrefix("Etc/"), let zone = TimeZone(identifier: name) else { return nil }
         self.name = name
         self.zone = zone
         var calendar = Calendar(identifier: .gregorian)
@@ -90,14 +90,16 @@ struct LocalTime: Sendable {
                 start = segmentEnd
             }
         case .day, .week:
+            // Each unit ends where the calendar says, not a day's clock time later: where a DST
+            // change skips midnight (America/Santiago), that day starts at 01:00 and the next at 00:00.
             let component: Calendar.Component = unit == .day ? .day : .weekOfYear
-            guard var date = calendar.dateInterval(of: component, for: Self.date(from))?.start else { return nil }
-            bounds.append(Self.microseconds(date))
+            guard var unitNow = calendar.dateInterval(of: component, for: Self.date(from)) else { return nil }
+            bounds.append(Self.microseconds(unitNow.start))
             while bounds.last! < to {
-                guard let next = calendar.date(byAdding: unit == .day ? .day : .weekOfYear, value: 1, to: date) else { return nil }
-                date = next
-                bounds.append(Self.microseconds(date))
+                bounds.append(Self.microseconds(unitNow.end))
                 if bounds.count > limit + 1 { return nil }
+                guard let next = calendar.dateInterval(of: component, for: unitNow.end) else { return nil }
+                unitNow = next
             }
         }
         return bounds

@@ -2,7 +2,6 @@
 /// withheld. Off by default; zero people reveal no one, so an empty bucket is still shown.
 struct Privacy: Sendable {
     static let off = Privacy(k: nil)
-    static let defaultK: Int64 = 5
 
     let k: Int64?
 

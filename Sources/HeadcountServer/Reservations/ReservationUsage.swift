@@ -3,7 +3,8 @@ import SQLKit
 
 /// Booked against used: a booking is used when its device's place saw someone during it (see
 /// `PlacesRepository.sawPresence`), a no-show when it ended without; one still running with no
-/// one seen yet is pending. Devices without a place cannot tell, and say null.
+/// one seen yet is pending. Devices without a place cannot tell, and say null. The figures count
+/// bookings: the privacy switch treats a device with fewer than k bookings as fewer than k people.
 struct DeviceUtilisation: Encodable, Sendable {
     let deviceID: String
     @Nullable var placeID: String?
@@ -29,15 +30,15 @@ struct DeviceUtilisation: Encodable, Sendable {
     mutating func finish(privacy: Privacy) {
         bookedHours = rounded(bookedHours)
         if let used, let noShows, used + noShows > 0 { noShowRate = rounded(Double(noShows) / Double(used + noShows), places: 1000) }
-        if privacy.hides(people: Int64(bookings)) {
-            (used, noShows, pending, noShowRate, suppressed) = (nil, nil, nil, nil, true)
-        }
+        if privacy.hides(people: Int64(bookings)) { withhold() }
     }
+
+    mutating func withhold() { (used, noShows, pending, noShowRate, suppressed) = (nil, nil, nil, nil, true) }
 }
 
 extension ReservationsRepository {
-    /// At most this many bookings in one report.
-    static let maxReported = 10_000
+    /// At most this many bookings in one report (each is judged with a few queries).
+    static let maxReported = 2000
 
     /// Each device's bookings starting in [from, to), judged at `now`, and the totals.
     func utilisation(from: Int64, to: Int64, now: Int64, places: PlacesRepository, privacy: Privacy) async throws -> (
@@ -89,6 +90,8 @@ extension ReservationsRepository {
         }
         for i in devices.indices { devices[i].finish(privacy: privacy) }
         total.finish(privacy: privacy)
+        // A device withheld would be the total less the others: the total goes with it.
+        if devices.contains(where: \.suppressed) { total.withhold() }
         return (devices, total)
     }
 }
@@ -96,6 +99,8 @@ extension ReservationsRepository {
 extension ReservationsController {
     func addUtilisationRoutes(to router: Router<AppRequestContext>) {
         router.get("api/reservations/utilisation") { request, _ in
+            // Whether a booking was used says whether anyone was in its place then: the admin's.
+            try request.requireAdmin(adminKey)
             let (from, to) = try SensorsController.range(request, defaultSpan: 7 * RollupLevel.day.length)
             let report = try await repository.utilisation(from: from, to: to, now: Timestamp.now().microseconds, places: places, privacy: privacy)
             struct Report: Encodable {

@@ -6,6 +6,7 @@ struct ReservationsController {
     let repository: ReservationsRepository
     let places: PlacesRepository
     let privacy: Privacy
+    let adminKey: String
 
     struct SeedReservation: Encodable {
         let start_time: String

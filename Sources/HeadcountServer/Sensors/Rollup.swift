@@ -1,5 +1,5 @@
 /// The lengths a sensor's events are summed over, each kept in its own table, in UTC.
-enum RollupLevel: Int, Sendable, CaseIterable, Comparable {
+enum RollupLevel: Int, Sendable, CaseIterable {
     case minute, hour, day
 
     var length: Int64 {
@@ -26,8 +26,6 @@ enum RollupLevel: Int, Sendable, CaseIterable, Comparable {
 
     /// The start of the row holding `instant`.
     func start(of instant: Int64) -> Int64 { Timestamp(microseconds: instant).floored(to: length) }
-
-    static func < (a: RollupLevel, b: RollupLevel) -> Bool { a.rawValue < b.rawValue }
 }
 
 /// A sensor's events summed over one UTC minute, hour or day, with the occupancy carried into it.

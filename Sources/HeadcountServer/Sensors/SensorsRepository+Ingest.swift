@@ -2,11 +2,12 @@ import SQLKit
 
 extension SensorsRepository {
     /// Stores a batch of events in the caller's transaction and keeps every sensor's totals and
-    /// minute rollups current. Returns, per event, whether it was stored (false: its id was seen),
-    /// and the occupancy of each sensor the batch changed (with its adjustment).
+    /// minute, hour and day rollups current. Returns, per event, whether it was stored (false: its
+    /// id was seen), and the occupancy of each sensor the batch changed (with its adjustment).
     ///
-    /// A batch costs three statements however many events and sensors it holds, when the events
-    /// arrive in time order; a late event also rewrites its minute and shifts the minutes after it.
+    /// A batch costs five statements however many events and sensors it holds, when the events
+    /// arrive in time order (the events, the totals, a statement per rollup level); a late event
+    /// also rewrites its minute, hour and day and shifts the rows after them.
     static func ingest(_ events: [SensorEvent], db: any SQLDatabase) async throws -> (accepted: [Bool], inside: [String: Int64]) {
         // The first of each (sensor, id) in the batch is a candidate; the database decides the rest.
         // Inserting in (sensor, id) order keeps concurrent batches from deadlocking on the unique index.

@@ -28,7 +28,10 @@ struct Usage: Sendable, Equatable {
                 let row = rows[next]
                 next += 1
                 guard row.start < cut else {
-                    level = row.balanceAfter
+                    // A row after now (a sensor whose clock runs fast): the time until now is at
+                    // the level before it.
+                    if cut > t { usage.area += Double(level) * Double(cut - t) / 1e6 }
+                    (t, level) = (Swift.max(t, row.end), row.balanceAfter)
                     continue
                 }
                 usage.area += Double(level) * Double(row.start - t) / 1e6
