@@ -76,6 +76,19 @@ enum ReportSubject: Sendable {
     }
 }
 
+/// What every utilisation answer starts with: its subject, `tz`, `from`, `to` and `capacity`.
+private func encodeHead(_ subject: ReportSubject, _ period: ReportPeriod, _ capacity: Int64?, to encoder: any Encoder) throws
+    -> KeyedEncodingContainer<ReportKey>
+{
+    var container = encoder.container(keyedBy: ReportKey.self)
+    try subject.encode(into: &container)
+    try container.encode(period.zone.name, forKey: ReportKey("tz"))
+    try container.encode(period.from, forKey: ReportKey("from"))
+    try container.encode(period.to, forKey: ReportKey("to"))
+    try container.encode(capacity, forKey: ReportKey("capacity"))
+    return container
+}
+
 struct ReportKey: CodingKey {
     let stringValue: String
     init(_ name: String) { stringValue = name }
@@ -86,6 +99,12 @@ struct ReportKey: CodingKey {
 
 /// Figures rounded for reading: two decimals, one for a percentage.
 func rounded(_ value: Double, places: Double = 100) -> Double { (value * places).rounded() / places }
+
+/// `value` as a percentage of `capacity`, one decimal; nil without a capacity (or one of zero).
+func percent(_ value: Double, of capacity: Int64?) -> Double? {
+    guard let capacity, capacity > 0 else { return nil }
+    return rounded(value * 100 / Double(capacity), places: 10)
+}
 
 struct UtilisationPoint: Encodable, Sendable {
     let start: String
@@ -116,10 +135,7 @@ struct UtilisationPoint: Encodable, Sendable {
         }
         let avg = rounded(usage.average)
         (min, self.avg, peak, peakAt) = (usage.min, avg, usage.peak, zone.rfc3339(usage.peakAt))
-        if let capacity, capacity > 0 {
-            avgPercent = rounded(avg * 100 / Double(capacity), places: 10)
-            peakPercent = rounded(Double(usage.peak) * 100 / Double(capacity), places: 10)
-        }
+        (avgPercent, peakPercent) = (percent(avg, of: capacity), percent(Double(usage.peak), of: capacity))
     }
 }
 
@@ -141,13 +157,8 @@ struct UtilisationReport: Encodable, Sendable {
     }
 
     func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: ReportKey.self)
-        try subject.encode(into: &container)
-        try container.encode(period.zone.name, forKey: ReportKey("tz"))
+        var container = try encodeHead(subject, period, capacity, to: encoder)
         try container.encode(period.unit.rawValue, forKey: ReportKey("bucket"))
-        try container.encode(period.from, forKey: ReportKey("from"))
-        try container.encode(period.to, forKey: ReportKey("to"))
-        try container.encode(capacity, forKey: ReportKey("capacity"))
         try container.encode(buckets, forKey: ReportKey("buckets"))
     }
 }
@@ -174,8 +185,6 @@ struct Heatmap: Encodable, Sendable {
         }
     }
 
-    static let weekdays = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-
     let subject: ReportSubject
     let period: ReportPeriod
     let capacity: Int64?
@@ -201,22 +210,14 @@ struct Heatmap: Encodable, Sendable {
             if sum.samples > 0, !hidden {
                 let avg = rounded(sum.total / Double(sum.samples))
                 (cell.avg, cell.peak) = (avg, sum.peak)
-                if let capacity, capacity > 0 {
-                    cell.avgPercent = rounded(avg * 100 / Double(capacity), places: 10)
-                    cell.peakPercent = rounded(Double(sum.peak) * 100 / Double(capacity), places: 10)
-                }
+                (cell.avgPercent, cell.peakPercent) = (percent(avg, of: capacity), percent(Double(sum.peak), of: capacity))
             }
             return cell
         }
     }
 
     func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: ReportKey.self)
-        try subject.encode(into: &container)
-        try container.encode(period.zone.name, forKey: ReportKey("tz"))
-        try container.encode(period.from, forKey: ReportKey("from"))
-        try container.encode(period.to, forKey: ReportKey("to"))
-        try container.encode(capacity, forKey: ReportKey("capacity"))
+        var container = try encodeHead(subject, period, capacity, to: encoder)
         try container.encode(cells, forKey: ReportKey("cells"))
     }
 }

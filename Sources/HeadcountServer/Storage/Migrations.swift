@@ -522,82 +522,7 @@ public enum Migrations {
                     SELECT SUM((e.in_count - e.out_count) * ((sensor_minutes.minute_us + 60000000 - e.ts_us) / 1000000.0)) FROM sensor_events e
                     WHERE e.sensor = sensor_minutes.sensor AND e.ts_us >= sensor_minutes.minute_us AND e.ts_us < sensor_minutes.minute_us + 60000000), 0)
                 """,
-                // Hours and days, the same rows over longer UTC spans, filled from the finer level.
-                """
-                CREATE TABLE sensor_hours (
-                    sensor TEXT NOT NULL,
-                    start_us BIGINT NOT NULL,
-                    entries BIGINT NOT NULL,
-                    exits BIGINT NOT NULL,
-                    balance_before BIGINT NOT NULL,
-                    low BIGINT NOT NULL,
-                    high BIGINT NOT NULL,
-                    low_us BIGINT NOT NULL,
-                    high_us BIGINT NOT NULL,
-                    area DOUBLE PRECISION NOT NULL,
-                    PRIMARY KEY (sensor, start_us)
-                )
-                """,
-                """
-                INSERT INTO sensor_hours (sensor, start_us, entries, exits, balance_before, low, high, low_us, high_us, area)
-                SELECT sensor, s, SUM(entries), SUM(exits), MIN(opening),
-                    CASE WHEN MIN(balance_before + low) < MIN(opening) THEN MIN(balance_before + low) - MIN(opening) ELSE 0 END,
-                    CASE WHEN MAX(balance_before + high) > MIN(opening) THEN MAX(balance_before + high) - MIN(opening) ELSE 0 END,
-                    s, s, SUM(area + (entries - exits) * ((s + 3600000000 - minute_us - 60000000) / 1000000.0))
-                FROM (
-                    SELECT f.*, FIRST_VALUE(balance_before) OVER (PARTITION BY sensor, s ORDER BY minute_us) AS opening
-                    FROM (SELECT r.*, minute_us - (((minute_us % 3600000000) + 3600000000) % 3600000000) AS s FROM sensor_minutes r) AS f
-                ) AS g
-                GROUP BY sensor, s
-                """,
-                """
-                UPDATE sensor_hours SET low_us = COALESCE((
-                    SELECT MIN(r.low_us) FROM sensor_minutes r
-                    WHERE r.sensor = sensor_hours.sensor AND r.minute_us >= sensor_hours.start_us AND r.minute_us < sensor_hours.start_us + 3600000000
-                        AND r.balance_before + r.low = sensor_hours.balance_before + sensor_hours.low AND sensor_hours.low < 0), start_us),
-                high_us = COALESCE((
-                    SELECT MIN(r.high_us) FROM sensor_minutes r
-                    WHERE r.sensor = sensor_hours.sensor AND r.minute_us >= sensor_hours.start_us AND r.minute_us < sensor_hours.start_us + 3600000000
-                        AND r.balance_before + r.high = sensor_hours.balance_before + sensor_hours.high AND sensor_hours.high > 0), start_us)
-                """,
-                """
-                CREATE TABLE sensor_days (
-                    sensor TEXT NOT NULL,
-                    start_us BIGINT NOT NULL,
-                    entries BIGINT NOT NULL,
-                    exits BIGINT NOT NULL,
-                    balance_before BIGINT NOT NULL,
-                    low BIGINT NOT NULL,
-                    high BIGINT NOT NULL,
-                    low_us BIGINT NOT NULL,
-                    high_us BIGINT NOT NULL,
-                    area DOUBLE PRECISION NOT NULL,
-                    PRIMARY KEY (sensor, start_us)
-                )
-                """,
-                """
-                INSERT INTO sensor_days (sensor, start_us, entries, exits, balance_before, low, high, low_us, high_us, area)
-                SELECT sensor, s, SUM(entries), SUM(exits), MIN(opening),
-                    CASE WHEN MIN(balance_before + low) < MIN(opening) THEN MIN(balance_before + low) - MIN(opening) ELSE 0 END,
-                    CASE WHEN MAX(balance_before + high) > MIN(opening) THEN MAX(balance_before + high) - MIN(opening) ELSE 0 END,
-                    s, s, SUM(area + (entries - exits) * ((s + 86400000000 - start_us - 3600000000) / 1000000.0))
-                FROM (
-                    SELECT f.*, FIRST_VALUE(balance_before) OVER (PARTITION BY sensor, s ORDER BY start_us) AS opening
-                    FROM (SELECT r.*, start_us - (((start_us % 86400000000) + 86400000000) % 86400000000) AS s FROM sensor_hours r) AS f
-                ) AS g
-                GROUP BY sensor, s
-                """,
-                """
-                UPDATE sensor_days SET low_us = COALESCE((
-                    SELECT MIN(r.low_us) FROM sensor_hours r
-                    WHERE r.sensor = sensor_days.sensor AND r.start_us >= sensor_days.start_us AND r.start_us < sensor_days.start_us + 86400000000
-                        AND r.balance_before + r.low = sensor_days.balance_before + sensor_days.low AND sensor_days.low < 0), start_us),
-                high_us = COALESCE((
-                    SELECT MIN(r.high_us) FROM sensor_hours r
-                    WHERE r.sensor = sensor_days.sensor AND r.start_us >= sensor_days.start_us AND r.start_us < sensor_days.start_us + 86400000000
-                        AND r.balance_before + r.high = sensor_days.balance_before + sensor_days.high AND sensor_days.high > 0), start_us)
-                """,
-            ]
+            ] + rolledUp(.hour) + rolledUp(.day)
         },
         Migration(version: 15, name: "event reports") { _ in
             [
@@ -608,6 +533,52 @@ public enum Migrations {
             ]
         },
     ]
+
+    /// Migration 14's table of a rollup level (hours, days): the same rows as the minutes over
+    /// longer UTC spans, filled from the finer level, with when each reached its low and high.
+    private static func rolledUp(_ level: RollupLevel) -> [String] {
+        let (table, length, finer) = (level.table, level.length, level.finer!)
+        let (source, column, step) = (finer.table, finer.column, finer.length)
+        return [
+            """
+            CREATE TABLE \(table) (
+                sensor TEXT NOT NULL,
+                start_us BIGINT NOT NULL,
+                entries BIGINT NOT NULL,
+                exits BIGINT NOT NULL,
+                balance_before BIGINT NOT NULL,
+                low BIGINT NOT NULL,
+                high BIGINT NOT NULL,
+                low_us BIGINT NOT NULL,
+                high_us BIGINT NOT NULL,
+                area DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (sensor, start_us)
+            )
+            """,
+            """
+            INSERT INTO \(table) (sensor, start_us, entries, exits, balance_before, low, high, low_us, high_us, area)
+            SELECT sensor, s, SUM(entries), SUM(exits), MIN(opening),
+                CASE WHEN MIN(balance_before + low) < MIN(opening) THEN MIN(balance_before + low) - MIN(opening) ELSE 0 END,
+                CASE WHEN MAX(balance_before + high) > MIN(opening) THEN MAX(balance_before + high) - MIN(opening) ELSE 0 END,
+                s, s, SUM(area + (entries - exits) * ((s + \(length) - \(column) - \(step)) / 1000000.0))
+            FROM (
+                SELECT f.*, FIRST_VALUE(balance_before) OVER (PARTITION BY sensor, s ORDER BY \(column)) AS opening
+                FROM (SELECT r.*, \(column) - (((\(column) % \(length)) + \(length)) % \(length)) AS s FROM \(source) r) AS f
+            ) AS g
+            GROUP BY sensor, s
+            """,
+            """
+            UPDATE \(table) SET low_us = COALESCE((
+                SELECT MIN(r.low_us) FROM \(source) r
+                WHERE r.sensor = \(table).sensor AND r.\(column) >= \(table).start_us AND r.\(column) < \(table).start_us + \(length)
+                    AND r.balance_before + r.low = \(table).balance_before + \(table).low AND \(table).low < 0), start_us),
+            high_us = COALESCE((
+                SELECT MIN(r.high_us) FROM \(source) r
+                WHERE r.sensor = \(table).sensor AND r.\(column) >= \(table).start_us AND r.\(column) < \(table).start_us + \(length)
+                    AND r.balance_before + r.high = \(table).balance_before + \(table).high AND \(table).high > 0), start_us)
+            """,
+        ]
+    }
 
     /// Applies every migration not yet applied, in one transaction. On PostgreSQL an advisory lock
     /// makes instances that start together take turns; on SQLite the write gate does.
