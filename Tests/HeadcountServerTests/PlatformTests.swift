@@ -176,6 +176,7 @@ struct BrokenDatabase: HeadcountServer.Database {
     }
 
     let engine = DatabaseEngine.sqlite
+    let caches = Caches()
     func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T { throw Down() }
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T { throw Down() }
     func run() async throws {}

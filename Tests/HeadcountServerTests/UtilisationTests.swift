@@ -107,6 +107,25 @@ import Testing
         #expect(days == ["2024-09-07T00:00:00-04:00", "2024-09-08T01:00:00-03:00", "2024-09-09T00:00:00-03:00", "2024-09-10T00:00:00-03:00"])
     }
 
+    /// Days are stepped 24 hours at a time between offset changes: the same days as the
+    /// calendar's, across zones with odd changes (half-hour DST, midnight skipped, a whole day
+    /// skipped when Samoa crossed the date line in 2011), 2010-2026.
+    @Test(arguments: ["Europe/Paris", "America/Santiago", "Australia/Lord_Howe", "Asia/Tehran", "Pacific/Apia", "America/Havana", "UTC"])
+    func daysAreTheCalendarsDays(name: String) throws {
+        let zone = try #require(LocalTime(name))
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = try #require(TimeZone(identifier: name))
+        let (from, to) = (Timestamp(rfc3339: "2010-01-01T12:00:00Z")!.microseconds, Timestamp(rfc3339: "2026-01-01T00:00:00Z")!.microseconds)
+        var expected: [Int64] = []
+        var day = try #require(calendar.dateInterval(of: .day, for: Date(timeIntervalSince1970: Double(from) / 1e6)))
+        expected.append(Int64((day.start.timeIntervalSince1970 * 1e6).rounded()))
+        while expected.last! < to {
+            expected.append(Int64((day.end.timeIntervalSince1970 * 1e6).rounded()))
+            day = try #require(calendar.dateInterval(of: .day, for: day.end))
+        }
+        #expect(zone.boundaries(from: from, to: to, unit: .day, limit: 10_000) == expected)
+    }
+
     /// An event stamped after now (a sensor whose clock runs fast) does not lift the bucket in
     /// progress: 3 people from 10:00 until now, 10:30; 10 more "at 10:31".
     @Test func aBucketInProgressIgnoresEventsAfterNow() {
@@ -209,5 +228,89 @@ import Testing
                 }
             }
         }
+    }
+
+    /// Past hours are read from memory, and still follow what another instance writes: a late
+    /// event there rewrites them, an event in time order finalises the hour that held the latest.
+    /// 4 in at 09:15, 2 out at 12:30; then 1 out at 10:30 (late), 1 in at 14:10.
+    @Test(arguments: Engine.available)
+    func pastHoursHeldInMemoryFollowOtherInstances(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        let hours = "/api/sensors/door/utilisation?bucket=1h&from=2024-05-06T09:00:00Z"
+        try await environment.withApp { reader in
+            try await environment.withApp { writer in
+                try await Self.post(writer, "door", "2024-05-06T09:15:00Z", in: 4)
+                try await Self.post(writer, "door", "2024-05-06T12:30:00Z", out: 2)
+                // Hours 09-11 are final (held from now on); 12 holds the latest event.
+                #expect(try await Self.buckets(reader, hours + "&to=2024-05-06T13:00:00Z").map { $0["avg"] as? Double } == [3, 4, 4, 3])
+                #expect(try await Self.buckets(reader, hours + "&to=2024-05-06T13:00:00Z").map { $0["avg"] as? Double } == [3, 4, 4, 3])
+
+                try await Self.post(writer, "door", "2024-05-06T10:30:00Z", out: 1)
+                #expect(try await Self.buckets(reader, hours + "&to=2024-05-06T13:00:00Z").map { $0["avg"] as? Double } == [3, 3.5, 3, 2])
+                try await Self.post(writer, "door", "2024-05-06T14:10:00Z", in: 1)
+                // 14:00-15:00: 1 × 10 min + 2 × 50 min.
+                let after = try await Self.buckets(reader, hours + "&to=2024-05-06T15:00:00Z")
+                #expect(after.map { $0["avg"] as? Double } == [3, 3.5, 3, 2, 1, 1.83])
+                #expect(after.map { $0["peak"] as? Int } == [4, 4, 3, 3, 1, 2])
+                // A report starting earlier reads further back; one starting later, from the middle.
+                #expect(
+                    try await Self.buckets(reader, "/api/sensors/door/utilisation?bucket=1h&from=2024-05-06T08:00:00Z&to=2024-05-06T10:00:00Z").map { $0["avg"] as? Double } == [
+                        0, 3,
+                    ])
+                #expect(
+                    try await Self.buckets(reader, "/api/sensors/door/utilisation?bucket=1h&from=2024-05-06T11:00:00Z&to=2024-05-06T12:00:00Z").map { $0["min"] as? Int } == [3])
+            }
+        }
+    }
+
+    /// A report over a settled period (before the sensor's latest event) is answered from memory,
+    /// and still moves with what another instance writes: a late event, an adjustment, a capacity.
+    /// A report reaching past the latest event is never kept. 4 in at 09:15, 2 out at 12:30.
+    @Test(arguments: Engine.available)
+    func settledReportsHeldInMemoryFollowOtherInstances(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        let settled = "/api/sensors/door/utilisation?bucket=1h&from=2024-05-06T09:00:00Z&to=2024-05-06T12:00:00Z"
+        let heatmap = "/api/sensors/door/utilisation/heatmap?from=2024-05-06T09:00:00Z&to=2024-05-06T12:00:00Z"
+        try await environment.withApp { reader in
+            try await environment.withApp { writer in
+                try await Self.post(writer, "door", "2024-05-06T09:15:00Z", in: 4)
+                try await Self.post(writer, "door", "2024-05-06T12:30:00Z", out: 2)
+                for _ in 0..<2 { #expect(try await Self.buckets(reader, settled).map { $0["avg"] as? Double } == [3, 4, 4]) }
+                func mondayTen() async throws -> Double? {
+                    let cells = try await reader.get(heatmap).object()["cells"] as? [[String: Any]]
+                    return cells?.first { $0["weekday"] as? Int == 1 && $0["hour"] as? Int == 10 }?["avg"] as? Double
+                }
+                #expect(try await mondayTen() == 4)
+
+                try await Self.post(writer, "door", "2024-05-06T10:30:00Z", out: 1)
+                #expect(try await Self.buckets(reader, settled).map { $0["avg"] as? Double } == [3, 3.5, 3])
+                #expect(try await mondayTen() == 3.5)
+                let adjustment = jsonText(["inside": 5, "at": "2024-05-06T11:00:00Z"])
+                #expect(try await writer.post("/api/sensors/door/adjustments", adjustment, headers: Self.admin).status == .created)
+                #expect(try await Self.buckets(reader, settled).map { $0["avg"] as? Double } == [3, 3.5, 5])
+                #expect(try await writer.put("/api/sensors/door/settings", #"{"capacity": 10}"#, headers: Self.admin).status == .ok)
+                #expect(try await Self.buckets(reader, settled).map { $0["avg_percent"] as? Double } == [30, 35, 50])
+
+                // Until 14:00 reaches past the latest event: an event in time order moves it
+                // (3 inside since 12:30 with the adjustment; 2 more at 13:30).
+                let open = "/api/sensors/door/utilisation?bucket=1h&from=2024-05-06T13:00:00Z&to=2024-05-06T14:00:00Z"
+                #expect(try await Self.buckets(reader, open).map { $0["avg"] as? Double } == [3])
+                try await Self.post(writer, "door", "2024-05-06T13:30:00Z", in: 2)
+                #expect(try await Self.buckets(reader, open).map { $0["avg"] as? Double } == [4])
+            }
+        }
+    }
+
+    @Test func memoryKeepsTheRecentlyUsedWithinItsBudget() {
+        let cache = MemoryCache<String, Int>(budget: 10)
+        cache.store(1, for: "a", weight: 4)
+        cache.store(2, for: "b", weight: 4)
+        #expect(cache["a"] == 1)
+        cache.store(3, for: "c", weight: 4)
+        #expect(cache["a"] == 1 && cache["b"] == nil && cache["c"] == 3, "b was used least recently")
+        cache.store(4, for: "a", weight: 6)
+        #expect(cache["a"] == 4 && cache["c"] == 3, "a replaced, not added")
+        cache.store(5, for: "huge", weight: 11)
+        #expect(cache["huge"] == nil && cache["a"] == 4)
     }
 }

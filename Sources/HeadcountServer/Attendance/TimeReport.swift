@@ -63,7 +63,7 @@ enum TimeReport {
                 let mid = (low + high) / 2
                 if bounds[mid] <= instant { low = mid } else { high = mid }
             }
-            let date = period.zone.wall(bounds[low]).date
+            let date = period.zone.day(at: bounds[low])
             let key = employee + "\u{0}" + date
             if days[key] == nil { days[key] = WorkerDay(employeeID: employee, date: date) }
             return (key, low)
@@ -102,7 +102,7 @@ enum TimeReport {
     /// Each day's totals across workers; a day with 1 to k-1 workers is withheld.
     static func totals(_ days: [WorkerDay], period: ReportPeriod, privacy: Privacy) -> [DayTotal] {
         let byDate = Dictionary(grouping: days, by: \.date)
-        return period.boundaries.dropLast().map { period.zone.wall($0).date }.map { (date: String) -> DayTotal in
+        return period.boundaries.dropLast().map { period.zone.day(at: $0) }.map { (date: String) -> DayTotal in
             let workers = (byDate[date] ?? []).filter { $0.insideSeconds > 0 || $0.pairs > 0 }
             guard !privacy.hides(people: Int64(workers.count)) else { return DayTotal(date: date, suppressed: true) }
             return DayTotal(date: date, workers: Int64(workers.count), insideSeconds: workers.reduce(0) { $0 + $1.insideSeconds })

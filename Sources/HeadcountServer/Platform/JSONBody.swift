@@ -56,7 +56,12 @@ extension Request {
 
 /// Encodes a response body as JSON with the given status.
 public func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
-    Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: try jsonBytes(value)))
+    json(bytes: try jsonBytes(value), status: status)
+}
+
+/// An answer of JSON already encoded.
+func json(bytes: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
+    Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: bytes))
 }
 
 /// A value as JSON text, keys sorted (`JSONWriter`).

@@ -36,37 +36,42 @@ struct LocalTime: Sendable {
         fixedOffset ?? Int64(zone.secondsFromGMT(for: Self.date(instant))) * 1_000_000
     }
 
-    /// The local date, hour and ISO weekday (1 = Monday … 7 = Sunday) at `instant`.
-    func wall(_ instant: Int64) -> (date: String, hour: Int, weekday: Int) { wall(instant, offset: offset(at: instant)) }
+    /// The local date (`2024-03-31`) at `instant`.
+    func day(at instant: Int64) -> String { Timestamp(microseconds: instant + offset(at: instant)).day }
 
-    /// The same for instants in time order, asking the zone for its offset only where it changes.
-    func walls(_ instants: [Int64]) -> [(date: String, hour: Int, weekday: Int)] {
+    /// The zone's offset at each of `instants` (in time order), asking the zone only where it changes.
+    func offsets(_ instants: [Int64]) -> [Int64] {
         var (offset, until) = (Int64(0), Int64.min)
         return instants.map { instant in
             if instant >= until {
                 offset = self.offset(at: instant)
-                until = zone.nextDaylightSavingTimeTransition(after: Self.date(instant)).map(Self.microseconds) ?? Int64.max
+                until = nextChange(after: instant)
             }
-            return wall(instant, offset: offset)
+            return offset
         }
     }
 
-    private func wall(_ instant: Int64, offset: Int64) -> (date: String, hour: Int, weekday: Int) {
-        let local = Timestamp(microseconds: instant + offset)
-        let days = Int(local.floored(to: 86_400_000_000) / 86_400_000_000)
+    /// The local hour and ISO weekday (1 = Monday … 7 = Sunday) of instants in time order.
+    func clocks(_ instants: [Int64]) -> [(hour: Int, weekday: Int)] { zip(instants, offsets(instants)).map { clock($0, offset: $1) } }
+
+    private func clock(_ instant: Int64, offset: Int64) -> (hour: Int, weekday: Int) {
+        let local = instant + offset
+        let days = Int(Timestamp(microseconds: local).floored(to: 86_400_000_000) / 86_400_000_000)
         let weekday = ((days + 3) % 7 + 7) % 7 + 1  // 1970-01-01 was a Thursday
-        return (local.day, Int((local.microseconds - local.floored(to: 86_400_000_000)) / 3_600_000_000), weekday)
+        return (Int((local - Int64(days) * 86_400_000_000) / 3_600_000_000), weekday)
     }
 
     /// RFC 3339 with the local offset: `2024-03-31T03:00:00+02:00`.
-    func rfc3339(_ instant: Int64) -> String {
-        let offset = offset(at: instant)
-        var text = Timestamp(microseconds: instant + offset).rfc3339
-        text.removeLast()
-        guard offset != 0 else { return text + "Z" }
-        let minutes = Int(abs(offset) / 60_000_000)
-        let digits = [minutes / 600, minutes / 60 % 10, minutes % 60 / 10, minutes % 10].map { Character(Unicode.Scalar(UInt8(48 + $0))) }
-        return text + (offset < 0 ? "-" : "+") + String(digits[0...1]) + ":" + String(digits[2...3])
+    func rfc3339(_ instant: Int64) -> String { rfc3339(instant, offset: offset(at: instant)) }
+
+    /// The same for instants in time order.
+    func rfc3339(_ instants: [Int64]) -> [String] { zip(instants, offsets(instants)).map { rfc3339($0, offset: $1) } }
+
+    private func rfc3339(_ instant: Int64, offset: Int64) -> String { Timestamp(microseconds: instant).rfc3339(offset: offset) }
+
+    /// The first instant after `instant` at which the offset changes.
+    private func nextChange(after instant: Int64) -> Int64 {
+        fixedOffset != nil ? Int64.max : zone.nextDaylightSavingTimeTransition(after: Self.date(instant)).map(Self.microseconds) ?? Int64.max
     }
 
     /// The boundaries of the local units covering [from, to): the start of the unit holding `from`,
@@ -79,7 +84,7 @@ struct LocalTime: Sendable {
             var start = from
             while bounds.last.map({ $0 < to }) ?? true {
                 let offset = offset(at: start)
-                let segmentEnd = zone.nextDaylightSavingTimeTransition(after: Self.date(start)).map(Self.microseconds) ?? Int64.max
+                let segmentEnd = nextChange(after: start)
                 var b = Timestamp(microseconds: start + offset).floored(to: 3_600_000_000) - offset
                 if !bounds.isEmpty, b < start { b += 3_600_000_000 }
                 while b < segmentEnd, bounds.last.map({ $0 < to }) ?? true {
@@ -93,13 +98,22 @@ struct LocalTime: Sendable {
             // Each unit ends where the calendar says, not a day's clock time later: where a DST
             // change skips midnight (America/Santiago), that day starts at 01:00 and the next at 00:00.
             let component: Calendar.Component = unit == .day ? .day : .weekOfYear
-            guard var unitNow = calendar.dateInterval(of: component, for: Self.date(from)) else { return nil }
-            bounds.append(Self.microseconds(unitNow.start))
+            guard let first = calendar.dateInterval(of: component, for: Self.date(from)) else { return nil }
+            var (end, offset, change) = (Self.microseconds(first.end), Int64(0), Int64.min)
+            bounds.append(Self.microseconds(first.start))
             while bounds.last! < to {
-                bounds.append(Self.microseconds(unitNow.end))
+                bounds.append(end)
                 if bounds.count > limit + 1 { return nil }
-                guard let next = calendar.dateInterval(of: component, for: unitNow.end) else { return nil }
-                unitNow = next
+                // A day from a local midnight with no offset change in it is 24 hours: only the
+                // others need the calendar.
+                if change <= end { (offset, change) = (self.offset(at: end), nextChange(after: end)) }
+                let midnight = Timestamp(microseconds: end + offset).floored(to: 86_400_000_000) == end + offset
+                if unit == .day, midnight, end + 86_400_000_000 < change {
+                    end += 86_400_000_000
+                } else {
+                    guard let next = calendar.dateInterval(of: component, for: Self.date(end)) else { return nil }
+                    end = Self.microseconds(next.end)
+                }
             }
         }
         return bounds

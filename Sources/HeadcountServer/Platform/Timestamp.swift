@@ -87,10 +87,14 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
     /// RFC 3339 in UTC with `Z`; fractional seconds only when there are any. Written digit by
     /// digit: large answers (a presence lists thousands of instants) spent most of their time in
     /// `String(format:)`.
-    public var rfc3339: String {
-        let (date, seconds, micros) = parts
+    public var rfc3339: String { rfc3339(offset: 0) }
+
+    /// The same instant as the wall clock `offset` microseconds from UTC reads it, with that
+    /// offset: `2024-03-31T03:00:00+02:00` (`Z` for none).
+    func rfc3339(offset: Int64) -> String {
+        let (date, seconds, micros) = Timestamp(microseconds: microseconds + offset).parts
         var text = Self.iso(date)
-        text.reserveCapacity(text.count + 17)
+        text.reserveCapacity(text.count + 23)
         text.append(84)  // T
         Self.append(seconds / 3600, width: 2, to: &text)
         text.append(58)  // :
@@ -103,7 +107,15 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
             text.append(46)  // .
             Self.append(fraction, width: width, to: &text)
         }
-        text.append(90)  // Z
+        if offset == 0 {
+            text.append(90)  // Z
+        } else {
+            let minutes = Int(abs(offset) / 60_000_000)
+            text.append(offset < 0 ? 45 : 43)  // - or +
+            Self.append(minutes / 60, width: 2, to: &text)
+            text.append(58)
+            Self.append(minutes % 60, width: 2, to: &text)
+        }
         return String(decoding: text, as: UTF8.self)
     }
 

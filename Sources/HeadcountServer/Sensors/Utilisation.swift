@@ -63,7 +63,7 @@ extension SensorsRepository {
         let (start, end) = (boundaries.first!, boundaries.last!)
         let level = Self.level(for: boundaries)
         return try await database.read { db in
-            var (opening, rows) = try await Self.rollups(sensor: sensor, level: level, from: start, to: end, db: db)
+            var (opening, rows) = try await cachedRollups(sensor: sensor, level: level, from: start, to: end, db: db)
             let offsets = try await Self.offsets(sensor: sensor, from: start, to: end, db: db)
             let split = Set(offsets.changes.map(\.at).filter { RollupLevel.minute.start(of: $0) != level.start(of: $0) }.map { level.start(of: $0) })
             if !split.isEmpty {

@@ -11,13 +11,15 @@ struct UtilisationController {
     func addRoutes(to router: Router<AppRequestContext>) {
         router.get("api/sensors/{sensor}/utilisation") { request, context in
             let (sensor, period) = try await sensorPeriod(request, context, defaultUnit: .day)
-            let usage = try await usage(sensor: sensor, period: period)
-            return try json(UtilisationReport(subject: .sensor(sensor), period: period, capacity: try await capacity(sensor), usage: usage, privacy: privacy))
+            return try await answer(sensor, period, kind: "buckets") { capacity, usage in
+                UtilisationReport(subject: .sensor(sensor), period: period, capacity: capacity, usage: usage, privacy: privacy)
+            }
         }
         router.get("api/sensors/{sensor}/utilisation/heatmap") { request, context in
             let (sensor, period) = try await sensorPeriod(request, context, defaultUnit: .hour, units: [.hour], limit: ReportPeriod.maxHeatmapHours)
-            let usage = try await usage(sensor: sensor, period: period)
-            return try json(Heatmap(subject: .sensor(sensor), period: period, capacity: try await capacity(sensor), usage: usage, privacy: privacy))
+            return try await answer(sensor, period, kind: "heatmap") { capacity, usage in
+                Heatmap(subject: .sensor(sensor), period: period, capacity: capacity, usage: usage, privacy: privacy)
+            }
         }
         router.get("api/places/{placeId}/utilisation") { request, context in
             let (place, period) = try await placePeriod(request, context, defaultUnit: .day)
@@ -53,13 +55,24 @@ struct UtilisationController {
         return (place, try request.reportPeriod(defaultUnit: defaultUnit, units: units, zone: place.timeZone, limit: limit))
     }
 
-    private func usage(sensor: String, period: ReportPeriod) async throws -> [Usage?] {
+    /// A sensor's report: from memory when its period is settled (it ends before the sensor's
+    /// latest event and before now) and it was answered before with the same version; the
+    /// version is read first, so a report built from newer rows is only ever kept under an older
+    /// version, never the other way round.
+    private func answer(
+        _ sensor: String, _ period: ReportPeriod, kind: String, report: @Sendable (Int64?, [Usage?]) -> some Encodable
+    ) async throws -> Response {
+        let capacity = try await SensorSettings.read(sensor, database: sensors.database).capacity
+        let (start, end) = (period.boundaries.first!, period.boundaries.last!)
+        let key = try await sensors.settledVersion(sensor: sensor, until: end).map {
+            [kind, sensor, period.zone.name, period.unit.rawValue, String(start), String(end), capacity.map(String.init) ?? "", $0]
+        }
+        if let key, let bytes = sensors.database.caches.answers[key] { return json(bytes: bytes) }
         let (opening, rows) = try await sensors.usageRows(sensor: sensor, boundaries: period.boundaries)
-        return Usage.fold(boundaries: period.boundaries, opening: opening, rows: rows, now: Timestamp.now().microseconds)
-    }
-
-    private func capacity(_ sensor: String) async throws -> Int64? {
-        try await SensorSettings.read(sensor, database: sensors.database).capacity
+        let usage = Usage.fold(boundaries: period.boundaries, opening: opening, rows: rows, now: Timestamp.now().microseconds)
+        let bytes = try jsonBytes(report(capacity, usage))
+        if let key { sensors.database.caches.answers.store(bytes, for: key, weight: bytes.readableBytes) }
+        return json(bytes: bytes)
     }
 }
 
@@ -109,12 +122,12 @@ func percent(_ value: Double, of capacity: Int64?) -> Double? {
 struct UtilisationPoint: Encodable, Sendable {
     let start: String
     let end: String
-    @Nullable var min: Int64?
-    @Nullable var avg: Double?
-    @Nullable var peak: Int64?
-    @Nullable var peakAt: String?
-    @Nullable var avgPercent: Double?
-    @Nullable var peakPercent: Double?
+    var min: Int64?
+    var avg: Double?
+    var peak: Int64?
+    var peakAt: String?
+    var avgPercent: Double?
+    var peakPercent: Double?
     /// True when the privacy switch withheld the figures (fewer than k people).
     var suppressed = false
 
@@ -125,17 +138,33 @@ struct UtilisationPoint: Encodable, Sendable {
         case peakPercent = "peak_percent"
     }
 
-    init(start: String, end: String, usage: Usage?, capacity: Int64?, zone: LocalTime, privacy: Privacy) {
-        self.start = start
-        self.end = end
+    /// `peakAt`: the usage's `peakAt` written in the report's zone.
+    init(start: String, end: String, usage: Usage?, peakAt: String?, capacity: Int64?, privacy: Privacy) {
+        (self.start, self.end) = (start, end)
         guard let usage else { return }
         guard !privacy.hides(people: usage.peak) else {
             suppressed = true
             return
         }
         let avg = rounded(usage.average)
-        (min, self.avg, peak, peakAt) = (usage.min, avg, usage.peak, zone.rfc3339(usage.peakAt))
+        (min, self.avg, peak, self.peakAt) = (usage.min, avg, usage.peak, peakAt)
         (avgPercent, peakPercent) = (percent(avg, of: capacity), percent(Double(usage.peak), of: capacity))
+    }
+
+    // Written member by member (a year of days is 366 of these): nulls as null, without the
+    // generic path `@Nullable` takes.
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(start, forKey: .start)
+        try c.encode(end, forKey: .end)
+        try c.encode(suppressed, forKey: .suppressed)
+        for (key, value) in [(CodingKeys.min, min), (.peak, peak)] {
+            if let value { try c.encode(value, forKey: key) } else { try c.encodeNil(forKey: key) }
+        }
+        for (key, value) in [(CodingKeys.avg, avg), (.avgPercent, avgPercent), (.peakPercent, peakPercent)] {
+            if let value { try c.encode(value, forKey: key) } else { try c.encodeNil(forKey: key) }
+        }
+        if let peakAt { try c.encode(peakAt, forKey: .peakAt) } else { try c.encodeNil(forKey: .peakAt) }
     }
 }
 
@@ -150,9 +179,12 @@ struct UtilisationReport: Encodable, Sendable {
         self.subject = subject
         self.period = period
         self.capacity = capacity
-        let b = period.boundaries
+        // Instants written in time order: the zone is asked for its offset only where it changes.
+        let bounds = period.zone.rfc3339(period.boundaries)
+        var peaks = period.zone.rfc3339(usage.compactMap { $0?.peakAt }).makeIterator()
         buckets = usage.indices.map { i in
-            UtilisationPoint(start: period.zone.rfc3339(b[i]), end: period.zone.rfc3339(b[i + 1]), usage: usage[i], capacity: capacity, zone: period.zone, privacy: privacy)
+            UtilisationPoint(
+                start: bounds[i], end: bounds[i + 1], usage: usage[i], peakAt: usage[i] == nil ? nil : peaks.next(), capacity: capacity, privacy: privacy)
         }
     }
 
@@ -195,11 +227,10 @@ struct Heatmap: Encodable, Sendable {
         self.period = period
         self.capacity = capacity
         var sums = Array(repeating: (total: 0.0, samples: 0, peak: Int64.min), count: 7 * 24)
-        let walls = period.zone.walls(Array(period.boundaries.dropLast()))
+        let clocks = period.zone.clocks(Array(period.boundaries.dropLast()))
         for (i, usage) in usage.enumerated() {
             guard let usage else { continue }
-            let wall = walls[i]
-            let cell = (wall.weekday - 1) * 24 + wall.hour
+            let cell = (clocks[i].weekday - 1) * 24 + clocks[i].hour
             sums[cell].total += usage.average
             sums[cell].samples += 1
             sums[cell].peak = Swift.max(sums[cell].peak, usage.peak)

@@ -10,6 +10,9 @@ public enum DatabaseEngine: String, Sendable {
 public protocol Database: Sendable {
     var engine: DatabaseEngine { get }
 
+    /// What this instance keeps in memory of this database's rows.
+    var caches: Caches { get }
+
     /// Runs `body` on a connection for reading.
     func read<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
 

@@ -532,6 +532,13 @@ public enum Migrations {
                 "ALTER TABLE events ADD COLUMN cancellations BIGINT NOT NULL DEFAULT 0",
             ]
         },
+        Migration(version: 16, name: "rollup repairs") { _ in
+            [
+                // How many times late events rewrote a sensor's past rows: memory holding those
+                // rows (`RollupHistory`) is good while this has not moved.
+                "ALTER TABLE sensors ADD COLUMN repairs BIGINT NOT NULL DEFAULT 0"
+            ]
+        },
     ]
 
     /// Migration 14's table of a rollup level (hours, days): the same rows as the minutes over

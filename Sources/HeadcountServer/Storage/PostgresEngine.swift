@@ -23,6 +23,7 @@ import Synchronization
 ///   `/health` answering 503 until the database is reachable and migrated.
 final class PostgresEngine: Database {
     let engine = DatabaseEngine.postgres
+    let caches = Caches()
     let client: PostgresClient
     static let leaseTimeout: Duration = .seconds(2)
 

@@ -12,6 +12,7 @@ import Synchronization
 /// nor it them).
 final class SQLiteEngine: Database {
     let engine = DatabaseEngine.sqlite
+    let caches = Caches()
     private let writerThread: WriterThread
     private let writer: SQLiteConnection
     private let readers: [SQLiteConnection]

@@ -1,0 +1,63 @@
+import NIOCore
+import Synchronization
+
+/// Values built from the database, kept in this instance's memory. A value carries the version of
+/// the rows it was built from, and its reader compares that with the version it reads in its own
+/// query before using it: so a value is right on every instance however the others write.
+/// Bounded by `budget` (in the weight each value is stored with); the least recently used go first.
+final class MemoryCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+    private struct Entry {
+        var value: Value
+        var weight: Int
+        var used: UInt64
+    }
+
+    private struct State {
+        var entries: [Key: Entry] = [:]
+        var weight = 0
+        var clock: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+    let budget: Int
+
+    init(budget: Int) { self.budget = budget }
+
+    subscript(key: Key) -> Value? {
+        state.withLock { state in
+            guard var entry = state.entries[key] else { return nil }
+            state.clock += 1
+            entry.used = state.clock
+            state.entries[key] = entry
+            return entry.value
+        }
+    }
+
+    /// Keeps `value` (replacing what `key` held); a value heavier than the whole budget is not kept.
+    func store(_ value: Value, for key: Key, weight: Int) {
+        state.withLock { state in
+            state.weight -= state.entries.removeValue(forKey: key)?.weight ?? 0
+            guard weight <= budget else { return }
+            state.clock += 1
+            state.entries[key] = Entry(value: value, weight: weight, used: state.clock)
+            state.weight += weight
+            // Few entries (one per sensor and level): a scan for the oldest is cheaper than a list.
+            while state.weight > budget, let oldest = state.entries.min(by: { $0.value.used < $1.value.used }) {
+                state.weight -= oldest.value.weight
+                state.entries[oldest.key] = nil
+            }
+        }
+    }
+}
+
+/// What this instance keeps in memory for a database.
+public final class Caches: Sendable {
+    /// Hour and day rollups that can no longer change but by a late event, per sensor and level:
+    /// up to a million rows (~80 MB; a year of hours is 8,760 rows).
+    let rollups = MemoryCache<RollupKey, RollupHistory>(budget: 1_000_000)
+    /// Encoded answers that can no longer change but by what their key's version counts (a
+    /// sensor's report over a settled period), by what was asked and that version: up to 64 MB.
+    let answers = MemoryCache<[String], ByteBuffer>(budget: 64 << 20)
+
+    public init() {}
+}
