@@ -42,6 +42,7 @@ import Testing
             var compressed = gzipped.body
             let unzipped = try compressed.decompress(with: .gzip())
             #expect(unzipped == moved.body, "the same bytes once unzipped")
+            #expect(try await client.get("/events", headers: [.acceptEncoding: "gzip"]).body == gzipped.body, "compressed once, then from memory")
             let gzipTag = try #require(gzipped.headers[.eTag])
             #expect(gzipTag != moved.headers[.eTag] && gzipTag.hasSuffix("-gzip\""), "each encoding has its own tag")
             let revalidated = try await client.get("/events", headers: [.acceptEncoding: "gzip", .ifNoneMatch: gzipTag])

@@ -342,4 +342,35 @@ import Testing
             #expect(paged == listed)
         }
     }
+
+    /// The list is answered from memory while no event changes, and follows every change another
+    /// instance makes: a registration, an edit, a deletion and the same id created again.
+    @Test(arguments: Engine.available)
+    func theListHeldInMemoryFollowsOtherInstances(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        try await environment.withApp { reader in
+            try await environment.withApp { writer in
+                func listed(_ query: String = "") async throws -> [[String: Any]] { try Self.array(try await reader.get("/events" + query)) }
+                #expect(try await writer.post("/events", jsonText(Self.event("a", capacity: 2))).status == .created)
+                #expect(try await writer.post("/events", jsonText(Self.event("b"))).status == .created)
+                try await Self.users(writer, 1)
+                for _ in 0..<2 { #expect(try await listed().map { $0["confirmedCount"] as? Int } == [0, 0]) }
+
+                #expect(try await writer.post("/registrations", #"{"userId": "u0", "eventId": "a"}"#).status == .created)
+                #expect(try await listed().map { $0["confirmedCount"] as? Int } == [1, 0])
+                #expect(try await writer.put("/events/b", #"{"title": "Renamed"}"#).status == .ok)
+                #expect(try await listed().map { $0["title"] as? String } == ["Tech Conference 2024", "Renamed"])
+                #expect(try await writer.put("/events/b", #"{"status": "cancelled"}"#).status == .ok)
+                #expect(try await listed("?status=cancelled").map { $0["eventId"] as? String } == ["b"])
+                #expect(try await listed("?status=active").map { $0["eventId"] as? String } == ["a"])
+                #expect(try await writer.delete("/events/a").status == .ok)
+                #expect(try await listed().map { $0["eventId"] as? String } == ["b"])
+                #expect(try await writer.post("/events", jsonText(Self.event("a", capacity: 7))).status == .created)
+                #expect(try await listed().map { $0["capacity"] as? Int } == [100, 7])
+                // What memory answers is what the database says.
+                let fresh = try await writer.get("/events").body
+                #expect(try await reader.get("/events").body == fresh)
+            }
+        }
+    }
 }

@@ -23,7 +23,7 @@ struct EventsController {
             if let status, !Event.statuses.contains(status) {
                 throw APIError(.unprocessableContent, "status must be one of \(Event.statuses.joined(separator: ", "))")
             }
-            return try json(try await events.events(status: status))
+            return json(bytes: try await events.eventsJSON(status: status))
         }
         router.get("events/{eventId}") { _, context in
             guard let event = try await events.event(try context.pathID("eventId")) else { throw APIError.notFound("Event not found") }

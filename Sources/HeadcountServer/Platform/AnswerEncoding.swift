@@ -7,9 +7,11 @@ import Hummingbird
 /// `/api/stream` go out as written): every such answer carries an `ETag` (a digest of its bytes,
 /// so it moves exactly when the answer does, on any instance; its gzip form has its own), a
 /// matching `If-None-Match` is answered `304 Not Modified` without a body, and a body over 1 KiB
-/// goes out gzipped when the client accepts it.
+/// goes out gzipped when the client accepts it (compressed once per answer: the same bytes are
+/// served from memory by their digest).
 struct AnswerEncoding: RouterMiddleware {
     static let compressFrom = 1024
+    static let compressed = MemoryCache<String, ByteBuffer>(budget: 16 << 20)
 
     func handle(_ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response) async throws -> Response {
         var response = try await next(request, context)
@@ -20,7 +22,8 @@ struct AnswerEncoding: RouterMiddleware {
         let compressible = body.readableBytes >= Self.compressFrom
         let gzip = compressible && Self.acceptsGzip(request.headers[.acceptEncoding])
         if compressible { response.headers[values: .vary].append("Accept-Encoding") }
-        let tag = Self.tag(of: body, gzip: gzip)
+        let digest = Self.digest(of: body)
+        let tag = "\"" + digest + (gzip ? "-gzip" : "") + "\""
         response.headers[.eTag] = tag
         if let wanted = request.headers[.ifNoneMatch], Self.matches(wanted, tag) {
             // A cache updates its stored headers from a 304: it carries the answer's own (its
@@ -30,20 +33,25 @@ struct AnswerEncoding: RouterMiddleware {
             return Response(status: .notModified, headers: headers)
         }
         if gzip {
-            body = try body.compress(with: .gzip())
+            if let held = Self.compressed[digest] {
+                body = held
+            } else {
+                body = try body.compress(with: .gzip())
+                Self.compressed.store(body, for: digest, weight: body.readableBytes)
+            }
             response.headers[.contentEncoding] = "gzip"
         }
         response.body = ResponseBody(byteBuffer: body)
         return response
     }
 
-    /// A strong tag: the first 96 bits of the answer's SHA-256 in hex, marked `-gzip` for its gzip form.
-    static func tag(of body: ByteBuffer, gzip: Bool) -> String {
+    /// The first 96 bits of the answer's SHA-256 in hex: its strong tag (marked `-gzip` for its
+    /// gzip form), and the key of that form in memory.
+    static func digest(of body: ByteBuffer) -> String {
         let hex = Array("0123456789abcdef".utf8)
-        var text: [UInt8] = [34]
+        var text: [UInt8] = []
         for byte in SHA256.hash(data: body.readableBytesView).prefix(12) { text += [hex[Int(byte >> 4)], hex[Int(byte & 15)]] }
-        if gzip { text += Array("-gzip".utf8) }
-        return String(decoding: text + [34], as: UTF8.self)
+        return String(decoding: text, as: UTF8.self)
     }
 
     /// `If-None-Match`: `*` or a list of tags, weak ones (`W/"…"`) compared by their opaque part.
