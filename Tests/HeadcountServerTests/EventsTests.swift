@@ -3,6 +3,7 @@ import Foundation
 import HummingbirdTesting
 import Logging
 import NIOCore
+import SQLKit
 import Testing
 
 @testable import HeadcountServer
@@ -370,6 +371,15 @@ import Testing
                 // What memory answers is what the database says.
                 let fresh = try await writer.get("/events").body
                 #expect(try await reader.get("/events").body == fresh)
+                // And it is used: a row changed behind the server's back is not seen until its version moves.
+                try await environment.withDatabase { database in
+                    try await database.transaction { db in try await db.raw("UPDATE events SET title = 'Sneaky' WHERE event_id = 'b'").run() }
+                }
+                #expect(try await listed().map { $0["title"] as? String } == ["Renamed", "Tech Conference 2024"], "held")
+                try await environment.withDatabase { database in
+                    try await database.transaction { db in try await db.raw("UPDATE events SET version = version + 1 WHERE event_id = 'b'").run() }
+                }
+                #expect(try await listed().map { $0["title"] as? String } == ["Sneaky", "Tech Conference 2024"], "read again")
             }
         }
     }

@@ -99,10 +99,10 @@ struct EventsRepository: Sendable {
                 FROM events
                 """
             ).first()!
-            let key = try ["events", status ?? ""] + ["n", "v", "h"].map { String(try digest.decode(column: $0, as: Int64.self)) }
-            if let bytes = database.caches.answers[key] { return bytes }
+            let (key, version) = (["events", status ?? ""], try ["n", "v", "h"].map { try digest.decode(column: $0, as: Int64.self) })
+            if let held = database.caches.answers[key], held.version == version { return held.bytes }
             let bytes = try jsonBytes(try await Self.events(status: status, db: db))
-            database.caches.answers.store(bytes, for: key, weight: bytes.readableBytes)
+            database.caches.answers.store(HeldAnswer(version: version, bytes: bytes), for: key, weight: bytes.capacity)
             return bytes
         }
     }

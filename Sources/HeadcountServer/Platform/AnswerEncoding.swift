@@ -37,7 +37,7 @@ struct AnswerEncoding: RouterMiddleware {
                 body = held
             } else {
                 body = try body.compress(with: .gzip())
-                Self.compressed.store(body, for: digest, weight: body.readableBytes)
+                Self.compressed.store(body, for: digest, weight: body.capacity)
             }
             response.headers[.contentEncoding] = "gzip"
         }

@@ -39,7 +39,8 @@ struct LocalTime: Sendable {
     /// The local date (`2024-03-31`) at `instant`.
     func day(at instant: Int64) -> String { Timestamp(microseconds: instant + offset(at: instant)).day }
 
-    /// The zone's offset at each of `instants` (in time order), asking the zone only where it changes.
+    /// The zone's offset at each of `instants`, asking the zone only where it changes. They must
+    /// be in time order (an offset is reused until the next change after the first asked).
     func offsets(_ instants: [Int64]) -> [Int64] {
         var (offset, until) = (Int64(0), Int64.min)
         return instants.map { instant in

@@ -65,6 +65,8 @@ extension SensorsRepository {
                 """
             ).first() != nil
         guard stored else { return false }
+        // The count from `at` on is another: what instances hold of the sensor's past is stale.
+        try await db.raw("UPDATE sensors SET revisions = revisions + 1 WHERE sensor = \(bind: sensor)").run()
         // The sensor's row keeps the latest adjustment, as an offset from the raw count at it.
         if try row.decode(column: "adjusted_us", as: Int64?.self).map({ at.microseconds >= $0 }) ?? true {
             let offset = inside - (try await rawInside(sensor: sensor, at: at, db: db))

@@ -5,71 +5,72 @@ struct RollupKey: Hashable, Sendable {
     let level: RollupLevel
 }
 
-/// A sensor's hour or day rows that are final: every row before the one holding its latest event.
-/// Events in time order only touch that row and later ones; a late event rewrites earlier rows and
-/// bumps the sensor's `repairs`, which is what the history was read under.
+/// A run of a sensor's hour or day rows that are final: all before the row holding its latest
+/// event. Events in time order only touch that row and later ones; a late event rewrites earlier
+/// rows and bumps the sensor's `revisions` (so does an adjustment), which the run was read under.
 struct RollupHistory: Sendable {
-    let repairs: Int64
-    /// The rows held span [from, final), and `opening` is the occupancy just before `from`.
+    let revisions: Int64
+    /// The rows held span [from, until), and `opening` is the occupancy just before `from`.
     var from: Int64
-    var final: Int64
+    var until: Int64
     var opening: Int64
     var rows: [Rollup]
 }
 
 extension SensorsRepository {
     /// The same as `rollups(sensor:level:from:to:db:)`, with the final rows of hours and days read
-    /// from this instance's memory: a year's report reads its 8,760 hours once, then only the
-    /// rows after the last it holds (and reads them all again after a late event).
+    /// from this instance's memory: a year's report reads its 8,760 hours once, then only rows it
+    /// does not hold (and all of them again once the sensor's past is revised). What is held is
+    /// one run per sensor and level, extended by reports that touch it, replaced by others.
     func cachedRollups(sensor: String, level: RollupLevel, from start: Int64, to end: Int64, db: any SQLDatabase) async throws -> (opening: Int64, rows: [Rollup]) {
         // The version first: rows read after it are at least as new as it says.
         guard level != .minute,
-            let state = try await db.raw("SELECT last_ts_us, repairs FROM sensors WHERE sensor = \(bind: sensor)").first()
+            let state = try await db.raw("SELECT last_ts_us, revisions FROM sensors WHERE sensor = \(bind: sensor)").first()
         else { return try await Self.rollups(sensor: sensor, level: level, from: start, to: end, db: db) }
-        let (repairs, final) = (try state.decode(column: "repairs", as: Int64.self), level.start(of: try state.decode(column: "last_ts_us", as: Int64.self)))
+        let revisions = try state.decode(column: "revisions", as: Int64.self)
+        // The part of the report whose rows are final.
+        let final = min(end, level.start(of: try state.decode(column: "last_ts_us", as: Int64.self)))
         guard start < final else { return try await Self.rollups(sensor: sensor, level: level, from: start, to: end, db: db) }
 
         let key = RollupKey(sensor: sensor, level: level)
-        let held = database.caches.rollups[key].flatMap { $0.repairs == repairs ? $0 : nil }
-        var history = held ?? RollupHistory(repairs: repairs, from: final, final: final, opening: 0, rows: [])
-        if start < history.from {
-            let (opening, rows) = try await Self.rollups(sensor: sensor, level: level, from: start, to: history.from, db: db)
-            (history.from, history.opening, history.rows) = (start, opening, rows + history.rows)
+        let held = database.caches.rollups[key].flatMap { $0.revisions == revisions && $0.from <= final && start <= $0.until ? $0 : nil }
+        var history: RollupHistory
+        if var held {
+            if start < held.from {
+                let (opening, rows) = try await Self.rollups(sensor: sensor, level: level, from: start, to: held.from, db: db)
+                (held.from, held.opening, held.rows) = (start, opening, rows + held.rows)
+            }
+            if held.until < final {
+                held.rows += try await Self.rollups(sensor: sensor, level: level, from: held.until, to: final, db: db).rows
+                held.until = final
+            }
+            history = held
+        } else {
+            let (opening, rows) = try await Self.rollups(sensor: sensor, level: level, from: start, to: final, db: db)
+            history = RollupHistory(revisions: revisions, from: start, until: final, opening: opening, rows: rows)
         }
-        if history.final < final {
-            history.rows += try await Self.rollups(sensor: sensor, level: level, from: history.final, to: final, db: db).rows
-            history.final = final
-        }
-        if held?.from != history.from || held?.final != history.final {
-            database.caches.rollups.store(history, for: key, weight: history.rows.count)
+        if held?.from != history.from || held?.until != history.until {
+            database.caches.rollups.store(history, for: key, weight: history.rows.count + 1)
         }
 
-        // Rows another instance's newer read put past `final` are read below, with the recent ones.
         let rows = history.rows
         let lower = rows.partitioningIndex { $0.start >= start }
-        let upper = rows.partitioningIndex { $0.start >= min(end, final) }
+        let upper = rows.partitioningIndex { $0.start >= final }
         let opening = lower > 0 ? rows[lower - 1].balanceAfter : history.opening
         let recent = end > final ? try await Self.rollups(sensor: sensor, level: level, from: final, to: end, db: db).rows : []
         return (opening, Array(rows[lower..<upper]) + recent)
     }
-}
 
-extension SensorsRepository {
-    /// A version of everything a report of `sensor` until `end` reads, or nil while that can
-    /// change without a late event or an adjustment: `end` after the sensor's latest event, or
-    /// after now.
-    func settledVersion(sensor: String, until end: Int64) async throws -> String? {
+    /// The sensor's `revisions` when a report until `end` can no longer change but by a revision
+    /// of its past (a late event, an adjustment); nil while it can: `end` after the sensor's latest
+    /// event, or after now.
+    func settledVersion(sensor: String, until end: Int64) async throws -> Int64? {
         guard end <= Timestamp.now().microseconds else { return nil }
-        return try await database.read { db -> String? in
-            guard
-                let row = try await db.raw(
-                    """
-                    SELECT last_ts_us, repairs, (SELECT COUNT(*) FROM sensor_adjustments a WHERE a.sensor = s.sensor) AS adjustments
-                    FROM sensors s WHERE s.sensor = \(bind: sensor)
-                    """
-                ).first(), end <= (try row.decode(column: "last_ts_us", as: Int64.self))
+        return try await database.read { db -> Int64? in
+            guard let row = try await db.raw("SELECT last_ts_us, revisions FROM sensors WHERE sensor = \(bind: sensor)").first(),
+                end <= (try row.decode(column: "last_ts_us", as: Int64.self))
             else { return nil }
-            return "\(try row.decode(column: "repairs", as: Int64.self)) \(try row.decode(column: "adjustments", as: Int64.self))"
+            return try row.decode(column: "revisions", as: Int64.self)
         }
     }
 }

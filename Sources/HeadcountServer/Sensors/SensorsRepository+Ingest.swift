@@ -144,9 +144,9 @@ extension SensorsRepository {
 
     /// Brings the rows of late events up to date: each touched minute is recomputed from its events
     /// (few: one minute's worth), each touched hour from its minutes and each day from its hours,
-    /// and the rows after each shift by its change. The sensor's `repairs` says its past changed.
+    /// and the rows after each shift by its change. The sensor's `revisions` says its past changed.
     private static func repairRollups(sensor: String, late events: [SensorEvent], db: any SQLDatabase) async throws {
-        try await db.raw("UPDATE sensors SET repairs = repairs + 1 WHERE sensor = \(bind: sensor)").run()
+        try await db.raw("UPDATE sensors SET revisions = revisions + 1 WHERE sensor = \(bind: sensor)").run()
         for level in RollupLevel.allCases {
             let changes = Dictionary(grouping: events, by: { level.start(of: $0.ts.microseconds) }).mapValues { $0.reduce(0) { $0 + $1.net } }
             for (start, net) in changes.sorted(by: { $0.key < $1.key }) {

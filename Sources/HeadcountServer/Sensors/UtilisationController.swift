@@ -55,23 +55,22 @@ struct UtilisationController {
         return (place, try request.reportPeriod(defaultUnit: defaultUnit, units: units, zone: place.timeZone, limit: limit))
     }
 
-    /// A sensor's report: from memory when its period is settled (it ends before the sensor's
-    /// latest event and before now) and it was answered before with the same version; the
-    /// version is read first, so a report built from newer rows is only ever kept under an older
-    /// version, never the other way round.
+    /// A sensor's report: from memory when its period is settled (it ends before now and before
+    /// the sensor's latest event) and it was answered before under the same revision of the
+    /// sensor's past and capacity. The version is read first, so an answer built from newer rows
+    /// is only ever kept under an older version, never the other way round.
     private func answer(
         _ sensor: String, _ period: ReportPeriod, kind: String, report: @Sendable (Int64?, [Usage?]) -> some Encodable
     ) async throws -> Response {
         let capacity = try await SensorSettings.read(sensor, database: sensors.database).capacity
         let (start, end) = (period.boundaries.first!, period.boundaries.last!)
-        let key = try await sensors.settledVersion(sensor: sensor, until: end).map {
-            [kind, sensor, period.zone.name, period.unit.rawValue, String(start), String(end), capacity.map(String.init) ?? "", $0]
-        }
-        if let key, let bytes = sensors.database.caches.answers[key] { return json(bytes: bytes) }
+        let key = [kind, sensor, period.zone.name, period.unit.rawValue, String(start), String(end)]
+        let version = try await sensors.settledVersion(sensor: sensor, until: end).map { [$0, capacity ?? -1] }
+        if let version, let held = sensors.database.caches.answers[key], held.version == version { return json(bytes: held.bytes) }
         let (opening, rows) = try await sensors.usageRows(sensor: sensor, boundaries: period.boundaries)
         let usage = Usage.fold(boundaries: period.boundaries, opening: opening, rows: rows, now: Timestamp.now().microseconds)
         let bytes = try jsonBytes(report(capacity, usage))
-        if let key { sensors.database.caches.answers.store(bytes, for: key, weight: bytes.readableBytes) }
+        if let version { sensors.database.caches.answers.store(HeldAnswer(version: version, bytes: bytes), for: key, weight: bytes.capacity) }
         return json(bytes: bytes)
     }
 }
@@ -179,7 +178,8 @@ struct UtilisationReport: Encodable, Sendable {
         self.subject = subject
         self.period = period
         self.capacity = capacity
-        // Instants written in time order: the zone is asked for its offset only where it changes.
+        // Instants written in time order (each peak lies in its bucket): the zone is asked for its
+        // offset only where it changes.
         let bounds = period.zone.rfc3339(period.boundaries)
         var peaks = period.zone.rfc3339(usage.compactMap { $0?.peakAt }).makeIterator()
         buckets = usage.indices.map { i in

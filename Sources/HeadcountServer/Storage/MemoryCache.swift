@@ -25,15 +25,16 @@ final class MemoryCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
 
     subscript(key: Key) -> Value? {
         state.withLock { state in
-            guard var entry = state.entries[key] else { return nil }
+            guard state.entries[key] != nil else { return nil }
             state.clock += 1
-            entry.used = state.clock
-            state.entries[key] = entry
-            return entry.value
+            state.entries[key]!.used = state.clock
+            return state.entries[key]!.value
         }
     }
 
     /// Keeps `value` (replacing what `key` held); a value heavier than the whole budget is not kept.
+    /// Past the budget, the least recently used go until a quarter of it is free: a sort now and
+    /// then rather than a scan per value stored.
     func store(_ value: Value, for key: Key, weight: Int) {
         state.withLock { state in
             state.weight -= state.entries.removeValue(forKey: key)?.weight ?? 0
@@ -41,23 +42,29 @@ final class MemoryCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
             state.clock += 1
             state.entries[key] = Entry(value: value, weight: weight, used: state.clock)
             state.weight += weight
-            // Few entries (one per sensor and level): a scan for the oldest is cheaper than a list.
-            while state.weight > budget, let oldest = state.entries.min(by: { $0.value.used < $1.value.used }) {
-                state.weight -= oldest.value.weight
-                state.entries[oldest.key] = nil
+            guard state.weight > budget else { return }
+            for (oldest, entry) in state.entries.sorted(by: { $0.value.used < $1.value.used }) where state.weight > budget - budget / 4 {
+                state.weight -= entry.weight
+                state.entries[oldest] = nil
             }
         }
     }
 }
 
+/// An answer as encoded, with the version of what it was built from.
+struct HeldAnswer: Sendable {
+    let version: [Int64]
+    let bytes: ByteBuffer
+}
+
 /// What this instance keeps in memory for a database.
 public final class Caches: Sendable {
-    /// Hour and day rollups that can no longer change but by a late event, per sensor and level:
-    /// up to a million rows (~80 MB; a year of hours is 8,760 rows).
+    /// Hour and day rollups that can no longer change but by a revision of the sensor's past, per
+    /// sensor and level: up to a million rows (~80 MB; a year of hours is 8,760 rows).
     let rollups = MemoryCache<RollupKey, RollupHistory>(budget: 1_000_000)
-    /// Encoded answers that can no longer change but by what their key's version counts (a
-    /// sensor's report over a settled period), by what was asked and that version: up to 64 MB.
-    let answers = MemoryCache<[String], ByteBuffer>(budget: 64 << 20)
+    /// Encoded answers that can no longer change but by what their version counts (a sensor's
+    /// report over a settled period, the event list), by what was asked: up to 64 MB.
+    let answers = MemoryCache<[String], HeldAnswer>(budget: 64 << 20)
 
     public init() {}
 }

@@ -532,11 +532,11 @@ public enum Migrations {
                 "ALTER TABLE events ADD COLUMN cancellations BIGINT NOT NULL DEFAULT 0",
             ]
         },
-        Migration(version: 16, name: "rollup repairs") { _ in
+        Migration(version: 16, name: "sensor revisions") { _ in
             [
-                // How many times late events rewrote a sensor's past rows: memory holding those
-                // rows (`RollupHistory`) is good while this has not moved.
-                "ALTER TABLE sensors ADD COLUMN repairs BIGINT NOT NULL DEFAULT 0"
+                // How many times a sensor's past was rewritten (a late event, an adjustment): what
+                // this instance holds in memory of that past is good while this has not moved.
+                "ALTER TABLE sensors ADD COLUMN revisions BIGINT NOT NULL DEFAULT 0"
             ]
         },
     ]
