@@ -24,12 +24,11 @@ extension SensorsRepository {
     /// one run per sensor and level, extended by reports that touch it, replaced by others.
     func cachedRollups(sensor: String, level: RollupLevel, from start: Int64, to end: Int64, db: any SQLDatabase) async throws -> (opening: Int64, rows: [Rollup]) {
         // The version first: rows read after it are at least as new as it says.
-        guard level != .minute,
-            let state = try await db.raw("SELECT last_ts_us, revisions FROM sensors WHERE sensor = \(bind: sensor)").first()
-        else { return try await Self.rollups(sensor: sensor, level: level, from: start, to: end, db: db) }
-        let revisions = try state.decode(column: "revisions", as: Int64.self)
+        guard level != .minute, let (latest, revisions) = try await Self.past(of: sensor, db: db) else {
+            return try await Self.rollups(sensor: sensor, level: level, from: start, to: end, db: db)
+        }
         // The part of the report whose rows are final.
-        let final = min(end, level.start(of: try state.decode(column: "last_ts_us", as: Int64.self)))
+        let final = min(end, level.start(of: latest))
         guard start < final else { return try await Self.rollups(sensor: sensor, level: level, from: start, to: end, db: db) }
 
         let key = RollupKey(sensor: sensor, level: level)
@@ -66,11 +65,16 @@ extension SensorsRepository {
     /// event, or after now.
     func settledVersion(sensor: String, until end: Int64) async throws -> Int64? {
         guard end <= Timestamp.now().microseconds else { return nil }
-        return try await database.read { db -> Int64? in
-            guard let row = try await db.raw("SELECT last_ts_us, revisions FROM sensors WHERE sensor = \(bind: sensor)").first(),
-                end <= (try row.decode(column: "last_ts_us", as: Int64.self))
-            else { return nil }
-            return try row.decode(column: "revisions", as: Int64.self)
+        return try await database.read { db in
+            try await Self.past(of: sensor, db: db).flatMap { end <= $0.latest ? $0.revisions : nil }
+        }
+    }
+
+    /// What memory of a sensor's past is checked against: its latest event (rows before the one
+    /// holding it are final) and how many times its past was revised. Nil for an unknown sensor.
+    private static func past(of sensor: String, db: any SQLDatabase) async throws -> (latest: Int64, revisions: Int64)? {
+        try await db.raw("SELECT last_ts_us, revisions FROM sensors WHERE sensor = \(bind: sensor)").first().map {
+            (try $0.decode(column: "last_ts_us", as: Int64.self), try $0.decode(column: "revisions", as: Int64.self))
         }
     }
 }
