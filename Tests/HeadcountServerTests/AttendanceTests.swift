@@ -291,6 +291,59 @@ import Testing
             #expect(Set(seen) == Set(stored.map { $0["server_id"] as! Int }))
         }
     }
+
+    /// Two instances on one database: one device sends the same 20 records twelve times at once,
+    /// half through each, while a second device of the tenant syncs 20 of its own. Every answer
+    /// gives each record the one server id it was stored under, and 40 records are stored, each
+    /// under its own change stamp, so that devices paging through updates miss none (syncs of a
+    /// tenant share transactions on PostgreSQL).
+    @Test(arguments: Engine.available)
+    func replaysRacingThroughTwoInstancesStoreEachRecordOnce(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        try await environment.withApp(.live) { a in
+            try await environment.withApp(.live) { b in
+                let (aPort, bPort) = (try #require(a.port), try #require(b.port))
+                let tokens = [try await Self.device(a, "replayer"), try await Self.device(b, "other")]
+                let base = Timestamp.now().microseconds / 1000 - 86_400_000
+                let replayed = (0..<20).map { Self.record($0, employee: "e\($0)", at: base + Int64($0) * 60_000, device: "replayer") }
+                let other = (0..<20).map { Self.record($0, employee: "o\($0)", at: base + Int64($0) * 60_000, device: "other") }
+                let answers = try await withThrowingTaskGroup(of: (Int, UInt, String).self) { group in
+                    for copy in 0..<13 {
+                        let (records, token) = copy == 12 ? (other, tokens[1]) : (replayed, tokens[0])
+                        let body = ByteBuffer(string: jsonText(["records": records]))
+                        group.addTask {
+                            let response = try await send(
+                                .POST, port: copy % 2 == 0 ? aPort : bPort, "/api/attendance/sync", body: body, headers: [("Authorization", "Bearer \(token)")])
+                            return (copy, response.status, response.body)
+                        }
+                    }
+                    return try await group.reduce(into: [(Int, UInt, String)]()) { $0.append($1) }
+                }
+                #expect(answers.allSatisfy { $0.1 == 200 })
+                let serverIDs = answers.filter { $0.0 != 12 }.map { answer in
+                    let body = (try? JSONSerialization.jsonObject(with: Data(answer.2.utf8))) as? [String: Any]
+                    let synced = body?["synced_records"] as? [[String: Any]] ?? []
+                    return Dictionary(synced.map { ($0["local_id"] as? Int ?? -1, $0["server_id"] as? Int ?? -1) }) { first, _ in first }
+                }
+                #expect(serverIDs.allSatisfy { $0 == serverIDs[0] && $0.count == 20 })
+                let stored = try await b.get("/api/admin/attendance?tenant_id=ACME", headers: Self.admin).object()["records"] as? [[String: Any]] ?? []
+                #expect(stored.count == 40)
+                #expect(Set(serverIDs[0].values).isSubset(of: Set(stored.compactMap { $0["server_id"] as? Int })))
+                // One record a page: two records under one stamp would make a page boundary skip one.
+                var (since, seen) = (0, [Int]())
+                while seen.count <= 40 {
+                    var request = HTTPClientRequest(url: "http://127.0.0.1:\(aPort)/api/attendance/updates?since=\(since)&limit=1")
+                    request.headers.add(name: "Authorization", value: "Bearer \(tokens[1])")
+                    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+                    let page = try JSONSerialization.jsonObject(with: Data(buffer: try await response.body.collect(upTo: 1 << 20))) as? [String: Any]
+                    let updates = page?["updates"] as? [[String: Any]] ?? []
+                    guard !updates.isEmpty, let next = page?["last_sync_timestamp"] as? Int else { break }
+                    (since, seen) = (next, seen + updates.compactMap { $0["server_id"] as? Int })
+                }
+                #expect(seen.count == 40 && Set(seen).count == 40, "\(seen)")
+            }
+        }
+    }
 }
 
 extension HTTPFields {

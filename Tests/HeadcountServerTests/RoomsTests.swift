@@ -277,4 +277,43 @@ import Testing
             #expect(try await client.get("/people/status").object()["occupants"] as? [String] == ["Ada", "Grace"])
         }
     }
+
+    /// Two instances on one database: 100 people arrive at once, half through each, then 50 of
+    /// them leave at once the same way. Each answer lists the room after its own action, and the
+    /// room's actions take sequence numbers 1...150 (on PostgreSQL a room's actions share
+    /// transactions).
+    @Test(arguments: Engine.available)
+    func actionsRacingThroughTwoInstancesAreAllKept(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        try await environment.withApp(.live) { a in
+            try await environment.withApp(.live) { b in
+                let ports = [try #require(a.port), try #require(b.port)]
+                let names = (0..<100).map { "person-\($0)" }
+                for (path, people) in [("/people/register", names), ("/people/unregister", Array(names.prefix(50)))] {
+                    let answers = try await withThrowingTaskGroup(of: (String, UInt, String).self) { group in
+                        for (i, name) in people.enumerated() {
+                            group.addTask {
+                                let response = try await send(.POST, port: ports[i % 2], path, body: ByteBuffer(string: jsonText(["name": name])))
+                                return (name, response.status, response.body)
+                            }
+                        }
+                        return try await group.reduce(into: [(String, UInt, String)]()) { $0.append($1) }
+                    }
+                    #expect(answers.allSatisfy { $0.1 == 200 })
+                    for (name, _, body) in answers {
+                        let occupants = ((try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any])?["occupants"] as? [String] ?? []
+                        #expect(occupants.contains(name) == (path == "/people/register"))
+                    }
+                }
+                let status = try await b.get("/people/status").object()
+                #expect(status["count"] as? Int == 50)
+                #expect(Set(status["occupants"] as? [String] ?? []) == Set(names.suffix(50)))
+                let day = Timestamp.now().day
+                let log = try await a.get("/people/logs/\(day).csv")
+                #expect(log.status == .ok)
+                let rows = String(buffer: log.body).split(separator: "\r\n").dropFirst()
+                #expect(rows.count == 150)
+            }
+        }
+    }
 }

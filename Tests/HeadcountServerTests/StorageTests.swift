@@ -39,4 +39,51 @@ import Testing
             #expect(stored == (0..<120).filter { $0 % 3 != 0 })
         }
     }
+
+    /// 120 writes to one hot row at once through two handles on one database (two instances),
+    /// each locking the row first: every third fails in Swift and every fifth in SQL (a duplicate
+    /// key, which on PostgreSQL aborts a transaction but for its savepoint). Exactly the others are
+    /// stored, the row counts exactly them, and on PostgreSQL they shared transactions.
+    @Test(arguments: Engine.available)
+    func writesToAHotRowShareTransactionsAndFailEachAlone(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        try await environment.withDatabase { first in
+            try await environment.withDatabase { second in
+                try await first.transaction { db in
+                    try await db.raw("CREATE TABLE hot (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)").run()
+                    try await db.raw("CREATE TABLE scratch (n BIGINT PRIMARY KEY, tx TEXT NOT NULL)").run()
+                    try await db.raw("INSERT INTO hot (id, n) VALUES (1, 0)").run()
+                    try await db.raw("INSERT INTO scratch (n, tx) VALUES (-1, '')").run()
+                }
+                let transactionID: SQLQueryString = engine == .postgres ? "txid_current()::text" : "''"
+                let outcomes = await withTaskGroup(of: Bool.self) { writers in
+                    for n in 0..<120 {
+                        writers.addTask {
+                            do {
+                                try await (n % 2 == 0 ? first : second).transaction(sharing: "hot") { db in
+                                    try await db.raw("UPDATE hot SET n = n + 1 WHERE id = 1").run()
+                                    try await db.raw("INSERT INTO scratch (n, tx) VALUES (\(bind: n % 5 == 0 ? -1 : n), \(transactionID))").run()
+                                    if n % 3 == 0 { throw Refused() }
+                                }
+                                return true
+                            } catch {
+                                return false
+                            }
+                        }
+                    }
+                    return await writers.reduce(into: [Bool]()) { $0.append($1) }
+                }
+                let kept = (0..<120).filter { $0 % 3 != 0 && $0 % 5 != 0 }
+                #expect(outcomes.filter { $0 }.count == kept.count)
+                let (stored, count, transactions) = try await first.read { db in
+                    let rows = try await db.raw("SELECT n, tx FROM scratch WHERE n >= 0 ORDER BY n").all()
+                    let count = try await db.raw("SELECT n FROM hot").first()!.decode(column: "n", as: Int.self)
+                    return (try rows.map { try $0.decode(column: "n", as: Int.self) }, count, Set(try rows.map { try $0.decode(column: "tx", as: String.self) }))
+                }
+                #expect(stored == kept)
+                #expect(count == kept.count)
+                if engine == .postgres { #expect(transactions.count < kept.count, "\(transactions.count) transactions for \(kept.count) writes") }
+            }
+        }
+    }
 }

@@ -86,7 +86,7 @@ struct RecordsRepository: Sendable {
     /// a record of the same employee within ±30 s (inclusive) of a stored one is a conflict.
     func sync(_ records: [SyncRecord], device: Device) async throws -> SyncResult {
         let now = Timestamp.now().microseconds
-        return try await database.transaction(publishingTo: feed) { db, changes in
+        return try await database.transaction(publishingTo: feed, sharing: "tenant:\(device.tenant)") { db, changes in
             var stamp = try await Self.lockTenant(device.tenant, now: now, db: db)
             var result = SyncResult()
             defer {
@@ -209,7 +209,7 @@ struct RecordsRepository: Sendable {
     /// Soft-deletes a tenant's record, as a new change devices will see; false if there is none.
     func delete(serverID: Int64, tenant: String, reason: String?) async throws -> Bool {
         let now = Timestamp.now().microseconds
-        return try await database.transaction(publishingTo: feed) { db, changes in
+        return try await database.transaction(publishingTo: feed, sharing: "tenant:\(tenant)") { db, changes in
             let stamp = try await Self.lockTenant(tenant, now: now, db: db) + 1
             guard
                 let row = try await db.raw(

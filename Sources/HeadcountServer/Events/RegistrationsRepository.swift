@@ -64,7 +64,7 @@ struct RegistrationsRepository: Sendable {
     /// Registers a user: confirmed while seats are free, then waitlisted if the event has a
     /// waitlist, else 409. Checks, in order: unknown user, unknown event, already registered, full.
     func register(user: String, event id: String) async throws -> Registration {
-        try await database.transaction(publishingTo: feed) { db, changes in
+        try await database.transaction(publishingTo: feed, sharing: "event:\(id)") { db, changes in
             guard let (event, seq, at) = try await EventsRepository.lock(id, registeringAt: Timestamp.now().microseconds, user: user, db: db) else {
                 guard try await db.raw("SELECT 1 AS known FROM users WHERE user_id = \(bind: user)").first() != nil else {
                     throw APIError.notFound("User not found")
@@ -105,7 +105,7 @@ struct RegistrationsRepository: Sendable {
     /// Removes a registration; a freed seat goes to the oldest waitlisted, in the same transaction.
     /// False if there was no such registration.
     func unregister(user: String, event id: String) async throws -> Bool {
-        try await database.transaction(publishingTo: feed) { db, changes in
+        try await database.transaction(publishingTo: feed, sharing: "event:\(id)") { db, changes in
             guard let event = try await EventsRepository.lock(id, db: db)?.event else { return false }
             guard
                 let removed = try await db.raw(

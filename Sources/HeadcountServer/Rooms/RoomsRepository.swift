@@ -18,7 +18,7 @@ struct RoomsRepository: Sendable {
 
     /// Logs an action and applies it to the occupants, in one transaction; returns the occupants after it.
     func record(_ action: RoomAction, name: String, room: String) async throws -> (occupants: [String], logged: LoggedAction) {
-        try await database.transaction(publishingTo: feed) { db, changes in
+        try await database.transaction(publishingTo: feed, sharing: "room:\(room)") { db, changes in
             // Lock the room and take the next sequence number; time never runs backwards within a room.
             let now = Timestamp.now().microseconds
             let parent = try await db.raw(

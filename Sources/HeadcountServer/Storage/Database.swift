@@ -20,6 +20,11 @@ public protocol Database: Sendable {
     /// `COMMIT` when it returns and `ROLLBACK` when it throws.
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
 
+    /// A transaction whose body begins by locking one hot parent row, named by `key` (such as
+    /// `event:<id>`): other writes to the same key waiting at the time may share it, each in its
+    /// own savepoint (`SharedWrite`). On SQLite every write already shares its transaction.
+    func transaction<T: Sendable>(sharing key: String, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+
     /// Where a task that does nothing but issue transactions back to back is best run: SQLite's
     /// writer thread; nil (no preference) on PostgreSQL. Used through `writeBatcher`.
     var writerExecutor: (any TaskExecutor)? { get }
@@ -50,6 +55,10 @@ public struct DatabaseUnavailable: Error, CustomStringConvertible {
 
 extension Database {
     var writerExecutor: (any TaskExecutor)? { nil }
+
+    func transaction<T: Sendable>(sharing key: String, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await transaction(body)
+    }
 
     func start(migrating migrate: @escaping @Sendable () async throws -> Void, waitForServer: Bool) async throws {
         try await migrate()

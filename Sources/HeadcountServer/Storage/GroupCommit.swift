@@ -1,22 +1,87 @@
 import SQLKit
 import Synchronization
 
-/// SQLite's writer with group commit. SQLite allows one writer at a time and each commit waits for
-/// its fsync, so rather than one transaction per request, the writes waiting when the writer gets
-/// free are run together in one transaction, each inside its own savepoint: a write that fails rolls
-/// back alone, the others commit together, and nobody hears "done" before that commit is durable.
-final class GroupCommit: Sendable {
-    struct Job: Sendable {
-        /// Runs the caller's body; its result is kept by the closure until `succeed`.
-        let run: @Sendable (any SQLDatabase) async throws -> Void
-        let succeed: @Sendable () -> Void
-        let fail: @Sendable (any Error) -> Void
+/// Writes that share one transaction, each inside its own savepoint: a write that fails rolls back
+/// alone, the others commit together, and nobody hears "done" before that commit is durable.
+/// SQLite runs every write this way (`GroupCommit`); PostgreSQL runs writes to one hot row this
+/// way (`Coalescer`).
+final class SharedWrite: Sendable {
+    private let run: @Sendable (any SQLDatabase) async throws -> Void
+    private let succeed: @Sendable () -> Void
+    private let failure: @Sendable (any Error) -> Void
+    /// A write is answered once: whoever answers it first, its own failure or its batch's.
+    private let answered = Atomic(false)
+
+    private init(
+        run: @escaping @Sendable (any SQLDatabase) async throws -> Void, succeed: @escaping @Sendable () -> Void,
+        fail: @escaping @Sendable (any Error) -> Void
+    ) {
+        (self.run, self.succeed, self.failure) = (run, succeed, fail)
     }
 
+    /// Hands `submit` a write of `body`, and returns its result once that write's transaction commits.
+    static func awaiting<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T, submit: (SharedWrite) -> Void) async throws -> T {
+        let result = Mutex<T?>(nil)
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            submit(
+                SharedWrite(
+                    run: { db in
+                        let value = try await body(db)
+                        result.withLock { $0 = value }
+                    },
+                    succeed: { continuation.resume(returning: result.withLock { $0! }) },
+                    fail: { continuation.resume(throwing: $0) }
+                ))
+        }
+    }
+
+    func fail(_ error: any Error) {
+        if answer() { failure(error) }
+    }
+
+    private func answer() -> Bool {
+        !answered.exchange(true, ordering: .acquiringAndReleasing)
+    }
+
+    /// Runs `batch` in the open transaction of `db`, each write in its own savepoint (one alone
+    /// needs none: its failure fails the transaction), and answers those that failed. Returns those
+    /// that ran, for `succeed` once the transaction commits. Throws when the transaction cannot be
+    /// trusted; the caller then rolls back and fails the batch.
+    static func runEach(_ batch: [SharedWrite], db: any SQLDatabase) async throws -> [SharedWrite] {
+        guard batch.count > 1 else {
+            try await batch[0].run(db)
+            return batch
+        }
+        var done: [SharedWrite] = []
+        for write in batch {
+            try await db.raw("SAVEPOINT job").run()
+            do {
+                try await write.run(db)
+                try await db.raw("RELEASE job").run()
+                done.append(write)
+            } catch {
+                try await db.raw("ROLLBACK TO job").run()
+                try await db.raw("RELEASE job").run()
+                write.fail(error)
+            }
+        }
+        return done
+    }
+
+    /// Answers the writes that ran, once their transaction committed.
+    static func succeed(_ done: [SharedWrite]) {
+        for write in done where write.answer() { write.succeed() }
+    }
+}
+
+/// SQLite's writer with group commit. SQLite allows one writer at a time and each commit waits for
+/// its fsync, so rather than one transaction per request, the writes waiting when the writer gets
+/// free run together in one transaction (see `SharedWrite`).
+final class GroupCommit: Sendable {
     /// The most writes one transaction takes, so that none waits behind an endless batch.
     private static let maxBatch = 256
     private let db: any SQLDatabase
-    private let batcher = Mutex<Batcher<Job>?>(nil)
+    private let batcher = Mutex<Batcher<SharedWrite>?>(nil)
 
     /// Batches run on `writer`, the thread of `db`'s connection.
     init(db: any SQLDatabase, writer: any TaskExecutor) {
@@ -29,8 +94,8 @@ final class GroupCommit: Sendable {
         }
     }
 
-    func submit(_ job: Job) {
-        batcher.withLock { $0 }?.send(job)
+    func submit(_ write: SharedWrite) {
+        batcher.withLock { $0 }?.send(write)
     }
 
     /// Waits until no write is queued or running.
@@ -38,56 +103,21 @@ final class GroupCommit: Sendable {
         await batcher.withLock { $0 }?.idle()
     }
 
-    private func commit(_ batch: [Job]) async {
+    private func commit(_ batch: [SharedWrite]) async {
         do {
             try await db.raw("BEGIN IMMEDIATE").run()
+            let done: [SharedWrite]
+            do {
+                done = try await SharedWrite.runEach(batch, db: db)
+                try await db.raw("COMMIT").run()
+            } catch {
+                try? await db.raw("ROLLBACK").run()
+                throw error
+            }
+            SharedWrite.succeed(done)
         } catch {
+            // Those already answered (their own failure) keep their answer.
             batch.forEach { $0.fail(error) }
-            return
-        }
-        // A write alone in its transaction needs no savepoint: its failure rolls back the lot.
-        guard batch.count > 1 else {
-            do {
-                try await batch[0].run(db)
-            } catch {
-                try? await db.raw("ROLLBACK").run()
-                batch[0].fail(error)
-                return
-            }
-            await finish(batch)
-            return
-        }
-        var done: [Job] = []
-        for (index, job) in batch.enumerated() {
-            do {
-                try await db.raw("SAVEPOINT job").run()
-                do {
-                    try await job.run(db)
-                    try await db.raw("RELEASE job").run()
-                    done.append(job)
-                } catch {
-                    try await db.raw("ROLLBACK TO job").run()
-                    try await db.raw("RELEASE job").run()
-                    job.fail(error)
-                }
-            } catch {
-                // The savepoint itself failed: the transaction cannot be trusted; fail everyone in it.
-                try? await db.raw("ROLLBACK").run()
-                (done + batch[index...]).forEach { $0.fail(error) }
-                return
-            }
-        }
-        await finish(done)
-    }
-
-    /// Commits, then answers the jobs that ran.
-    private func finish(_ done: [Job]) async {
-        do {
-            try await db.raw("COMMIT").run()
-            done.forEach { $0.succeed() }
-        } catch {
-            try? await db.raw("ROLLBACK").run()
-            done.forEach { $0.fail(error) }
         }
     }
 }

@@ -41,6 +41,7 @@ final class PostgresEngine: Database {
     private let pendingStart = Mutex<(@Sendable () async throws -> Void)?>(nil)
     /// Whether a connection of its own is checking, after a lease timed out, that the server is there.
     private let checking = Atomic(false)
+    private let hotRows = Mutex<Coalescer?>(nil)
 
     /// Lets the start and the probe through while the database is not up for everyone else.
     @TaskLocal private static var bypassesGate = false
@@ -72,6 +73,16 @@ final class PostgresEngine: Database {
         self.logger = logger
         self.unreachableAtOpen = unreachable
         self.overrun = statementTimeout + .seconds(5)
+        hotRows.withLock {
+            $0 = Coalescer { [weak self] batch in
+                guard let self else { return batch.forEach { $0.fail(CancellationError()) } }
+                do {
+                    SharedWrite.succeed(try await self.transaction { db in try await SharedWrite.runEach(batch, db: db) })
+                } catch {
+                    batch.forEach { $0.fail(error) }
+                }
+            }
+        }
     }
 
     /// The server itself ends a statement that runs too long, and a transaction left idle.
@@ -117,6 +128,19 @@ final class PostgresEngine: Database {
                 throw error
             }
         }
+    }
+
+    func transaction<T: Sendable>(sharing key: String, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        if let unavailable = gateClosed() { throw unavailable }
+        guard let hotRows = hotRows.withLock({ $0 }) else { throw CancellationError() }
+        return try await SharedWrite.awaiting({ db in
+            do {
+                return try await body(db)
+            } catch {
+                // Answered on its own, within its savepoint: the database's fault is still a 503.
+                throw self.unavailable(error) ?? error
+            }
+        }) { hotRows.submit($0, key: key) }
     }
 
     /// Within about 2 s: a connection within 0.9 s, an answer within 0.9 s more.

@@ -70,7 +70,7 @@ final class SQLiteEngine: Database {
     }
 
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await Self.unavailableOnTransientErrors { try await groupCommitted(body) }
+        try await Self.unavailableOnTransientErrors { try await SharedWrite.awaiting(body, submit: writes.submit) }
     }
 
     /// A full disk, a failing device or a lock held past the busy timeout is no fault of the
@@ -80,21 +80,6 @@ final class SQLiteEngine: Database {
             return try await body()
         } catch let error as SQLiteError where [.full, .ioError, .busy, .locked, .busyTimeout, .noMemory].contains(error.reason) {
             throw DatabaseUnavailable(reason: "SQLite: \(error.message)")
-        }
-    }
-
-    private func groupCommitted<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        let result = Mutex<T?>(nil)
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            let job = GroupCommit.Job(
-                run: { db in
-                    let value = try await body(db)
-                    result.withLock { $0 = value }
-                },
-                succeed: { continuation.resume(returning: result.withLock { $0! }) },
-                fail: { continuation.resume(throwing: $0) }
-            )
-            writes.submit(job)
         }
     }
 

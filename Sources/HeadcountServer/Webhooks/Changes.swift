@@ -18,14 +18,18 @@ final class Changes: @unchecked Sendable {
 }
 
 extension Database {
-    /// A transaction whose `Changes` go to the outbox before it commits and to `feed` after.
-    func transaction<T: Sendable>(publishingTo feed: ChangeFeed, _ body: @escaping @Sendable (any SQLDatabase, Changes) async throws -> T) async throws -> T {
-        let (result, changes) = try await transaction { db in
+    /// A transaction whose `Changes` go to the outbox before it commits and to `feed` after; with
+    /// `key`, one that may be shared by writes to the same hot row (`transaction(sharing:)`).
+    func transaction<T: Sendable>(
+        publishingTo feed: ChangeFeed, sharing key: String? = nil, _ body: @escaping @Sendable (any SQLDatabase, Changes) async throws -> T
+    ) async throws -> T {
+        let write: @Sendable (any SQLDatabase) async throws -> (T, Changes) = { db in
             let changes = Changes()
             let result = try await body(db, changes)
             try await Outbox.write(changes.outbound, db: db)
             return (result, changes)
         }
+        let (result, changes) = if let key { try await transaction(sharing: key, write) } else { try await transaction(write) }
         for (type, payload) in changes.published { feed.publish(type, payload) }
         return result
     }
