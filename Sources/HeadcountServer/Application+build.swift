@@ -11,6 +11,7 @@ public struct AppServices: Sendable {
     public let adminKey: String
     let roomLog: RoomLog
     let sensorIngest: SensorIngest
+    let sensorRetention: SensorRetention
     let feed: ChangeFeed
     let secretBox: SecretBox
     let webhooksReachPrivateNetworks: Bool
@@ -25,13 +26,13 @@ public struct AppServices: Sendable {
         self.init(
             database: database, objectStore: objectStore, adminKey: adminKey, secretKey: secretKey,
             webhooksReachPrivateNetworks: configuration.webhooksReachPrivateNetworks, heartbeat: configuration.streamHeartbeat,
-            instance: InstanceID(dataDirectory: configuration.dataDirectory), logger: logger
+            instance: InstanceID(dataDirectory: configuration.dataDirectory), keepSensorEventsDays: configuration.keepSensorEventsDays, logger: logger
         )
     }
 
     init(
         database: any Database, objectStore: any ObjectStore, adminKey: String, secretKey: String, webhooksReachPrivateNetworks: Bool = false,
-        heartbeat: Duration = .seconds(15), instance: InstanceID = InstanceID(), logger: Logger
+        heartbeat: Duration = .seconds(15), instance: InstanceID = InstanceID(), keepSensorEventsDays: Int? = nil, logger: Logger
     ) {
         self.database = database
         self.objectStore = objectStore
@@ -44,6 +45,7 @@ public struct AppServices: Sendable {
         feed = ChangeFeed(relay: relay, heartbeat: heartbeat, logger: logger)
         roomLog = RoomLog(repository: RoomsRepository(database: database, feed: feed), store: objectStore, instance: instance, logger: logger)
         sensorIngest = SensorIngest(database: database, feed: feed)
+        sensorRetention = SensorRetention(days: keepSensorEventsDays, database: database, logger: logger)
     }
 }
 
@@ -68,7 +70,7 @@ public func buildApplication(_ configuration: Configuration) async throws -> som
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Headcount"),
         services: [
             DatabaseService(database: services.database), services.roomLog, services.feed, services.webhookDispatcher,
-            Watch(database: services.database, feed: services.feed, logger: logger),
+            Watch(database: services.database, feed: services.feed, logger: logger), services.sensorRetention,
         ],
         logger: logger
     )
@@ -115,7 +117,7 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
         repository: ReservationsRepository(database: services.database, feed: services.feed), places: placesRepository, privacy: privacy,
         adminKey: services.adminKey
     ).addRoutes(to: router)
-    SensorsController(repository: SensorsRepository(database: services.database), ingest: services.sensorIngest).addRoutes(to: router)
+    SensorsController(repository: SensorsRepository(database: services.database), ingest: services.sensorIngest, retention: services.sensorRetention).addRoutes(to: router)
     let events = EventsRepository(database: services.database, feed: services.feed)
     let registrations = RegistrationsRepository(database: services.database, feed: services.feed)
     EventsController(events: events, registrations: registrations, privacy: privacy).addRoutes(to: router)
@@ -141,7 +143,7 @@ public func buildRouter(_ services: AppServices, configuration: Configuration) t
         allowPrivate: services.webhooksReachPrivateNetworks, adminKey: services.adminKey
     ).addRoutes(to: router)
     AlertsController(database: services.database, feed: services.feed, adminKey: services.adminKey).addRoutes(to: router)
-    AdjustmentsController(database: services.database, feed: services.feed, adminKey: services.adminKey).addRoutes(to: router)
+    AdjustmentsController(database: services.database, feed: services.feed, adminKey: services.adminKey, retention: services.sensorRetention).addRoutes(to: router)
     StreamController(feed: services.feed, adminKey: services.adminKey).addRoutes(to: router)
     try DashboardController().addRoutes(to: router)
 

@@ -17,6 +17,8 @@ public struct Configuration: Sendable {
     public var webhooksReachPrivateNetworks = false
     /// Reports withhold any figure computed from fewer than this many people; nil: off.
     public var privacyK: Int64?
+    /// Days of raw sensor events kept (rollups are kept forever); nil: forever.
+    public var keepSensorEventsDays: Int?
     public var maxBodySize: Int
     public var logLevel: Logger.Level
     /// A connection with no request in progress is closed after this long.
@@ -39,7 +41,7 @@ public struct Configuration: Sendable {
         ("log-level", "HEADCOUNT_LOG_LEVEL"), ("idle-timeout", "HEADCOUNT_IDLE_TIMEOUT"),
         ("header-timeout", "HEADCOUNT_HEADER_TIMEOUT"), ("body-timeout", "HEADCOUNT_BODY_TIMEOUT"), ("cors-origins", "HEADCOUNT_CORS_ORIGINS"),
         ("secret-key", "HEADCOUNT_SECRET_KEY"), ("webhook-private-networks", "HEADCOUNT_WEBHOOK_PRIVATE_NETWORKS"),
-        ("privacy-k", "HEADCOUNT_PRIVACY_K"),
+        ("privacy-k", "HEADCOUNT_PRIVACY_K"), ("keep-sensor-events", "HEADCOUNT_KEEP_SENSOR_EVENTS"),
     ]
 
     /// Resolves flags (given by flag name) over environment variables over defaults.
@@ -76,6 +78,14 @@ public struct Configuration: Sendable {
             }
             privacyK = k
         }
+        let keepText = value("keep-sensor-events") ?? "forever"
+        var keepSensorEventsDays: Int?
+        if keepText != "forever" {
+            guard let days = Int(keepText), (1...36_500).contains(days) else {
+                throw ConfigurationError("--keep-sensor-events '\(keepText)' is neither forever nor a number of days from 1 to 36500; use e.g. --keep-sensor-events 400")
+            }
+            keepSensorEventsDays = days
+        }
         let sizeText = value("max-body-size") ?? "1MiB"
         guard let maxBodySize = ByteSize.parse(sizeText), maxBodySize >= 1024 else {
             throw ConfigurationError("--max-body-size '\(sizeText)' is not a size of at least 1KiB; use e.g. 1MiB, 512KiB or 1048576")
@@ -102,6 +112,7 @@ public struct Configuration: Sendable {
             logLevel: logLevel, idleTimeout: idleTimeout, headerTimeout: headerTimeout, bodyTimeout: bodyTimeout, corsOrigins: corsOrigins
         )
         configuration.privacyK = privacyK
+        configuration.keepSensorEventsDays = keepSensorEventsDays
         return configuration
     }
 }

@@ -26,6 +26,10 @@ struct Settings: ParsableArguments {
         name: .customLong("privacy-k"),
         help: "Reports withhold any figure computed from fewer than this many people, e.g. 5 (HEADCOUNT_PRIVACY_K; default off).")
     var privacyK: String?
+    @Option(
+        name: .customLong("keep-sensor-events"),
+        help: "Days of raw sensor events to keep, or forever; rollups (counts, series, reports) are kept forever (HEADCOUNT_KEEP_SENSOR_EVENTS; default forever).")
+    var keepSensorEvents: String?
     @Option(name: .customLong("max-body-size"), help: "Largest JSON body, e.g. 1MiB (HEADCOUNT_MAX_BODY_SIZE; default 1MiB).") var maxBodySize: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (HEADCOUNT_LOG_LEVEL; default info).") var logLevel: String?
     @Option(name: .customLong("idle-timeout"), help: "Close a connection with no request in progress after this long, e.g. 75s (HEADCOUNT_IDLE_TIMEOUT; default 75s).")
@@ -44,6 +48,7 @@ struct Settings: ParsableArguments {
             "admin-key": adminKey, "max-body-size": maxBodySize, "log-level": logLevel, "idle-timeout": idleTimeout,
             "header-timeout": headerTimeout, "body-timeout": bodyTimeout, "cors-origins": corsOrigins, "secret-key": secretKey,
             "webhook-private-networks": webhookPrivateNetworks, "privacy-k": privacyK,
+            "keep-sensor-events": keepSensorEvents,
         ]
         return try await exitOnBadSetting {
             try Configuration.resolve(flags: flags.compactMapValues { $0 }, environment: ProcessInfo.processInfo.environment)

@@ -13,6 +13,9 @@ import Testing
         #expect(c.adminKey == nil)
         #expect(c.maxBodySize == 1 << 20)
         #expect(c.logLevel == .info)
+        #expect(c.keepSensorEventsDays == nil)
+        #expect(try Configuration.resolve(flags: ["keep-sensor-events": "400"], environment: [:]).keepSensorEventsDays == 400)
+        #expect(try Configuration.resolve(flags: [:], environment: ["HEADCOUNT_KEEP_SENSOR_EVENTS": "30"]).keepSensorEventsDays == 30)
     }
 
     @Test func flagsWinOverEnvironmentWhichWinsOverDefaults() throws {
@@ -78,6 +81,7 @@ import Testing
         ("object-store", "ftp://x", "not supported"), ("admin-key", "short", "too short"),
         ("max-body-size", "lots", "--max-body-size 'lots'"), ("max-body-size", "10", "at least 1KiB"),
         ("log-level", "loud", "--log-level 'loud' is unknown"),
+        ("keep-sensor-events", "0", "from 1 to 36500"), ("keep-sensor-events", "36501", "from 1 to 36500"), ("keep-sensor-events", "90d", "neither forever"),
     ])
     func badSettingsSayWhatAndHow(flag: String, value: String, expected: String) {
         #expect {

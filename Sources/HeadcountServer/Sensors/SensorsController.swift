@@ -9,6 +9,7 @@ struct SensorsController {
 
     let repository: SensorsRepository
     let ingest: SensorIngest
+    let retention: SensorRetention
 
     struct OccupancyResponse: Encodable {
         let sensor: String
@@ -27,6 +28,7 @@ struct SensorsController {
     func addRoutes(to router: Router<AppRequestContext>) {
         router.post("api/webhook") { request, context in
             let event = try SensorEvent(json: try await request.jsonObject(context: context))
+            try retention.check(event)
             _ = try await ingest.submit([event])
             return try json(["message": "OK"])
         }
@@ -37,7 +39,9 @@ struct SensorsController {
             }
             let events = try items.enumerated().map { index, item in
                 guard case .object(let object) = item else { throw APIError.badRequest("events[\(index)]: must be a JSON object") }
-                return try SensorEvent(json: object, index: index)
+                let event = try SensorEvent(json: object, index: index)
+                try retention.check(event, index: index)
+                return event
             }
             let accepted = try await ingest.submit(events).filter { $0 }.count
             return try json(["accepted": accepted, "duplicates": events.count - accepted])

@@ -1,0 +1,107 @@
+import Logging
+import SQLKit
+import ServiceLifecycle
+
+/// How long raw sensor events are kept (`--keep-sensor-events DAYS`; forever by default). Counts,
+/// series and reports read the rollups, which are kept forever (a minute row holds the count at the
+/// start of its minute), so dropping old events costs only the detail within a minute: an instant
+/// in a minute whose events are gone is answered with the count at that minute's start, and the
+/// event listing starts at the oldest kept. Events are dropped in whole minutes, so a minute is
+/// either all there or all gone; the minutes that hold an adjustment keep theirs, since the
+/// adjustment's offset is worked out from the exact count at its instant.
+struct SensorRetention: Service {
+    /// The most events one delete takes (more only when one minute alone holds more).
+    static let chunk = 10_000
+    static let interval: Duration = .seconds(3600)
+    /// nil: events are kept forever.
+    let days: Int?
+    let database: any Database
+    let logger: Logger
+
+    /// The first minute whose events are kept at `now`; nil when all are.
+    func horizon(now: Int64 = Timestamp.now().microseconds) -> Int64? {
+        days.map { RollupLevel.minute.start(of: now - Int64($0) * RollupLevel.day.length) }
+    }
+
+    /// An event older than the horizon is refused (400): its minute's events may be gone, and a
+    /// late event's minute is recomputed from them.
+    func check(_ event: SensorEvent, index: Int? = nil) throws {
+        guard let horizon = horizon(), event.ts.microseconds < horizon, let days else { return }
+        let message = "ts is older than the \(days) days of sensor events this server keeps (--keep-sensor-events)"
+        throw APIError.badRequest(index.map { "events[\($0)]: \(message)" } ?? message)
+    }
+
+    func run() async throws {
+        guard days != nil else {
+            try? await gracefulShutdown()
+            return
+        }
+        // Shutting down cancels the wait (and a sweep in flight: each delete is its own transaction).
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let deleted = try await sweep()
+                    if deleted > 0 { logger.info("dropped sensor events older than the kept days", metadata: ["events": "\(deleted)"]) }
+                } catch {
+                    logger.warning("could not drop old sensor events", metadata: ["error": "\(error)"])
+                }
+                try await Task.sleep(for: Self.interval)
+            }
+        }
+    }
+
+    /// Deletes the events before the horizon, a sensor at a time, in whole minutes, at most about
+    /// `chunk` events a transaction; returns how many. Several instances may sweep at once.
+    func sweep(now: Int64 = Timestamp.now().microseconds, chunk: Int = Self.chunk) async throws -> Int {
+        guard let horizon = horizon(now: now) else { return 0 }
+        let sensors = try await database.read { db in
+            try await db.raw("SELECT sensor FROM sensors ORDER BY sensor").all().map { try $0.decode(column: "sensor", as: String.self) }
+        }
+        var deleted = 0
+        for sensor in sensors {
+            let kept = try await database.read { db in
+                try await db.raw("SELECT at_us FROM sensor_adjustments WHERE sensor = \(bind: sensor) AND at_us < \(bind: horizon)").all()
+                    .map { RollupLevel.minute.start(of: try $0.decode(column: "at_us", as: Int64.self)) }
+            }
+            var start = Int64.min
+            while start < horizon {
+                let from = start
+                let range = try await database.transaction { db in
+                    try await Self.deleteChunk(sensor: sensor, from: from, before: horizon, keeping: Set(kept), chunk: chunk, db: db)
+                }
+                deleted += range.deleted
+                start = range.until
+            }
+        }
+        return deleted
+    }
+
+    /// Deletes the sensor's events in [from, an end at most `before`), whole minutes, but for the
+    /// minutes in `keeping`; returns the end it reached.
+    private static func deleteChunk(
+        sensor: String, from: Int64, before horizon: Int64, keeping: Set<Int64>, chunk: Int, db: any SQLDatabase
+    ) async throws -> (deleted: Int, until: Int64) {
+        let rows = try await db.raw(
+            """
+            SELECT ts_us FROM sensor_events WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: from) AND ts_us < \(bind: horizon)
+            ORDER BY ts_us LIMIT 1 OFFSET \(literal: chunk)
+            """
+        ).first()
+        // The chunk ends at the minute of its last-plus-one event, or at the horizon when fewer remain.
+        var until = try rows.map { RollupLevel.minute.start(of: try $0.decode(column: "ts_us", as: Int64.self)) } ?? horizon
+        if until <= from { until = from + RollupLevel.minute.length }
+        var deleted = 0
+        var start = from
+        for minute in keeping.filter({ $0 >= from && $0 < until }).sorted() + [until] {
+            if start < minute {
+                deleted += try await db.raw(
+                    """
+                    DELETE FROM sensor_events WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: start) AND ts_us < \(bind: minute) RETURNING seq
+                    """
+                ).all().count
+            }
+            start = minute + RollupLevel.minute.length
+        }
+        return (deleted, until)
+    }
+}
