@@ -12,7 +12,12 @@ import ServiceLifecycle
 struct SensorRetention: Service {
     /// The most events one delete takes (more only when one minute alone holds more).
     static let chunk = 10_000
+    /// The sweep stays this far behind the horizon the routes check, so that an event or an
+    /// adjustment let in just before a sweep (or by an instance whose clock is a little ahead)
+    /// still finds its minute's events when it commits.
+    static let margin = RollupLevel.hour.length
     static let interval: Duration = .seconds(3600)
+    static let retry: Duration = .seconds(60)
     /// nil: events are kept forever.
     let days: Int?
     let database: any Database
@@ -38,14 +43,23 @@ struct SensorRetention: Service {
         }
         // Shutting down cancels the wait (and a sweep in flight: each delete is its own transaction).
         try? await cancelWhenGracefulShutdown {
+            // The first sweep a minute after start, once the database is up and migrated.
+            try await Task.sleep(for: Self.retry)
             while !Task.isCancelled {
+                var wait = Self.interval
                 do {
+                    let started = ContinuousClock.now
                     let deleted = try await sweep()
-                    if deleted > 0 { logger.info("dropped sensor events older than the kept days", metadata: ["events": "\(deleted)"]) }
+                    if deleted > 0 {
+                        let took = (ContinuousClock.now - started).components
+                        let seconds = Double(took.seconds) + Double(took.attoseconds / 1_000_000_000_000_000) / 1000
+                        logger.info("dropped sensor events older than the kept days", metadata: ["events": "\(deleted)", "seconds": "\(seconds)"])
+                    }
                 } catch {
-                    logger.warning("could not drop old sensor events", metadata: ["error": "\(error)"])
+                    logger.warning("could not drop old sensor events; trying again in a minute", metadata: ["error": "\(error)"])
+                    wait = Self.retry
                 }
-                try await Task.sleep(for: Self.interval)
+                try await Task.sleep(for: wait)
             }
         }
     }
@@ -53,16 +67,20 @@ struct SensorRetention: Service {
     /// Deletes the events before the horizon, a sensor at a time, in whole minutes, at most about
     /// `chunk` events a transaction; returns how many. Several instances may sweep at once.
     func sweep(now: Int64 = Timestamp.now().microseconds, chunk: Int = Self.chunk) async throws -> Int {
-        guard let horizon = horizon(now: now) else { return 0 }
+        guard let horizon = horizon(now: now).map({ $0 - Self.margin }) else { return 0 }
         let sensors = try await database.read { db in
             try await db.raw("SELECT sensor FROM sensors ORDER BY sensor").all().map { try $0.decode(column: "sensor", as: String.self) }
         }
         var deleted = 0
         for sensor in sensors {
-            let kept = try await database.read { db in
-                try await db.raw("SELECT at_us FROM sensor_adjustments WHERE sensor = \(bind: sensor) AND at_us < \(bind: horizon)").all()
+            // A read first: a sensor with nothing to drop costs no write.
+            let kept = try await database.read { db -> [Int64]? in
+                let old = try await db.raw("SELECT ts_us FROM sensor_events WHERE sensor = \(bind: sensor) AND ts_us < \(bind: horizon) LIMIT 1").first()
+                guard old != nil else { return nil }
+                return try await db.raw("SELECT at_us FROM sensor_adjustments WHERE sensor = \(bind: sensor) AND at_us < \(bind: horizon)").all()
                     .map { RollupLevel.minute.start(of: try $0.decode(column: "at_us", as: Int64.self)) }
             }
+            guard let kept else { continue }
             var start = Int64.min
             while start < horizon {
                 let from = start

@@ -9,8 +9,10 @@ final class SharedWrite: Sendable {
     private let run: @Sendable (any SQLDatabase) async throws -> Void
     private let succeed: @Sendable () -> Void
     private let failure: @Sendable (any Error) -> Void
-    /// A write is answered once: whoever answers it first, its own failure or its batch's.
-    private let answered = Atomic(false)
+    /// Queued, running, or answered. A write is answered once: whoever answers it first, its own
+    /// failure or its batch's; a queued write whose caller went away is answered without running.
+    private let state = Atomic<UInt8>(SharedWrite.queued)
+    private static let (queued, running, answered): (UInt8, UInt8, UInt8) = (0, 1, 2)
 
     private init(
         run: @escaping @Sendable (any SQLDatabase) async throws -> Void, succeed: @escaping @Sendable () -> Void,
@@ -19,19 +21,25 @@ final class SharedWrite: Sendable {
         (self.run, self.succeed, self.failure) = (run, succeed, fail)
     }
 
-    /// Hands `submit` a write of `body`, and returns its result once that write's transaction commits.
+    /// Hands `submit` a write of `body`, and returns its result once that write's transaction
+    /// commits. A caller cancelled while its write still waits withdraws it (nothing is done); one
+    /// already running is answered when its transaction ends.
     static func awaiting<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T, submit: (SharedWrite) -> Void) async throws -> T {
         let result = Mutex<T?>(nil)
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            submit(
-                SharedWrite(
-                    run: { db in
-                        let value = try await body(db)
-                        result.withLock { $0 = value }
-                    },
-                    succeed: { continuation.resume(returning: result.withLock { $0! }) },
-                    fail: { continuation.resume(throwing: $0) }
-                ))
+        let reply = Reply<T>()
+        let write = SharedWrite(
+            run: { db in
+                let value = try await body(db)
+                result.withLock { $0 = value }
+            },
+            succeed: { reply.deliver(.success(result.withLock { $0! })) },
+            fail: { reply.deliver(.failure($0)) }
+        )
+        submit(write)
+        return try await withTaskCancellationHandler {
+            try await reply.wait()
+        } onCancel: {
+            if write.state.compareExchange(expected: queued, desired: answered, ordering: .acquiringAndReleasing).exchanged { write.failure(CancellationError()) }
         }
     }
 
@@ -40,7 +48,7 @@ final class SharedWrite: Sendable {
     }
 
     private func answer() -> Bool {
-        !answered.exchange(true, ordering: .acquiringAndReleasing)
+        state.exchange(Self.answered, ordering: .acquiringAndReleasing) != Self.answered
     }
 
     /// Runs `batch` in the open transaction of `db`, each write in its own savepoint (one alone
@@ -48,8 +56,9 @@ final class SharedWrite: Sendable {
     /// that ran, for `succeed` once the transaction commits. Throws when the transaction cannot be
     /// trusted; the caller then rolls back and fails the batch.
     static func runEach(_ batch: [SharedWrite], db: any SQLDatabase) async throws -> [SharedWrite] {
+        let batch = batch.filter { $0.state.compareExchange(expected: queued, desired: running, ordering: .acquiringAndReleasing).exchanged }
         guard batch.count > 1 else {
-            try await batch[0].run(db)
+            for write in batch { try await write.run(db) }
             return batch
         }
         var done: [SharedWrite] = []
