@@ -86,4 +86,34 @@ import Testing
             }
         }
     }
+
+    /// A write waiting behind a running one whose caller goes away is withdrawn: the caller hears
+    /// so at once, and nothing of it is stored; the running one still commits.
+    @Test(arguments: Engine.available)
+    func aWaitingWriteWhoseCallerLeftIsNotDone(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        try await environment.withDatabase { database in
+            try await database.transaction { db in try await db.raw("CREATE TABLE scratch (n BIGINT PRIMARY KEY)").run() }
+            let running = Task {
+                try await database.transaction(sharing: "scratch") { db in
+                    try await db.raw("INSERT INTO scratch (n) VALUES (1)").run()
+                    try await Task.sleep(for: .seconds(2))
+                }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            let waiting = Task {
+                try await database.transaction(sharing: "scratch") { db in try await db.raw("INSERT INTO scratch (n) VALUES (2)").run() }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            waiting.cancel()
+            let started = ContinuousClock.now
+            await #expect(throws: CancellationError.self) { try await waiting.value }
+            #expect(ContinuousClock.now - started < .seconds(1), "answered without waiting for the running write")
+            try await running.value
+            let stored = try await database.read { db in
+                try await db.raw("SELECT n FROM scratch ORDER BY n").all().map { try $0.decode(column: "n", as: Int.self) }
+            }
+            #expect(stored == [1])
+        }
+    }
 }
