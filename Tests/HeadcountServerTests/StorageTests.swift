@@ -1,11 +1,17 @@
 import Logging
 import SQLKit
+import Synchronization
 import Testing
 
 @testable import HeadcountServer
 
 @Suite("Storage") struct StorageTests {
     struct Refused: Error {}
+
+    /// What each of two instances heard of its commits, in order.
+    final class Commits: Sendable {
+        let counts = Mutex<[[Int]]>([[], []])
+    }
 
     /// 120 transactions at once, every third of which writes and then fails: exactly the others'
     /// rows are stored (on SQLite they share group commits, where a failure rolls back alone).
@@ -43,7 +49,8 @@ import Testing
     /// 120 writes to one hot row at once through two handles on one database (two instances),
     /// each locking the row first: every third fails in Swift and every fifth in SQL (a duplicate
     /// key, which on PostgreSQL aborts a transaction but for its savepoint). Exactly the others are
-    /// stored, the row counts exactly them, and on PostgreSQL they shared transactions.
+    /// stored, the row counts exactly them, each instance hears of its commits in their order, and
+    /// on PostgreSQL they shared transactions.
     @Test(arguments: Engine.available)
     func writesToAHotRowShareTransactionsAndFailEachAlone(engine: Engine) async throws {
         let environment = try await TestEnvironment.make(engine)
@@ -56,14 +63,19 @@ import Testing
                     try await db.raw("INSERT INTO scratch (n, tx) VALUES (-1, '')").run()
                 }
                 let transactionID: SQLQueryString = engine == .postgres ? "txid_current()::text" : "''"
+                // Per handle, the row's count each committed write left, in the order their `committed` ran.
+                let committed = Commits()
                 let outcomes = await withTaskGroup(of: Bool.self) { writers in
                     for n in 0..<120 {
                         writers.addTask {
                             do {
                                 try await (n % 2 == 0 ? first : second).transaction(sharing: "hot") { db in
-                                    try await db.raw("UPDATE hot SET n = n + 1 WHERE id = 1").run()
+                                    let count = try await db.raw("UPDATE hot SET n = n + 1 WHERE id = 1 RETURNING n").first()!.decode(column: "n", as: Int.self)
                                     try await db.raw("INSERT INTO scratch (n, tx) VALUES (\(bind: n % 5 == 0 ? -1 : n), \(transactionID))").run()
                                     if n % 3 == 0 { throw Refused() }
+                                    return count
+                                } committed: { count in
+                                    committed.counts.withLock { $0[n % 2].append(count) }
                                 }
                                 return true
                             } catch {
@@ -82,6 +94,9 @@ import Testing
                 }
                 #expect(stored == kept)
                 #expect(count == kept.count)
+                let orders = committed.counts.withLock { $0 }
+                #expect(orders.allSatisfy { $0 == $0.sorted() }, "each instance hears of its commits in commit order: \(orders)")
+                #expect(Set(orders.joined()) == Set(1...kept.count))
                 if engine == .postgres { #expect(transactions.count < kept.count, "\(transactions.count) transactions for \(kept.count) writes") }
             }
         }
@@ -98,11 +113,15 @@ import Testing
                 try await database.transaction(sharing: "scratch") { db in
                     try await db.raw("INSERT INTO scratch (n) VALUES (1)").run()
                     try await Task.sleep(for: .seconds(2))
+                } committed: { _ in
                 }
             }
             try await Task.sleep(for: .milliseconds(100))
             let waiting = Task {
-                try await database.transaction(sharing: "scratch") { db in try await db.raw("INSERT INTO scratch (n) VALUES (2)").run() }
+                try await database.transaction(sharing: "scratch") { db in
+                    try await db.raw("INSERT INTO scratch (n) VALUES (2)").run()
+                } committed: { _ in
+                }
             }
             try await Task.sleep(for: .milliseconds(100))
             waiting.cancel()

@@ -20,10 +20,14 @@ public protocol Database: Sendable {
     /// `COMMIT` when it returns and `ROLLBACK` when it throws.
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
 
-    /// A transaction whose body begins by locking one hot parent row, named by `key` (such as
-    /// `event:<id>`): other writes to the same key waiting at the time may share it, each in its
-    /// own savepoint (`SharedWrite`). On SQLite every write already shares its transaction.
-    func transaction<T: Sendable>(sharing key: String, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    /// A transaction whose body, given a `key`, begins by locking one hot parent row named by it
+    /// (such as `event:<id>`): other writes to the same key waiting at the time may share it, each
+    /// in its own savepoint (`SharedWrite`); on SQLite every write shares its transaction anyway.
+    /// `committed` runs after the commit and before the caller hears of it, in commit order among
+    /// the writes that shared a transaction (so that what they publish keeps that order).
+    func transaction<T: Sendable>(
+        sharing key: String?, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T, committed: @escaping @Sendable (T) -> Void
+    ) async throws -> T
 
     /// Where a task that does nothing but issue transactions back to back is best run: SQLite's
     /// writer thread; nil (no preference) on PostgreSQL. Used through `writeBatcher`.
@@ -56,8 +60,12 @@ public struct DatabaseUnavailable: Error, CustomStringConvertible {
 extension Database {
     var writerExecutor: (any TaskExecutor)? { nil }
 
-    func transaction<T: Sendable>(sharing key: String, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await transaction(body)
+    func transaction<T: Sendable>(
+        sharing key: String?, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T, committed: @escaping @Sendable (T) -> Void
+    ) async throws -> T {
+        let result = try await transaction(body)
+        committed(result)
+        return result
     }
 
     func start(migrating migrate: @escaping @Sendable () async throws -> Void, waitForServer: Bool) async throws {

@@ -22,9 +22,12 @@ final class SharedWrite: Sendable {
     }
 
     /// Hands `submit` a write of `body`, and returns its result once that write's transaction
-    /// commits. A caller cancelled while its write still waits withdraws it (nothing is done); one
-    /// already running is answered when its transaction ends.
-    static func awaiting<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T, submit: (SharedWrite) -> Void) async throws -> T {
+    /// commits, after `committed` ran with it. A caller cancelled while its write still waits
+    /// withdraws it (nothing is done); one already running is answered when its transaction ends.
+    static func awaiting<T: Sendable>(
+        _ body: @escaping @Sendable (any SQLDatabase) async throws -> T, committed: @escaping @Sendable (T) -> Void = { _ in },
+        submit: (SharedWrite) -> Void
+    ) async throws -> T {
         let result = Mutex<T?>(nil)
         let reply = Reply<T>()
         let write = SharedWrite(
@@ -32,7 +35,11 @@ final class SharedWrite: Sendable {
                 let value = try await body(db)
                 result.withLock { $0 = value }
             },
-            succeed: { reply.deliver(.success(result.withLock { $0! })) },
+            succeed: {
+                let value = result.withLock { $0! }
+                committed(value)
+                reply.deliver(.success(value))
+            },
             fail: { reply.deliver(.failure($0)) }
         )
         submit(write)
@@ -77,7 +84,7 @@ final class SharedWrite: Sendable {
         return done
     }
 
-    /// Answers the writes that ran, once their transaction committed.
+    /// Answers the writes that ran, in their order, once their transaction committed.
     static func succeed(_ done: [SharedWrite]) {
         for write in done where write.answer() { write.succeed() }
     }

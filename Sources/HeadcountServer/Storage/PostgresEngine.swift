@@ -130,17 +130,25 @@ final class PostgresEngine: Database {
         }
     }
 
-    func transaction<T: Sendable>(sharing key: String, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(
+        sharing key: String?, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T, committed: @escaping @Sendable (T) -> Void
+    ) async throws -> T {
+        guard let key else {
+            let result = try await transaction(body)
+            committed(result)
+            return result
+        }
         if let unavailable = gateClosed() { throw unavailable }
         guard let hotRows = hotRows.withLock({ $0 }) else { throw CancellationError() }
-        return try await SharedWrite.awaiting({ db in
+        let write: @Sendable (any SQLDatabase) async throws -> T = { db in
             do {
                 return try await body(db)
             } catch {
                 // Answered on its own, within its savepoint: the database's fault is still a 503.
                 throw self.unavailable(error) ?? error
             }
-        }) { hotRows.submit($0, key: key) }
+        }
+        return try await SharedWrite.awaiting(write, committed: committed) { hotRows.submit($0, key: key) }
     }
 
     /// Within about 2 s: a connection within 0.9 s, an answer within 0.9 s more.

@@ -70,7 +70,13 @@ final class SQLiteEngine: Database {
     }
 
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await Self.unavailableOnTransientErrors { try await SharedWrite.awaiting(body, submit: writes.submit) }
+        try await transaction(sharing: nil, body) { _ in }
+    }
+
+    func transaction<T: Sendable>(
+        sharing key: String?, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T, committed: @escaping @Sendable (T) -> Void
+    ) async throws -> T {
+        try await Self.unavailableOnTransientErrors { try await SharedWrite.awaiting(body, committed: committed, submit: writes.submit) }
     }
 
     /// A full disk, a failing device or a lock held past the busy timeout is no fault of the

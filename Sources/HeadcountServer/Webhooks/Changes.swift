@@ -29,8 +29,9 @@ extension Database {
             try await Outbox.write(changes.outbound, db: db)
             return (result, changes)
         }
-        let (result, changes) = if let key { try await transaction(sharing: key, write) } else { try await transaction(write) }
-        for (type, payload) in changes.published { feed.publish(type, payload) }
-        return result
+        // Published as each commits: writes that shared a transaction publish in their order.
+        return try await transaction(sharing: key, write) { _, changes in
+            for (type, payload) in changes.published { feed.publish(type, payload) }
+        }.0
     }
 }
