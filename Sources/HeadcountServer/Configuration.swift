@@ -70,22 +70,18 @@ public struct Configuration: Sendable {
         guard ["allow", "deny"].contains(privateText) else {
             throw ConfigurationError("--webhook-private-networks '\(privateText)' is neither allow nor deny")
         }
-        let privacyText = value("privacy-k") ?? "off"
-        var privacyK: Int64?
-        if privacyText != "off" {
-            guard let k = Int64(privacyText), (2...1000).contains(k) else {
-                throw ConfigurationError("--privacy-k '\(privacyText)' is neither off nor a number of people from 2 to 1000; use e.g. --privacy-k 5")
+        /// A setting that is `none` (nil) or a number in `range` of `unit`.
+        func number(_ flag: String, none: String, _ range: ClosedRange<Int>, of unit: String, example: Int) throws(ConfigurationError) -> Int? {
+            let text = value(flag) ?? none
+            guard text != none else { return nil }
+            guard let number = Int(text), range.contains(number) else {
+                throw ConfigurationError(
+                    "--\(flag) '\(text)' is neither \(none) nor a number of \(unit) from \(range.lowerBound) to \(range.upperBound); use e.g. --\(flag) \(example)")
             }
-            privacyK = k
+            return number
         }
-        let keepText = value("keep-sensor-events") ?? "forever"
-        var keepSensorEventsDays: Int?
-        if keepText != "forever" {
-            guard let days = Int(keepText), (1...36_500).contains(days) else {
-                throw ConfigurationError("--keep-sensor-events '\(keepText)' is neither forever nor a number of days from 1 to 36500; use e.g. --keep-sensor-events 400")
-            }
-            keepSensorEventsDays = days
-        }
+        let privacyK = try number("privacy-k", none: "off", 2...1000, of: "people", example: 5).map(Int64.init)
+        let keepSensorEventsDays = try number("keep-sensor-events", none: "forever", 1...36_500, of: "days", example: 400)
         let sizeText = value("max-body-size") ?? "1MiB"
         guard let maxBodySize = ByteSize.parse(sizeText), maxBodySize >= 1024 else {
             throw ConfigurationError("--max-body-size '\(sizeText)' is not a size of at least 1KiB; use e.g. 1MiB, 512KiB or 1048576")

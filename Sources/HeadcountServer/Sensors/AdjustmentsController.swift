@@ -20,10 +20,7 @@ struct AdjustmentsController {
             guard at.microseconds <= Timestamp.now().microseconds + CheckinsController.clockSlack else {
                 throw APIError.invalid("at", "at is in the future; an adjustment says what the count was")
             }
-            // Its offset is worked out from the exact count at `at`, which needs that minute's events.
-            if let horizon = retention.horizon(), at.microseconds < horizon, let days = retention.days {
-                throw APIError.invalid("at", "at is older than the \(days) days of sensor events this server keeps (--keep-sensor-events)")
-            }
+            if let refusal = retention.refusal("at", at: at) { throw APIError.invalid("at", refusal) }
             let stored = try await database.transaction(publishingTo: feed) { db, changes in
                 try await SensorsRepository.adjust(sensor: sensor, to: inside!, at: at, kind: "manual", reason: reason, by: by, db: db, changes: changes)
             }

@@ -28,11 +28,16 @@ struct SensorRetention: Service {
         days.map { RollupLevel.minute.start(of: now - Int64($0) * RollupLevel.day.length) }
     }
 
-    /// An event older than the horizon is refused (400): its minute's events may be gone, and a
-    /// late event's minute is recomputed from them.
+    /// Why `field` at `instant` is refused, if it is older than the horizon: its minute's events
+    /// may be gone, and a late event's minute (or an adjustment's offset) is worked out from them.
+    func refusal(_ field: String, at instant: Timestamp) -> String? {
+        guard let horizon = horizon(), instant.microseconds < horizon, let days else { return nil }
+        return "\(field) is older than the \(days) days of sensor events this server keeps (--keep-sensor-events)"
+    }
+
+    /// An event older than the horizon is a 400 (the seed's convention for a bad webhook).
     func check(_ event: SensorEvent, index: Int? = nil) throws {
-        guard let horizon = horizon(), event.ts.microseconds < horizon, let days else { return }
-        let message = "ts is older than the \(days) days of sensor events this server keeps (--keep-sensor-events)"
+        guard let message = refusal("ts", at: event.ts) else { return }
         throw APIError.badRequest(index.map { "events[\($0)]: \(message)" } ?? message)
     }
 
@@ -51,8 +56,7 @@ struct SensorRetention: Service {
                     let started = ContinuousClock.now
                     let deleted = try await sweep()
                     if deleted > 0 {
-                        let took = (ContinuousClock.now - started).components
-                        let seconds = Double(took.seconds) + Double(took.attoseconds / 1_000_000_000_000_000) / 1000
+                        let seconds = Double((ContinuousClock.now - started).milliseconds) / 1000
                         logger.info("dropped sensor events older than the kept days", metadata: ["events": "\(deleted)", "seconds": "\(seconds)"])
                     }
                 } catch {

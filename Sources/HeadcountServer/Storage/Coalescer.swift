@@ -7,6 +7,8 @@ import Synchronization
 /// same key that arrive while one of its batches runs wait, and go together in the next: one
 /// transaction, one lock wait and one commit for the lot, each write in its own savepoint
 /// (`SharedWrite`). Every write still takes the row's lock, so instances still exclude each other.
+/// Not a `Batcher` per key: a key leaves the map as soon as its queue empties, so the many keys
+/// that are written once (an event's, a room's) cost nothing afterwards.
 final class Coalescer: Sendable {
     /// The most writes one transaction takes, so that none waits behind an endless batch.
     static let maxBatch = 64

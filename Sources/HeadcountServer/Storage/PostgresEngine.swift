@@ -87,7 +87,7 @@ final class PostgresEngine: Database {
 
     /// The server itself ends a statement that runs too long, and a transaction left idle.
     static func startupParameters(_ statementTimeout: Duration) -> [(String, String)] {
-        let milliseconds = statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
+        let milliseconds = statementTimeout.milliseconds
         return [("statement_timeout", "\(milliseconds)"), ("idle_in_transaction_session_timeout", "\(milliseconds * 2)")]
     }
 
@@ -305,21 +305,4 @@ final class PostgresEngine: Database {
     }
 
     func close() async {}
-}
-
-/// Runs a task on its connection's event loop while it talks to that connection: each reply then
-/// continues the task on the thread that read it, and its next statement is written from there,
-/// instead of every round trip waking a thread of the shared pool (most of a short transaction's
-/// time on a busy machine, as `WriterThread` found for SQLite).
-private final class LoopExecutor: TaskExecutor {
-    let loop: any EventLoop
-
-    init(_ loop: any EventLoop) {
-        self.loop = loop
-    }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
-    }
 }

@@ -124,10 +124,7 @@ final class WebhookDispatcher: Service, Sendable {
 
     private func send(_ delivery: WebhookDeliveries.Claimed) async -> WebhookDeliveries.Outcome {
         let started = ContinuousClock.now
-        let elapsed = { () -> Int64 in
-            let duration = ContinuousClock.now - started
-            return duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-        }
+        let elapsed = { (ContinuousClock.now - started).milliseconds }
         guard !delivery.secrets.isEmpty else {
             return .init(status: nil, latencyMs: 0, error: "this instance's secret key cannot open the webhook's secret; instances must share --secret-key")
         }
