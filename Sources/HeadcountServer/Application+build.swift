@@ -26,13 +26,13 @@ public struct AppServices: Sendable {
         self.init(
             database: database, objectStore: objectStore, adminKey: adminKey, secretKey: secretKey,
             webhooksReachPrivateNetworks: configuration.webhooksReachPrivateNetworks, heartbeat: configuration.streamHeartbeat,
-            instance: InstanceID(dataDirectory: configuration.dataDirectory), keepSensorEventsDays: configuration.keepSensorEventsDays, logger: logger
+            instance: InstanceID(dataDirectory: configuration.dataDirectory), keepSensor: configuration.keepSensor, logger: logger
         )
     }
 
     init(
         database: any Database, objectStore: any ObjectStore, adminKey: String, secretKey: String, webhooksReachPrivateNetworks: Bool = false,
-        heartbeat: Duration = .seconds(15), instance: InstanceID = InstanceID(), keepSensorEventsDays: Int? = nil, logger: Logger
+        heartbeat: Duration = .seconds(15), instance: InstanceID = InstanceID(), keepSensor: SensorKeep = SensorKeep(), logger: Logger
     ) {
         self.database = database
         self.objectStore = objectStore
@@ -45,7 +45,7 @@ public struct AppServices: Sendable {
         feed = ChangeFeed(relay: relay, heartbeat: heartbeat, logger: logger)
         roomLog = RoomLog(repository: RoomsRepository(database: database, feed: feed), store: objectStore, instance: instance, logger: logger)
         sensorIngest = SensorIngest(database: database, feed: feed)
-        sensorRetention = SensorRetention(days: keepSensorEventsDays, database: database, logger: logger)
+        sensorRetention = SensorRetention(keep: keepSensor, database: database, logger: logger)
     }
 }
 

@@ -17,8 +17,8 @@ public struct Configuration: Sendable {
     public var webhooksReachPrivateNetworks = false
     /// Reports withhold any figure computed from fewer than this many people; nil: off.
     public var privacyK: Int64?
-    /// Days of raw sensor events kept (rollups are kept forever); nil: forever.
-    public var keepSensorEventsDays: Int?
+    /// Days of raw sensor events, minute rows and hour rows kept (day rows are kept forever).
+    public var keepSensor = SensorKeep()
     public var maxBodySize: Int
     public var logLevel: Logger.Level
     /// A connection with no request in progress is closed after this long.
@@ -42,6 +42,7 @@ public struct Configuration: Sendable {
         ("header-timeout", "HEADCOUNT_HEADER_TIMEOUT"), ("body-timeout", "HEADCOUNT_BODY_TIMEOUT"), ("cors-origins", "HEADCOUNT_CORS_ORIGINS"),
         ("secret-key", "HEADCOUNT_SECRET_KEY"), ("webhook-private-networks", "HEADCOUNT_WEBHOOK_PRIVATE_NETWORKS"),
         ("privacy-k", "HEADCOUNT_PRIVACY_K"), ("keep-sensor-events", "HEADCOUNT_KEEP_SENSOR_EVENTS"),
+        ("keep-sensor-minutes", "HEADCOUNT_KEEP_SENSOR_MINUTES"), ("keep-sensor-hours", "HEADCOUNT_KEEP_SENSOR_HOURS"),
     ]
 
     /// Resolves flags (given by flag name) over environment variables over defaults.
@@ -81,7 +82,22 @@ public struct Configuration: Sendable {
             return number
         }
         let privacyK = try number("privacy-k", none: "off", 2...1000, of: "people", example: 5).map(Int64.init)
-        let keepSensorEventsDays = try number("keep-sensor-events", none: "forever", 1...36_500, of: "days", example: 400)
+        let keepSensor = SensorKeep(
+            events: try number("keep-sensor-events", none: "forever", 1...36_500, of: "days", example: 400),
+            minutes: try number("keep-sensor-minutes", none: "forever", 1...36_500, of: "days", example: 800),
+            hours: try number("keep-sensor-hours", none: "forever", 1...36_500, of: "days", example: 1600))
+        // A finer kind never outlives a coarser one: a minute's row is rebuilt from its events when a
+        // late one comes, an hour's from its minutes.
+        for (finer, coarser, days, longer) in [
+            ("events", "minutes", keepSensor.events, keepSensor.minutes), ("minutes", "hours", keepSensor.minutes, keepSensor.hours),
+        ] {
+            guard let longer else { continue }
+            guard let days, days <= longer else {
+                throw ConfigurationError(
+                    "--keep-sensor-\(coarser) \(longer) needs --keep-sensor-\(finer) of at most \(longer) days (a row is rebuilt from the \(finer) it sums); e.g. --keep-sensor-\(finer) \(longer / 2)"
+                )
+            }
+        }
         let sizeText = value("max-body-size") ?? "1MiB"
         guard let maxBodySize = ByteSize.parse(sizeText), maxBodySize >= 1024 else {
             throw ConfigurationError("--max-body-size '\(sizeText)' is not a size of at least 1KiB; use e.g. 1MiB, 512KiB or 1048576")
@@ -108,7 +124,7 @@ public struct Configuration: Sendable {
             logLevel: logLevel, idleTimeout: idleTimeout, headerTimeout: headerTimeout, bodyTimeout: bodyTimeout, corsOrigins: corsOrigins
         )
         configuration.privacyK = privacyK
-        configuration.keepSensorEventsDays = keepSensorEventsDays
+        configuration.keepSensor = keepSensor
         return configuration
     }
 }

@@ -28,8 +28,16 @@ struct Settings: ParsableArguments {
     var privacyK: String?
     @Option(
         name: .customLong("keep-sensor-events"),
-        help: "Days of raw sensor events to keep, or forever; rollups (counts, series, reports) are kept forever (HEADCOUNT_KEEP_SENSOR_EVENTS; default forever).")
+        help: "Days of raw sensor events to keep, or forever; counts, series and reports read the rollups (HEADCOUNT_KEEP_SENSOR_EVENTS; default forever).")
     var keepSensorEvents: String?
+    @Option(
+        name: .customLong("keep-sensor-minutes"),
+        help: "Days of per-minute sensor rows to keep, or forever; at least --keep-sensor-events (HEADCOUNT_KEEP_SENSOR_MINUTES; default forever).")
+    var keepSensorMinutes: String?
+    @Option(
+        name: .customLong("keep-sensor-hours"),
+        help: "Days of hourly sensor rows to keep, or forever; at least --keep-sensor-minutes; daily rows stay (HEADCOUNT_KEEP_SENSOR_HOURS; default forever).")
+    var keepSensorHours: String?
     @Option(name: .customLong("max-body-size"), help: "Largest JSON body, e.g. 1MiB (HEADCOUNT_MAX_BODY_SIZE; default 1MiB).") var maxBodySize: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (HEADCOUNT_LOG_LEVEL; default info).") var logLevel: String?
     @Option(name: .customLong("idle-timeout"), help: "Close a connection with no request in progress after this long, e.g. 75s (HEADCOUNT_IDLE_TIMEOUT; default 75s).")
@@ -48,7 +56,7 @@ struct Settings: ParsableArguments {
             "admin-key": adminKey, "max-body-size": maxBodySize, "log-level": logLevel, "idle-timeout": idleTimeout,
             "header-timeout": headerTimeout, "body-timeout": bodyTimeout, "cors-origins": corsOrigins, "secret-key": secretKey,
             "webhook-private-networks": webhookPrivateNetworks, "privacy-k": privacyK,
-            "keep-sensor-events": keepSensorEvents,
+            "keep-sensor-events": keepSensorEvents, "keep-sensor-minutes": keepSensorMinutes, "keep-sensor-hours": keepSensorHours,
         ]
         return try await exitOnBadSetting {
             try Configuration.resolve(flags: flags.compactMapValues { $0 }, environment: ProcessInfo.processInfo.environment)

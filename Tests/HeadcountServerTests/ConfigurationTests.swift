@@ -13,9 +13,12 @@ import Testing
         #expect(c.adminKey == nil)
         #expect(c.maxBodySize == 1 << 20)
         #expect(c.logLevel == .info)
-        #expect(c.keepSensorEventsDays == nil)
-        #expect(try Configuration.resolve(flags: ["keep-sensor-events": "400"], environment: [:]).keepSensorEventsDays == 400)
-        #expect(try Configuration.resolve(flags: [:], environment: ["HEADCOUNT_KEEP_SENSOR_EVENTS": "30"]).keepSensorEventsDays == 30)
+        #expect(c.keepSensor == SensorKeep())
+        #expect(try Configuration.resolve(flags: ["keep-sensor-events": "400"], environment: [:]).keepSensor == SensorKeep(events: 400))
+        #expect(try Configuration.resolve(flags: [:], environment: ["HEADCOUNT_KEEP_SENSOR_EVENTS": "30"]).keepSensor == SensorKeep(events: 30))
+        let all = try Configuration.resolve(
+            flags: ["keep-sensor-events": "30", "keep-sensor-hours": "400"], environment: ["HEADCOUNT_KEEP_SENSOR_MINUTES": "30"])
+        #expect(all.keepSensor == SensorKeep(events: 30, minutes: 30, hours: 400))
     }
 
     @Test func flagsWinOverEnvironmentWhichWinsOverDefaults() throws {
@@ -82,10 +85,14 @@ import Testing
         ("max-body-size", "lots", "--max-body-size 'lots'"), ("max-body-size", "10", "at least 1KiB"),
         ("log-level", "loud", "--log-level 'loud' is unknown"),
         ("keep-sensor-events", "0", "from 1 to 36500"), ("keep-sensor-events", "36501", "from 1 to 36500"), ("keep-sensor-events", "90d", "neither forever"),
+        ("keep-sensor-hours", "0", "from 1 to 36500"),
+        // A finer kind never outlives a coarser one (keep-sensor-events is 60 in these cases).
+        ("keep-sensor-minutes", "59", "--keep-sensor-minutes 59 needs --keep-sensor-events of at most 59 days"),
+        ("keep-sensor-hours", "90", "--keep-sensor-hours 90 needs --keep-sensor-minutes of at most 90 days"),
     ])
     func badSettingsSayWhatAndHow(flag: String, value: String, expected: String) {
         #expect {
-            _ = try Configuration.resolve(flags: [flag: value], environment: [:])
+            _ = try Configuration.resolve(flags: [flag: value], environment: ["HEADCOUNT_KEEP_SENSOR_EVENTS": "60"])
         } throws: { error in
             let text = (error as? ConfigurationError)?.description ?? ""
             return text.contains(expected) && !text.contains("\n") && !text.contains("secret")

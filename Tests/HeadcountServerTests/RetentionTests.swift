@@ -40,14 +40,15 @@ import Testing
         // 3 at minute 0:30, 5 after it; the adjustment makes 5 raw at 7:30 read 10 (offset +5) from then on.
         #expect(before.inside == [3, 5, 10, 11, 9].map(Int64.init))
 
-        environment.configuration.keepSensorEventsDays = 1
+        let keep = SensorKeep(events: 1)
+        environment.configuration.keepSensor = keep
         let dropped = try await environment.withDatabase { database in
-            let retention = SensorRetention(days: 1, database: database, logger: Logger(label: "test"))
+            let retention = SensorRetention(keep: keep, database: database, logger: Logger(label: "test"))
             // A chunk of one event: every chunk a minute, and minute 0 more than a chunk.
             let first = try await retention.sweep(chunk: 1)
             return (first, try await retention.sweep(chunk: 1))
         }
-        #expect(dropped.0 == 4 && dropped.1 == 0, "the adjusted minute keeps its 2 events; a second sweep finds nothing")
+        #expect(dropped.0 == .init(events: 4) && dropped.1 == .init(), "the adjusted minute keeps its 2 events; a second sweep finds nothing")
 
         try await environment.withApp { client in
             let after = try await Self.answers(client, instants, series)
@@ -68,6 +69,67 @@ import Testing
             let adjustment = try await client.post("/api/sensors/door/adjustments", jsonText(["inside": 4, "at": at(8)]), headers: Self.admin)
             #expect(adjustment.status == .unprocessableContent)
             #expect(try await Self.answers(client, instants, series).now == before.now)
+        }
+    }
+
+    /// Six days ago a sensor counted in two hours and was adjusted; three days ago in one hour.
+    /// Keeping events a day, minutes two and hours four drops three days ago's minutes (but the
+    /// newest, which carries the count on) and six days ago's hours (but the newest), and keeps
+    /// the adjusted day's minutes. Day series stay exact; an instant answers from the finest level
+    /// kept there; a report that needs dropped rows is a 422 naming the setting, also on a running
+    /// instance that held the answer from before another one swept.
+    @Test(arguments: Engine.available)
+    func oldRollupsGoAndAnswersComeFromWhatIsKept(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        let today = RollupLevel.day.start(of: Timestamp.now().microseconds)
+        @Sendable func at(_ daysAgo: Int64, _ hours: Int64, _ minutes: Int64, _ seconds: Int64 = 0) -> String {
+            Timestamp(microseconds: today - daysAgo * RollupLevel.day.length + ((hours * 60 + minutes) * 60 + seconds) * 1_000_000).rfc3339
+        }
+        let old = jsonText([
+            "events": [
+                ["sensor": "door", "ts": at(6, 10, 0, 10), "in_count": 3, "out": 0], ["sensor": "door", "ts": at(6, 10, 5, 20), "in_count": 0, "out": 1],
+                ["sensor": "door", "ts": at(6, 12, 30), "in_count": 2, "out": 0], ["sensor": "door", "ts": at(3, 10, 0, 10), "in_count": 1, "out": 0],
+                ["sensor": "door", "ts": at(3, 10, 20), "in_count": 1, "out": 0], ["sensor": "door", "ts": at(3, 10, 40), "in_count": 0, "out": 1],
+            ]
+        ])
+        let instants = [at(6, 10, 6), at(6, 10, 8), at(3, 10, 30), at(2, 0, 0)]
+        let days = "/api/sensors/door/occupancy/series?bucket=1d&from=\(at(7, 0, 0))&to=\(at(0, 0, 0))"
+        let hoursThreeDaysAgo = "/api/sensors/door/occupancy/series?bucket=1h&from=\(at(3, 0, 0))&to=\(at(2, 0, 0))"
+        let minutesThreeDaysAgo = "/api/sensors/door/occupancy/series?bucket=5m&from=\(at(3, 10, 0))&to=\(at(3, 11, 0))"
+        let hoursSixDaysAgo = "/api/sensors/door/utilisation?bucket=1h&from=\(at(6, 0, 0))&to=\(at(5, 0, 0))"
+        try await environment.withApp { client in
+            #expect(try await client.post("/api/webhook/batch", old).status == .ok)
+            let adjusted = try await client.post("/api/sensors/door/adjustments", jsonText(["inside": 10, "at": at(6, 10, 7, 30)]), headers: Self.admin)
+            #expect(adjusted.status == .created)
+            var before: [String] = []
+            for path in [days, hoursThreeDaysAgo, minutesThreeDaysAgo, hoursSixDaysAgo] {
+                let response = try await client.get(path)
+                #expect(response.status == .ok, "\(path): \(response.text)")
+                before.append(response.text)
+            }
+            let answered = try await Self.answers(client, instants, days)
+            // 2 raw at 10:06 six days ago; the adjustment makes it 10 (offset +8) from 10:07:30 on.
+            #expect(answered.inside == [2, 10, 14, 13].map(Int64.init))
+
+            // Another instance sweeps.
+            let swept = try await environment.withDatabase { database in
+                let retention = SensorRetention(keep: SensorKeep(events: 1, minutes: 2, hours: 4), database: database, logger: Logger(label: "test"))
+                let first = try await retention.sweep(chunk: 1)
+                return (first, try await retention.sweep(chunk: 1))
+            }
+            #expect(swept.0 == .init(events: 6, minutes: 2, hours: 1), "three days ago's 10:00 and 10:20 minutes, six days ago's 10:00 hour")
+            #expect(swept.1 == .init())
+
+            let after = try await Self.answers(client, instants, days)
+            // Six days ago only days are whole (its instants read the day's start, 0 raw, with the
+            // offset of the moment); three days ago hours are (the hour's start: 4 raw).
+            #expect(after.inside == [0, 8, 12, 13].map(Int64.init))
+            #expect(after.now == answered.now && after.series == answered.series, "the day series, with its adjusted day, is unchanged")
+            #expect(try await client.get(hoursThreeDaysAgo).text == before[1])
+            for (path, setting) in [(minutesThreeDaysAgo, "--keep-sensor-minutes"), (hoursSixDaysAgo, "--keep-sensor-hours")] {
+                let response = try await client.get(path)
+                #expect(response.status == .unprocessableContent && response.text.contains(setting), "\(path): \(response.text)")
+            }
         }
     }
 

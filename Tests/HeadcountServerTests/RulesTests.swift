@@ -47,13 +47,13 @@ import Testing
 
     @Test func aSeriesFoldsMinutesIntoBucketsAndCarriesTheLevelThroughQuietOnes() {
         let minutes = Rollup.rolling([Self.event(5, in: 3, out: 0), Self.event(20, in: 0, out: 5), Self.event(11 * 60, in: 4, out: 0)], from: 10)
-        let points = SeriesPoint.fold(from: Self.t0, to: Self.t0 + 15 * RollupLevel.minute.length, bucket: .fiveMinutes, opening: 10, minutes: minutes)
+        let points = SeriesPoint.fold(from: Self.t0, to: Self.t0 + 15 * RollupLevel.minute.length, bucket: .fiveMinutes, opening: 10, rows: minutes)
         #expect(points.count == 3)
         #expect(points[0] == SeriesPoint(start: "2024-03-01T10:00:00Z", end: "2024-03-01T10:05:00Z", entries: 3, exits: 5, min: 8, max: 13, last: 8))
         #expect(points[1] == SeriesPoint(start: "2024-03-01T10:05:00Z", end: "2024-03-01T10:10:00Z", entries: 0, exits: 0, min: 8, max: 8, last: 8))
         #expect(points[2] == SeriesPoint(start: "2024-03-01T10:10:00Z", end: "2024-03-01T10:15:00Z", entries: 4, exits: 0, min: 8, max: 12, last: 12))
         // An hour bucket holds all three minutes.
-        let hour = SeriesPoint.fold(from: Self.t0, to: Self.t0 + RollupLevel.hour.length, bucket: .hour, opening: 10, minutes: minutes)
+        let hour = SeriesPoint.fold(from: Self.t0, to: Self.t0 + RollupLevel.hour.length, bucket: .hour, opening: 10, rows: minutes)
         #expect(hour.map(\.last) == [12])
         #expect(hour.map(\.min) == [8])
         #expect(hour.map(\.max) == [13])

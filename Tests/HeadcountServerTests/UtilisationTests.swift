@@ -207,10 +207,12 @@ import Testing
             }
             _ = try await ingest.submit(Array(events[100...]))
             _ = try await ingest.submit(Array(events[..<100]))
-            let repository = SensorsRepository(database: database)
             let (from, to) = (Timestamp(rfc3339: "2024-05-05T00:00:00Z")!.microseconds, Timestamp(rfc3339: "2024-05-09T00:00:00Z")!.microseconds)
             func rows(_ level: RollupLevel) async throws -> [Rollup] {
-                try await repository.rollups(sensor: "a", level: level, from: from, to: to).rows + repository.rollups(sensor: "b", level: level, from: from, to: to).rows
+                try await database.read { db in
+                    try await SensorsRepository.rollups(sensor: "a", level: level, from: from, to: to, db: db).rows
+                        + SensorsRepository.rollups(sensor: "b", level: level, from: from, to: to, db: db).rows
+                }
             }
             let (hours, days) = (try await rows(.hour), try await rows(.day))
             #expect(hours.count > 24 && days.count == 2 * 2)

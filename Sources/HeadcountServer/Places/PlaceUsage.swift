@@ -4,35 +4,41 @@
 /// hours, hours by minutes) until none overlap, so the lowest and peak stay exact to the minute.
 /// Within a minute in which two doorways both counted, they are bounds: the sum of the doorways'
 /// extremes; so are they past `maxRefinedRows` finer rows read for one answer (a busy place over
-/// years). The average is exact at any level (areas add).
+/// years), and where a doorway's finer rows were dropped (`KeptDetail`). The average is exact at
+/// any level (areas add).
 extension PlacesRepository {
     static let maxRefinedRows = 200_000
 
     /// The usage of each bucket between `boundaries`; nil for a bucket not yet started.
     func usage(of tree: Subtree, boundaries: [Int64], now: Int64) async throws -> [Usage?] {
         let sensors = SensorsRepository(database: database)
-        var sources: [(sensor: String, sign: Int64, opening: Int64)] = []
+        var sources: [(sensor: String, sign: Int64, opening: Int64, kept: KeptDetail)] = []
         var rows: [(source: Int, row: Rollup)] = []
         for doorway in tree.doorways.sorted(by: { $0.sensor < $1.sensor }) {
             let sign = doorway.sign(into: tree.places)
             guard sign != 0, try await sensors.inside(sensor: doorway.sensor) != nil else { continue }
             let (opening, sensorRows) = try await sensors.usageRows(sensor: doorway.sensor, boundaries: boundaries)
+            let kept = try await sensors.database.read { db in try await SensorsRepository.kept(sensor: doorway.sensor, db: db) }
             rows += sensorRows.map { (sources.count, $0) }
-            sources.append((doorway.sensor, sign, opening))
+            sources.append((doorway.sensor, sign, opening, kept ?? KeptDetail()))
         }
         rows.sort { ($0.row.start, $0.source) < ($1.row.start, $1.source) }
         // Refine overlapping rows a level at a time, one query per doorway and level, reading at
         // most `maxRefinedRows` finer rows in all: past that, what still overlaps merges as bounds.
         var refined = 0
         refining: while true {
-            let contended = Self.overlapping(rows).filter { rows[$0].row.length > RollupLevel.minute.length }
+            // A row is refined only where its doorway still keeps the finer rows.
+            let contended = Self.overlapping(rows).filter { i in
+                let (row, kept) = (rows[i].row, sources[rows[i].source].kept)
+                return row.length > RollupLevel.minute.length && kept.from(RollupLevel(length: row.length)!.finer!).map { row.start >= $0 } ?? true
+            }
             guard !contended.isEmpty else { break }
             var (finer, replaced): ([(source: Int, row: Rollup)], Set<Int>) = ([], [])
             defer {
                 rows = (rows.indices.filter { !replaced.contains($0) }.map { rows[$0] } + finer).sorted { ($0.row.start, $0.source) < ($1.row.start, $1.source) }
             }
             for (key, indices) in Dictionary(grouping: contended, by: { [rows[$0].source, Int(rows[$0].row.length)] }) {
-                let (source, level) = (key[0], RollupLevel.allCases.first { $0.length == Int64(key[1]) }!.finer!)
+                let (source, level) = (key[0], RollupLevel(length: Int64(key[1]))!.finer!)
                 let (parents, sensor) = (indices.map { rows[$0].row }.sorted { $0.start < $1.start }, sources[source].sensor)
                 // Past the limit, what still overlaps merges as bounds.
                 refined += parents.reduce(0) { $0 + Int($1.length / level.length) }

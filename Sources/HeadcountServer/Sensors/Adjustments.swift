@@ -105,10 +105,6 @@ extension SensorsRepository {
 
     /// For a series: the offset in force just before `start`, and each later adjustment's instant
     /// with the offset from then on.
-    func offsets(sensor: String, from start: Int64, to end: Int64) async throws -> (opening: Int64, changes: [(at: Int64, offset: Int64)]) {
-        try await database.read { db in try await Self.offsets(sensor: sensor, from: start, to: end, db: db) }
-    }
-
     static func offsets(sensor: String, from start: Int64, to end: Int64, db: any SQLDatabase) async throws -> (opening: Int64, changes: [(at: Int64, offset: Int64)]) {
         let opening = try await offset(sensor: sensor, at: start - 1, db: db)
         var changes: [(at: Int64, offset: Int64)] = []

@@ -1,4 +1,4 @@
-/// Occupancy over time in fixed UTC buckets, folded from minute rollups.
+/// Occupancy over time in fixed UTC buckets, folded from the rollups of the coarsest level that fits them.
 enum SeriesBucket: String, Sendable, CaseIterable {
     case fiveMinutes = "5m"
     case hour = "1h"
@@ -27,11 +27,12 @@ struct SeriesPoint: Encodable, Sendable, Equatable {
     let last: Int64
 
     /// Buckets from `from` (a bucket start) until `to`, given the occupancy just before `from` and
-    /// the minute rollups in between, oldest first. Buckets without events carry the level on.
-    static func fold(from: Int64, to: Int64, bucket: SeriesBucket, opening: Int64, minutes: [Rollup]) -> [SeriesPoint] {
+    /// the rollups in between (none straddling a bucket), oldest first. Buckets without events
+    /// carry the level on.
+    static func fold(from: Int64, to: Int64, bucket: SeriesBucket, opening: Int64, rows: [Rollup]) -> [SeriesPoint] {
         var points: [SeriesPoint] = []
         var level = opening
-        var next = minutes.makeIterator()
+        var next = rows.makeIterator()
         var pending = next.next()
         var start = from
         while start < to {

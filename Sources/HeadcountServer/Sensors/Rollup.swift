@@ -21,6 +21,12 @@ enum RollupLevel: Int, Sendable, CaseIterable {
     /// The column holding a row's start (the minutes' predates the other levels).
     var column: String { self == .minute ? "minute_us" : "start_us" }
 
+    /// The level whose rows are `length` long.
+    init?(length: Int64) {
+        guard let level = Self.allCases.first(where: { $0.length == length }) else { return nil }
+        self = level
+    }
+
     /// The next finer level (nil for minutes).
     var finer: RollupLevel? { RollupLevel(rawValue: rawValue - 1) }
 

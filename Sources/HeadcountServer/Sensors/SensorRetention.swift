@@ -2,15 +2,38 @@ import Logging
 import SQLKit
 import ServiceLifecycle
 
-/// How long raw sensor events are kept (`--keep-sensor-events DAYS`; forever by default). Counts,
-/// series and reports read the rollups, which are kept forever (a minute row holds the count at the
-/// start of its minute), so dropping old events costs only the detail within a minute: an instant
-/// in a minute whose events are gone is answered with the count at that minute's start, and the
-/// event listing starts at the oldest kept. Events are dropped in whole minutes, so a minute is
+/// How many days of each kind of sensor detail are kept; nil: forever. Day rows are always kept,
+/// and a finer kind never outlives a coarser one (the settings are checked at start).
+public struct SensorKeep: Sendable, Equatable {
+    /// Raw events (`--keep-sensor-events`).
+    public var events: Int?
+    /// Minute rows (`--keep-sensor-minutes`).
+    public var minutes: Int?
+    /// Hour rows (`--keep-sensor-hours`).
+    public var hours: Int?
+
+    public init(events: Int? = nil, minutes: Int? = nil, hours: Int? = nil) {
+        (self.events, self.minutes, self.hours) = (events, minutes, hours)
+    }
+}
+
+/// Drops sensor detail older than `SensorKeep` says, a minute after start and hourly.
+///
+/// Raw events: counts, series and reports read the rollups, and a minute row holds the count at
+/// the start of its minute, so dropping old events costs only the detail within a minute: an
+/// instant in a minute whose events are gone is answered with the count at that minute's start,
+/// and the event listing starts at the oldest kept. Events go in whole minutes, so a minute is
 /// either all there or all gone; the minutes that hold an adjustment keep theirs, since the
 /// adjustment's offset is worked out from the exact count at its instant.
+///
+/// Minute and hour rows: before the first goes, the sensor's row says from when that level is
+/// whole (`minutes_from_us`, `hours_from_us`), so every instance refuses a report that would
+/// need the missing rows (422) and answers an older instant from the next coarser level. The
+/// newest row before that start stays (a later answer's opening count is its closing one), and
+/// so do the minute rows of every day that holds an adjustment (its offset and its place in a
+/// report are read from them).
 struct SensorRetention: Service {
-    /// The most events one delete takes (more only when one minute alone holds more).
+    /// The most rows one delete takes (more only when one minute alone holds more events).
     static let chunk = 10_000
     /// The sweep stays this far behind the horizon the routes check, so that an event or an
     /// adjustment let in just before a sweep (or by an instance whose clock is a little ahead)
@@ -18,20 +41,23 @@ struct SensorRetention: Service {
     static let margin = RollupLevel.hour.length
     static let interval: Duration = .seconds(3600)
     static let retry: Duration = .seconds(60)
-    /// nil: events are kept forever.
-    let days: Int?
+    let keep: SensorKeep
     let database: any Database
     let logger: Logger
 
     /// The first minute whose events are kept at `now`; nil when all are.
     func horizon(now: Int64 = Timestamp.now().microseconds) -> Int64? {
+        Self.horizon(days: keep.events, now: now)
+    }
+
+    private static func horizon(days: Int?, now: Int64) -> Int64? {
         days.map { RollupLevel.minute.start(of: now - Int64($0) * RollupLevel.day.length) }
     }
 
     /// Why `field` at `instant` is refused, if it is older than the horizon: its minute's events
     /// may be gone, and a late event's minute (or an adjustment's offset) is worked out from them.
     func refusal(_ field: String, at instant: Timestamp) -> String? {
-        guard let horizon = horizon(), instant.microseconds < horizon, let days else { return nil }
+        guard let horizon = horizon(), instant.microseconds < horizon, let days = keep.events else { return nil }
         return "\(field) is older than the \(days) days of sensor events this server keeps (--keep-sensor-events)"
     }
 
@@ -42,7 +68,7 @@ struct SensorRetention: Service {
     }
 
     func run() async throws {
-        guard days != nil else {
+        guard keep.events != nil else {
             try? await gracefulShutdown()
             return
         }
@@ -54,13 +80,15 @@ struct SensorRetention: Service {
                 var wait = Self.interval
                 do {
                     let started = ContinuousClock.now
-                    let deleted = try await sweep()
-                    if deleted > 0 {
+                    let swept = try await sweep()
+                    if swept != Swept() {
                         let seconds = Double((ContinuousClock.now - started).milliseconds) / 1000
-                        logger.info("dropped sensor events older than the kept days", metadata: ["events": "\(deleted)", "seconds": "\(seconds)"])
+                        logger.info(
+                            "dropped sensor events and rollups older than the kept days",
+                            metadata: ["events": "\(swept.events)", "minutes": "\(swept.minutes)", "hours": "\(swept.hours)", "seconds": "\(seconds)"])
                     }
                 } catch {
-                    logger.warning("could not drop old sensor events; trying again in a minute", metadata: ["error": "\(error)"])
+                    logger.warning("could not drop old sensor detail; trying again in a minute", metadata: ["error": "\(error)"])
                     wait = Self.retry
                 }
                 try await Task.sleep(for: wait)
@@ -68,28 +96,104 @@ struct SensorRetention: Service {
         }
     }
 
-    /// Deletes the events before the horizon, a sensor at a time, in whole minutes, at most about
-    /// `chunk` events a transaction; returns how many. Several instances may sweep at once.
-    func sweep(now: Int64 = Timestamp.now().microseconds, chunk: Int = Self.chunk) async throws -> Int {
-        guard let horizon = horizon(now: now).map({ $0 - Self.margin }) else { return 0 }
+    /// How many rows a sweep deleted, of each kind.
+    struct Swept: Equatable {
+        var events = 0
+        var minutes = 0
+        var hours = 0
+    }
+
+    /// Deletes what is older than the kept days, a sensor at a time, at most about `chunk` rows a
+    /// transaction. Several instances may sweep at once.
+    func sweep(now: Int64 = Timestamp.now().microseconds, chunk: Int = Self.chunk) async throws -> Swept {
+        guard let events = horizon(now: now).map({ $0 - Self.margin }) else { return Swept() }
+        let (minutes, hours) = (
+            Self.horizon(days: keep.minutes, now: now).map { $0 - Self.margin }, Self.horizon(days: keep.hours, now: now).map { $0 - Self.margin }
+        )
         let sensors = try await database.read { db in
             try await db.raw("SELECT sensor FROM sensors ORDER BY sensor").all().map { try $0.decode(column: "sensor", as: String.self) }
         }
-        var deleted = 0
+        var swept = Swept()
         for sensor in sensors {
-            // A read first: a sensor with nothing to drop costs no write.
-            let kept = try await database.read { db -> [Int64]? in
-                let old = try await db.raw("SELECT ts_us FROM sensor_events WHERE sensor = \(bind: sensor) AND ts_us < \(bind: horizon) LIMIT 1").first()
-                guard old != nil else { return nil }
-                return try await db.raw("SELECT at_us FROM sensor_adjustments WHERE sensor = \(bind: sensor) AND at_us < \(bind: horizon)").all()
-                    .map { RollupLevel.minute.start(of: try $0.decode(column: "at_us", as: Int64.self)) }
+            let adjusted = try await database.read { db in
+                try await db.raw("SELECT at_us FROM sensor_adjustments WHERE sensor = \(bind: sensor) AND at_us < \(bind: events)").all()
+                    .map { try $0.decode(column: "at_us", as: Int64.self) }
             }
-            guard let kept else { continue }
-            var start = Int64.min
-            while start < horizon {
+            let minute = RollupLevel.minute
+            swept.events += try await trim(
+                .events, sensor: sensor, before: events, keeping: adjusted.map { minute.start(of: $0)..<minute.start(of: $0) + minute.length }, chunk: chunk)
+            if let minutes {
+                let days = Set(adjusted.map { RollupLevel.day.start(of: $0) }).filter { $0 < minutes }.map { $0..<$0 + RollupLevel.day.length }
+                swept.minutes += try await trim(.minutes, sensor: sensor, before: minutes, keeping: days, chunk: chunk)
+            }
+            if let hours {
+                swept.hours += try await trim(.hours, sensor: sensor, before: hours, keeping: [], chunk: chunk)
+            }
+        }
+        return swept
+    }
+
+    /// A table a sweep trims.
+    struct Table {
+        let name: String
+        let column: String
+        /// Rows go in whole spans of this length (a minute's events together; a rollup row alone).
+        let whole: Int64
+        /// The column of `sensors` saying from when the table is whole; nil for events.
+        let mark: String?
+
+        static let events = Table(name: "sensor_events", column: "ts_us", whole: RollupLevel.minute.length, mark: nil)
+        static let minutes = Table(name: RollupLevel.minute.table, column: RollupLevel.minute.column, whole: 1, mark: "minutes_from_us")
+        static let hours = Table(name: RollupLevel.hour.table, column: RollupLevel.hour.column, whole: 1, mark: "hours_from_us")
+    }
+
+    /// Deletes the sensor's rows of `table` before `horizon`, but for the spans in `keeping` (and,
+    /// for a rollup, the newest row before each of those spans and before the horizon); returns
+    /// how many.
+    private func trim(_ table: Table, sensor: String, before horizon: Int64, keeping: [Range<Int64>], chunk: Int) async throws -> Int {
+        let (name, column): (SQLQueryString, SQLQueryString) = ("\(unsafeRaw: table.name)", "\(unsafeRaw: table.column)")
+        // A read first: a sensor with nothing to drop costs no write.
+        let gaps = try await database.read { db -> [Range<Int64>] in
+            var kept = keeping
+            if table.mark != nil {
+                for end in keeping.map(\.lowerBound) + [horizon] {
+                    let newest = try await db.raw("SELECT MAX(\(column)) AS start FROM \(name) WHERE sensor = \(bind: sensor) AND \(column) < \(bind: end)")
+                        .first()?.decode(column: "start", as: Int64?.self)
+                    if let newest { kept.append(newest..<newest + 1) }
+                }
+            }
+            var (gaps, start) = ([Range<Int64>](), Int64.min)
+            for span in kept.sorted(by: { $0.lowerBound < $1.lowerBound }) where span.lowerBound < horizon {
+                if start < span.lowerBound { gaps.append(start..<span.lowerBound) }
+                start = max(start, span.upperBound)
+            }
+            if start < horizon { gaps.append(start..<horizon) }
+            var found: [Range<Int64>] = []
+            for gap in gaps {
+                let row = try await db.raw(
+                    "SELECT 1 AS found FROM \(name) WHERE sensor = \(bind: sensor) AND \(column) >= \(bind: gap.lowerBound) AND \(column) < \(bind: gap.upperBound) LIMIT 1"
+                ).first()
+                if row != nil { found.append(gap) }
+            }
+            return found
+        }
+        guard !gaps.isEmpty else { return 0 }
+        if let mark = table.mark {
+            // Before any row goes: from now on, no instance reads this level before the horizon.
+            let mark: SQLQueryString = "\(unsafeRaw: mark)"
+            try await database.transaction { db in
+                try await db.raw(
+                    "UPDATE sensors SET \(mark) = \(bind: horizon) WHERE sensor = \(bind: sensor) AND (\(mark) IS NULL OR \(mark) < \(bind: horizon))"
+                ).run()
+            }
+        }
+        var deleted = 0
+        for gap in gaps {
+            var start = gap.lowerBound
+            while start < gap.upperBound {
                 let from = start
                 let range = try await database.transaction { db in
-                    try await Self.deleteChunk(sensor: sensor, from: from, before: horizon, keeping: Set(kept), chunk: chunk, db: db)
+                    try await Self.deleteChunk(table, sensor: sensor, in: from..<gap.upperBound, chunk: chunk, db: db)
                 }
                 deleted += range.deleted
                 start = range.until
@@ -98,32 +202,24 @@ struct SensorRetention: Service {
         return deleted
     }
 
-    /// Deletes the sensor's events in [from, an end at most `before`), whole minutes, but for the
-    /// minutes in `keeping`; returns the end it reached.
-    private static func deleteChunk(
-        sensor: String, from: Int64, before horizon: Int64, keeping: Set<Int64>, chunk: Int, db: any SQLDatabase
-    ) async throws -> (deleted: Int, until: Int64) {
-        let rows = try await db.raw(
+    /// Deletes the sensor's rows of `table` from `span`'s start up to at most its end, in whole
+    /// spans of the table's, at most about `chunk`; returns the end it reached.
+    private static func deleteChunk(_ table: Table, sensor: String, in span: Range<Int64>, chunk: Int, db: any SQLDatabase) async throws -> (deleted: Int, until: Int64) {
+        let (name, column): (SQLQueryString, SQLQueryString) = ("\(unsafeRaw: table.name)", "\(unsafeRaw: table.column)")
+        let next = try await db.raw(
             """
-            SELECT ts_us FROM sensor_events WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: from) AND ts_us < \(bind: horizon)
-            ORDER BY ts_us LIMIT 1 OFFSET \(literal: chunk)
+            SELECT \(column) AS start FROM \(name) WHERE sensor = \(bind: sensor) AND \(column) >= \(bind: span.lowerBound) AND \(column) < \(bind: span.upperBound)
+            ORDER BY \(column) LIMIT 1 OFFSET \(literal: chunk)
             """
         ).first()
-        // The chunk ends at the minute of its last-plus-one event, or at the horizon when fewer remain.
-        var until = try rows.map { RollupLevel.minute.start(of: try $0.decode(column: "ts_us", as: Int64.self)) } ?? horizon
-        if until <= from { until = from + RollupLevel.minute.length }
-        var deleted = 0
-        var start = from
-        for minute in keeping.filter({ $0 >= from && $0 < until }).sorted() + [until] {
-            if start < minute {
-                deleted += try await db.raw(
-                    """
-                    DELETE FROM sensor_events WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: start) AND ts_us < \(bind: minute) RETURNING seq
-                    """
-                ).all().count
-            }
-            start = minute + RollupLevel.minute.length
-        }
+        // The chunk ends at the span holding its last-plus-one row, or at the end when fewer remain.
+        var until = try next.map { Timestamp(microseconds: try $0.decode(column: "start", as: Int64.self)).floored(to: table.whole) } ?? span.upperBound
+        if until <= span.lowerBound { until = min(span.lowerBound + table.whole, span.upperBound) }
+        let deleted = try await db.raw(
+            """
+            DELETE FROM \(name) WHERE sensor = \(bind: sensor) AND \(column) >= \(bind: span.lowerBound) AND \(column) < \(bind: until) RETURNING 1 AS gone
+            """
+        ).all().count
         return (deleted, until)
     }
 }

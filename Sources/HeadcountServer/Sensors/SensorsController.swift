@@ -74,10 +74,8 @@ struct SensorsController {
             throw APIError.badRequest("at most \(Self.maxBuckets) buckets: narrow from/to or use a larger bucket")
         }
         guard try await repository.inside(sensor: sensor) != nil else { throw Self.unknown }
-        let (rawOpening, rawMinutes) = try await repository.rollups(sensor: sensor, from: start, to: end)
-        let offsets = try await repository.offsets(sensor: sensor, from: start, to: end)
-        let (opening, minutes) = adjusted(opening: rawOpening, rows: rawMinutes, openingOffset: offsets.opening, changes: offsets.changes)
-        let points = SeriesPoint.fold(from: start, to: end, bucket: bucket, opening: opening, minutes: minutes)
+        let (opening, rows) = try await repository.usageRows(sensor: sensor, boundaries: Array(stride(from: start, through: end, by: Int(bucket.length))))
+        let points = SeriesPoint.fold(from: start, to: end, bucket: bucket, opening: opening, rows: rows)
         return try json(
             SeriesResponse(
                 sensor: sensor, bucket: bucket.rawValue,

@@ -24,8 +24,8 @@ struct SensorsRepository: Sendable {
     /// minute up to the instant when it is the instant's own minute.
     func inside(sensor: String, at instant: Timestamp) async throws -> Int64? {
         try await database.read { db -> Int64? in
-            guard try await db.raw("SELECT 1 AS known FROM sensors WHERE sensor = \(bind: sensor)").first() != nil else { return nil }
-            return try await Self.inside(sensor: sensor, at: instant, db: db)
+            guard let kept = try await Self.kept(sensor: sensor, db: db) else { return nil }
+            return try await Self.inside(sensor: sensor, at: instant, kept: kept, db: db)
         }
     }
 
@@ -46,38 +46,41 @@ struct SensorsRepository: Sendable {
         }
     }
 
-    /// The count at `instant` with the adjustment in force then.
-    static func inside(sensor: String, at instant: Timestamp, db: any SQLDatabase) async throws -> Int64 {
-        try await rawInside(sensor: sensor, at: instant, db: db) + offset(sensor: sensor, at: instant.microseconds, db: db)
+    /// The count at `instant` with the adjustment in force then. Before the sensor's minute rows
+    /// are whole (`KeptDetail`), the count at the start of the instant's hour (or day).
+    static func inside(sensor: String, at instant: Timestamp, kept: KeptDetail? = nil, db: any SQLDatabase) async throws -> Int64 {
+        var detail = kept
+        if detail == nil { detail = try await Self.kept(sensor: sensor, db: db) }
+        let level = (detail ?? KeptDetail()).finest(at: instant.microseconds)
+        return try await rawInside(sensor: sensor, at: instant, level: level, db: db) + offset(sensor: sensor, at: instant.microseconds, db: db)
     }
 
-    /// The raw count at `instant`: what the events alone add up to.
-    static func rawInside(sensor: String, at instant: Timestamp, db: any SQLDatabase) async throws -> Int64 {
-        let minute = RollupLevel.minute.start(of: instant.microseconds)
+    /// The raw count at `instant`: what the events alone add up to; with hours or days, the count
+    /// at the start of the row holding it.
+    static func rawInside(sensor: String, at instant: Timestamp, level: RollupLevel = .minute, db: any SQLDatabase) async throws -> Int64 {
+        let (table, column): (SQLQueryString, SQLQueryString) = ("\(unsafeRaw: level.table)", "\(unsafeRaw: level.column)")
+        let start = level.start(of: instant.microseconds)
         guard
             let row = try await db.raw(
                 """
-                SELECT \(rollupColumns(.minute)) FROM sensor_minutes
-                WHERE sensor = \(bind: sensor) AND minute_us <= \(bind: minute) ORDER BY minute_us DESC LIMIT 1
+                SELECT \(rollupColumns(level)) FROM \(table)
+                WHERE sensor = \(bind: sensor) AND \(column) <= \(bind: start) ORDER BY \(column) DESC LIMIT 1
                 """
-            ).first().map({ try Self.rollup($0, level: .minute) })
+            ).first().map({ try Self.rollup($0, level: level) })
         else { return 0 }
-        guard row.start == minute else { return row.balanceAfter }
+        guard row.start == start else { return row.balanceAfter }
+        guard level == .minute else { return row.balanceBefore }
         let within =
             try await db.raw(
                 """
                 SELECT CAST(COALESCE(SUM(in_count - out_count), 0) AS BIGINT) AS net FROM sensor_events
-                WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: minute) AND ts_us <= \(bind: instant.microseconds)
+                WHERE sensor = \(bind: sensor) AND ts_us >= \(bind: start) AND ts_us <= \(bind: instant.microseconds)
                 """
             ).first()?.decode(column: "net", as: Int64.self) ?? 0
         return row.balanceBefore + within
     }
 
     /// Occupancy just before `start` (a row boundary) and the rows of `level` in [start, end).
-    func rollups(sensor: String, level: RollupLevel = .minute, from start: Int64, to end: Int64) async throws -> (opening: Int64, rows: [Rollup]) {
-        try await database.read { db in try await Self.rollups(sensor: sensor, level: level, from: start, to: end, db: db) }
-    }
-
     static func rollups(sensor: String, level: RollupLevel, from start: Int64, to end: Int64, db: any SQLDatabase) async throws -> (opening: Int64, rows: [Rollup]) {
         let (table, column): (SQLQueryString, SQLQueryString) = ("\(unsafeRaw: level.table)", "\(unsafeRaw: level.column)")
         let opening =

@@ -59,10 +59,12 @@ extension SensorsRepository {
     /// A sensor's adjusted rows for a report from `boundaries.first` to `boundaries.last`, read in
     /// one transaction: rows of the coarsest level that fits the boundaries, with a row that holds
     /// an adjustment (other than at its start) replaced by its minutes, so the level moves there.
+    /// A 422 when rows of that level were dropped from before the start (`KeptDetail`).
     func usageRows(sensor: String, boundaries: [Int64]) async throws -> (opening: Int64, rows: [Rollup]) {
         let (start, end) = (boundaries.first!, boundaries.last!)
         let level = Self.level(for: boundaries)
         return try await database.read { db in
+            try await Self.checkKept(sensor: sensor, level: level, from: start, db: db)
             var (opening, rows) = try await cachedRollups(sensor: sensor, level: level, from: start, to: end, db: db)
             let offsets = try await Self.offsets(sensor: sensor, from: start, to: end, db: db)
             let split = Set(offsets.changes.map(\.at).filter { RollupLevel.minute.start(of: $0) != level.start(of: $0) }.map { level.start(of: $0) })

@@ -65,6 +65,8 @@ struct UtilisationController {
         let capacity = try await SensorSettings.read(sensor, database: sensors.database).capacity
         let (start, end) = (period.boundaries.first!, period.boundaries.last!)
         let key = [kind, sensor, period.zone.name, period.unit.rawValue, String(start), String(end)]
+        // Before a held answer: it may predate the dropping of the rows it was built from.
+        try await sensors.checkKept(sensor: sensor, level: SensorsRepository.level(for: period.boundaries), from: start)
         let version = try await sensors.settledVersion(sensor: sensor, until: end).map { [$0, capacity ?? -1] }
         if let version, let held = sensors.database.caches.answers[key], held.version == version { return json(bytes: held.bytes) }
         let (opening, rows) = try await sensors.usageRows(sensor: sensor, boundaries: period.boundaries)

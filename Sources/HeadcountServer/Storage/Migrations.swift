@@ -539,6 +539,14 @@ public enum Migrations {
                 "ALTER TABLE sensors ADD COLUMN revisions BIGINT NOT NULL DEFAULT 0"
             ]
         },
+        Migration(version: 17, name: "sensor rollup retention") { _ in
+            [
+                // From when a sensor's minute and hour rows are whole, once older ones were dropped
+                // (`--keep-sensor-minutes`, `--keep-sensor-hours`); NULL: all are kept.
+                "ALTER TABLE sensors ADD COLUMN minutes_from_us BIGINT",
+                "ALTER TABLE sensors ADD COLUMN hours_from_us BIGINT",
+            ]
+        },
     ]
 
     /// Migration 14's table of a rollup level (hours, days): the same rows as the minutes over
