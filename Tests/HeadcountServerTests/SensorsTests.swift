@@ -140,6 +140,28 @@ import Testing
         }
     }
 
+    /// Sixteen clients send overlapping batches of the same 60 events at once, each in its own
+    /// order, over two months and two sensors: every event sent is stored once, whoever wins it.
+    @Test(arguments: Engine.available)
+    func idsRacingInParallelAreStoredOnce(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp(.live) { client in
+            let port = try #require(client.port)
+            let events = (0..<60).map { i in
+                (i, Self.webhook(i % 2 == 0 ? "gate" : "side", "2024-0\(1 + i % 2)-28T10:\(10 + i % 50):00Z", in: 1 + i % 3, out: 0, id: "evt-\(i / 2)"))
+            }
+            let batches = (0..<16).map { k in Array(events.shuffled().prefix(40 + k)) }
+            let answers = try await postInParallel(port: port, path: "/api/webhook/batch", bodies: batches.map { jsonText(["events": $0.map(\.1)]) })
+            #expect(answers.allSatisfy { $0.status == 200 }, "\(answers.filter { $0.status != 200 })")
+            let sent = Set(batches.flatMap { $0.map(\.0) })
+            let accepted = answers.map { (try? JSONSerialization.jsonObject(with: Data($0.body.utf8)) as? [String: Int])?["accepted"] ?? -1 }
+            #expect(accepted.reduce(0, +) == sent.count)
+            #expect(try await Self.inside(client, "/api/sensors/gate/occupancy") == sent.filter { $0 % 2 == 0 }.reduce(0) { $0 + 1 + $1 % 3 })
+            #expect(try await Self.inside(client, "/api/sensors/side/occupancy") == sent.filter { $0 % 2 == 1 }.reduce(0) { $0 + 1 + $1 % 3 })
+            let rows = try await client.get("/api/sensors/gate/events.csv").text.split(whereSeparator: \.isNewline).count - 1
+            #expect(rows == sent.filter { $0 % 2 == 0 }.count)
+        }
+    }
+
     @Test(arguments: Engine.available)
     func idsMakeRetriesIdempotent(engine: Engine) async throws {
         try await TestEnvironment.make(engine).withApp { client in

@@ -17,8 +17,9 @@ final class SensorIngest: Sendable {
     private let batcher: Batcher<Submission>
 
     init(database: any Database, feed: ChangeFeed) {
+        let partitions = SensorPartitions(database: database)
         batcher = database.writeBatcher(maxWeight: Self.maxEvents, weight: { $0.events.count }) { batch in
-            await Self.store(batch, database: database, feed: feed)
+            await Self.store(batch, database: database, partitions: partitions, feed: feed)
         }
     }
 
@@ -29,9 +30,10 @@ final class SensorIngest: Sendable {
 
     /// Stores a batch in one transaction (its changes published after it, and written to the
     /// webhook outbox in it), then answers its callers.
-    private static func store(_ batch: [Submission], database: any Database, feed: ChangeFeed) async {
+    private static func store(_ batch: [Submission], database: any Database, partitions: SensorPartitions, feed: ChangeFeed) async {
         let events = batch.flatMap(\.events)
         do {
+            try await partitions.prepare(for: events)
             let accepted = try await database.transaction(publishingTo: feed) { db, changes in
                 let (accepted, inside) = try await SensorsRepository.ingest(events, db: db)
                 for (sensor, inside) in inside.sorted(by: { $0.key < $1.key }) {

@@ -24,7 +24,8 @@ public struct SensorKeep: Sendable, Equatable {
 /// instant in a minute whose events are gone is answered with the count at that minute's start,
 /// and the event listing starts at the oldest kept. Events go in whole minutes, so a minute is
 /// either all there or all gone; the minutes that hold an adjustment keep theirs, since the
-/// adjustment's offset is worked out from the exact count at its instant.
+/// adjustment's offset is worked out from the exact count at its instant. On PostgreSQL a month
+/// partition (`SensorPartitions`) that ends before the horizon goes in one statement.
 ///
 /// Minute and hour rows: before the first goes, the sensor's row says from when that level is
 /// whole (`minutes_from_us`, `hours_from_us`), so every instance refuses a report that would
@@ -114,6 +115,7 @@ struct SensorRetention: Service {
             try await db.raw("SELECT sensor FROM sensors ORDER BY sensor").all().map { try $0.decode(column: "sensor", as: String.self) }
         }
         var swept = Swept()
+        if database.engine == .postgres { swept.events += try await dropMonths(before: events) }
         for sensor in sensors {
             let adjusted = try await database.read { db in
                 try await db.raw("SELECT at_us FROM sensor_adjustments WHERE sensor = \(bind: sensor) AND at_us < \(bind: events)").all()
@@ -130,7 +132,52 @@ struct SensorRetention: Service {
                 swept.hours += try await trim(.hours, sensor: sensor, before: hours, keeping: [], chunk: chunk)
             }
         }
+        if database.engine == .postgres { try await dropIDs(before: events) }
         return swept
+    }
+
+    /// PostgreSQL: drops each month partition that ends before the horizon, in one statement but
+    /// for the events of its adjusted minutes, which move to the default partition; returns how
+    /// many events went.
+    private func dropMonths(before horizon: Int64) async throws -> Int {
+        let old = try await database.read { db in try await SensorPartitions.attached(db) }.filter { SensorPartitions.start(of: $0.month + 1) <= horizon }
+        var dropped = 0
+        for (name, month) in old {
+            let (start, end, table): (Int64, Int64, SQLQueryString) = (SensorPartitions.start(of: month), SensorPartitions.start(of: month + 1), "\(unsafeRaw: name)")
+            dropped += try await database.transaction { db in
+                try await db.raw("SELECT pg_advisory_xact_lock(\(literal: SensorPartitions.lock))").run()
+                guard try await SensorPartitions.attached(db).contains(where: { $0.name == name }) else { return 0 }
+                try await db.raw("ALTER TABLE sensor_events DETACH PARTITION \(table)").run()
+                let all = try await db.raw("SELECT COUNT(*) AS n FROM \(table)").first()?.decode(column: "n", as: Int.self) ?? 0
+                let kept = try await db.raw(
+                    """
+                    INSERT INTO sensor_events SELECT e.* FROM \(table) e WHERE EXISTS (
+                        SELECT 1 FROM sensor_adjustments a WHERE a.sensor = e.sensor AND a.at_us >= \(literal: start) AND a.at_us < \(literal: end)
+                            AND a.at_us / 60000000 = e.ts_us / 60000000)
+                    RETURNING 1 AS kept
+                    """
+                ).all().count
+                try await db.raw("DROP TABLE \(table)").run()
+                return all - kept
+            }
+        }
+        return dropped
+    }
+
+    /// PostgreSQL: forgets the ids of events before the horizon (such an event is refused before
+    /// its id is looked at), at most `chunk` a transaction.
+    private func dropIDs(before horizon: Int64) async throws {
+        while true {
+            let deleted = try await database.transaction { db in
+                try await db.raw(
+                    """
+                    DELETE FROM sensor_event_ids WHERE ctid = ANY(ARRAY(SELECT ctid FROM sensor_event_ids WHERE ts_us < \(bind: horizon) LIMIT \(literal: Self.chunk)))
+                    RETURNING 1 AS gone
+                    """
+                ).all().count
+            }
+            if deleted < Self.chunk { return }
+        }
     }
 
     /// A table a sweep trims.

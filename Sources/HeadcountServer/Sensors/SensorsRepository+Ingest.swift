@@ -54,8 +54,25 @@ extension SensorsRepository {
     /// Inserts events, ignoring those whose (sensor, id) is already stored; returns the ids stored.
     private static func insert(_ events: [SensorEvent], db: any SQLDatabase) async throws -> Set<[String]> {
         let received = Timestamp.now().microseconds
+        // On PostgreSQL ids are kept apart (`SensorPartitions`): claimed there first, and only the
+        // events whose ids were new are stored.
+        let idsApart = db.dialect.name == "postgresql"
         var stored = Set<[String]>()
-        for chunk in events.chunks(of: 500) {
+        for part in events.chunks(of: 500) {
+            var chunk = Array(part)
+            if idsApart, chunk.contains(where: { $0.id != nil }) {
+                let ids = chunk.compactMap { e in e.id.map { id -> SQLQueryString in "(\(bind: e.sensor), \(bind: id), \(bind: e.ts.microseconds))" } }
+                let claimed = Set(
+                    try await db.raw(
+                        """
+                        INSERT INTO sensor_event_ids (sensor, event_id, ts_us) VALUES \(ids.joined(separator: ", "))
+                        ON CONFLICT (sensor, event_id) DO NOTHING RETURNING sensor, event_id
+                        """
+                    ).all().map { [try $0.decode(column: "sensor", as: String.self), try $0.decode(column: "event_id", as: String.self)] })
+                stored.formUnion(claimed)
+                chunk.removeAll { e in e.id.map { !claimed.contains([e.sensor, $0]) } ?? false }
+                if chunk.isEmpty { continue }
+            }
             let rows = chunk.map { e -> SQLQueryString in
                 "(\(bind: e.sensor), \(bind: e.ts.microseconds), \(bind: e.inCount), \(bind: e.outCount), \(bind: e.id), \(bind: received))"
             }
@@ -64,7 +81,7 @@ extension SensorsRepository {
                 VALUES \(rows.joined(separator: ", "))
                 """
             // Only events with ids can be duplicates; without any, there is nothing to read back.
-            guard chunk.contains(where: { $0.id != nil }) else {
+            guard !idsApart, chunk.contains(where: { $0.id != nil }) else {
                 try await db.raw(query).run()
                 continue
             }

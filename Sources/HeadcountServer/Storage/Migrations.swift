@@ -547,6 +547,56 @@ public enum Migrations {
                 "ALTER TABLE sensors ADD COLUMN hours_from_us BIGINT",
             ]
         },
+        Migration(version: 18, name: "sensor event partitions") { db in
+            // PostgreSQL only (`SensorPartitions`): raw events partitioned by UTC month. A partitioned
+            // table's unique keys must hold its partition key, so the primary key becomes the time
+            // index it replaces, and event ids move to a table of their own. Months already holding
+            // events get their partitions now (those of the server's window), with this month's and
+            // the next; the rest go to the default partition.
+            db.engine == .sqlite
+                ? []
+                : [
+                    "ALTER TABLE sensor_events RENAME TO sensor_events_unpartitioned",
+                    "CREATE SEQUENCE sensor_event_seq",
+                    "SELECT setval('sensor_event_seq', COALESCE((SELECT MAX(seq) FROM sensor_events_unpartitioned), 0) + 1, false)",
+                    """
+                    CREATE TABLE sensor_events (
+                        seq BIGINT NOT NULL DEFAULT nextval('sensor_event_seq'),
+                        sensor TEXT NOT NULL,
+                        ts_us BIGINT NOT NULL,
+                        in_count BIGINT NOT NULL CHECK (in_count >= 0),
+                        out_count BIGINT NOT NULL CHECK (out_count >= 0),
+                        event_id TEXT,
+                        received_us BIGINT NOT NULL,
+                        CONSTRAINT sensor_events_by_sensor_time PRIMARY KEY (sensor, ts_us, seq)
+                    ) PARTITION BY RANGE (ts_us)
+                    """,
+                    "CREATE TABLE sensor_events_default PARTITION OF sensor_events DEFAULT",
+                    """
+                    DO $$
+                    DECLARE
+                        this_month timestamp := date_trunc('month', now() AT TIME ZONE 'UTC');
+                        m timestamp;
+                    BEGIN
+                        FOR m IN
+                            SELECT DISTINCT date_trunc('month', to_timestamp(ts_us / 1000000.0) AT TIME ZONE 'UTC') FROM sensor_events_unpartitioned
+                            UNION SELECT this_month UNION SELECT this_month + interval '1 month'
+                        LOOP
+                            CONTINUE WHEN m < this_month - interval '\(SensorPartitions.monthsBack) months' OR m > this_month + interval '\(SensorPartitions.monthsAhead) months';
+                            EXECUTE format('CREATE TABLE %I PARTITION OF sensor_events FOR VALUES FROM (%s) TO (%s)',
+                                'sensor_events_' || to_char(m, 'YYYY_MM'),
+                                (extract(epoch FROM m) * 1000000)::bigint, (extract(epoch FROM m + interval '1 month') * 1000000)::bigint);
+                        END LOOP;
+                    END $$
+                    """,
+                    "INSERT INTO sensor_events SELECT seq, sensor, ts_us, in_count, out_count, event_id, received_us FROM sensor_events_unpartitioned",
+                    // A BRIN index: ids arrive in about time order, and are only ever dropped by time.
+                    "CREATE TABLE sensor_event_ids (sensor TEXT NOT NULL, event_id TEXT NOT NULL, ts_us BIGINT NOT NULL, PRIMARY KEY (sensor, event_id))",
+                    "INSERT INTO sensor_event_ids SELECT sensor, event_id, ts_us FROM sensor_events_unpartitioned WHERE event_id IS NOT NULL",
+                    "CREATE INDEX sensor_event_ids_by_time ON sensor_event_ids USING BRIN (ts_us)",
+                    "DROP TABLE sensor_events_unpartitioned",
+                ]
+        },
     ]
 
     /// Migration 14's table of a rollup level (hours, days): the same rows as the minutes over
