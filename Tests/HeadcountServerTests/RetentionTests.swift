@@ -73,10 +73,11 @@ import Testing
     }
 
     /// Six days ago a sensor counted in two hours and was adjusted; three days ago in one hour.
-    /// Keeping events a day, minutes two and hours four drops three days ago's minutes (but the
-    /// newest, which carries the count on) and six days ago's hours (but the newest), and keeps
-    /// the adjusted day's minutes. Day series stay exact; an instant answers from the finest level
-    /// kept there; a report that needs dropped rows is a 422 naming the setting, also on a running
+    /// Keeping events and minutes a day and hours three (rollups go in whole days, a day behind)
+    /// drops three days ago's minutes (but the newest, which carries the count on) and six days
+    /// ago's hours (but the newest), and keeps the adjusted day's minutes. Day series stay exact;
+    /// an instant answers from the finest level kept there (the count at its hour's or day's
+    /// start); a report that needs dropped rows is a 422 naming the setting, also on a running
     /// instance that held the answer from before another one swept.
     @Test(arguments: Engine.available)
     func oldRollupsGoAndAnswersComeFromWhatIsKept(engine: Engine) async throws {
@@ -113,23 +114,32 @@ import Testing
 
             // Another instance sweeps.
             let swept = try await environment.withDatabase { database in
-                let retention = SensorRetention(keep: SensorKeep(events: 1, minutes: 2, hours: 4), database: database, logger: Logger(label: "test"))
-                let first = try await retention.sweep(chunk: 1)
-                return (first, try await retention.sweep(chunk: 1))
+                let retention = SensorRetention(keep: SensorKeep(events: 1, minutes: 1, hours: 3), database: database, logger: Logger(label: "test"))
+                let first = try await retention.sweep(chunk: 1, settle: .zero)
+                return (first, try await retention.sweep(chunk: 1, settle: .zero))
             }
             #expect(swept.0 == .init(events: 6, minutes: 2, hours: 1), "three days ago's 10:00 and 10:20 minutes, six days ago's 10:00 hour")
             #expect(swept.1 == .init())
 
             let after = try await Self.answers(client, instants, days)
-            // Six days ago only days are whole (its instants read the day's start, 0 raw, with the
-            // offset of the moment); three days ago hours are (the hour's start: 4 raw).
-            #expect(after.inside == [0, 8, 12, 13].map(Int64.init))
+            // Six days ago only days are whole (its instants read the day's start: 0); three days
+            // ago hours are (10:00: 4 raw, +8 since six days ago).
+            #expect(after.inside == [0, 0, 12, 13].map(Int64.init))
             #expect(after.now == answered.now && after.series == answered.series, "the day series, with its adjusted day, is unchanged")
             #expect(try await client.get(hoursThreeDaysAgo).text == before[1])
             for (path, setting) in [(minutesThreeDaysAgo, "--keep-sensor-minutes"), (hoursSixDaysAgo, "--keep-sensor-hours")] {
                 let response = try await client.get(path)
                 #expect(response.status == .unprocessableContent && response.text.contains(setting), "\(path): \(response.text)")
             }
+
+            // Two days on, a sweep starts where the last ended: six days ago's last hour, kept then
+            // to carry the count, goes now that three days ago's does; the adjusted day stays.
+            let later = try await environment.withDatabase { database in
+                try await SensorRetention(keep: SensorKeep(events: 1, minutes: 1, hours: 3), database: database, logger: Logger(label: "test"))
+                    .sweep(now: Timestamp.now().microseconds + 2 * RollupLevel.day.length, chunk: 1, settle: .zero)
+            }
+            #expect(later == .init(hours: 1))
+            #expect(try await client.get(days).text == answered.series)
         }
     }
 

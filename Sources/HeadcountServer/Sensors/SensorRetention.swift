@@ -27,12 +27,17 @@ public struct SensorKeep: Sendable, Equatable {
 /// adjustment's offset is worked out from the exact count at its instant. On PostgreSQL a month
 /// partition (`SensorPartitions`) that ends before the horizon goes in one statement.
 ///
-/// Minute and hour rows: before the first goes, the sensor's row says from when that level is
-/// whole (`minutes_from_us`, `hours_from_us`), so every instance refuses a report that would
-/// need the missing rows (422) and answers an older instant from the next coarser level. The
-/// newest row before that start stays (a later answer's opening count is its closing one), and
-/// so do the minute rows of every day that holds an adjustment (its offset and its place in a
-/// report are read from them).
+/// Minute and hour rows go in whole UTC days, a day behind: a late event rebuilds its hour from
+/// its minutes and its day from its hours, and an adjustment's day may be split into its minutes
+/// by a report. Before the first goes, the sensor's row says from when that level is whole
+/// (`minutes_from_us`, `hours_from_us`), so every instance refuses a report that would need the
+/// missing rows (422) and answers an older instant from the next coarser level; the rows go only
+/// `settle` later, once any read that checked before has finished. The newest row before that
+/// start stays (a later answer's opening count is its closing one), and so do the minute rows of
+/// every day that holds an adjustment (its offset and its place in a report are read from them).
+///
+/// Each sweep starts where the sensor's last one ended (`events_swept_us` and the marks above), so
+/// its cost follows what is new, not the years of adjustments behind it.
 struct SensorRetention: Service {
     /// The most rows one delete takes (more only when one minute alone holds more events).
     static let chunk = 10_000
@@ -42,6 +47,8 @@ struct SensorRetention: Service {
     static let margin = RollupLevel.hour.length
     static let interval: Duration = .seconds(3600)
     static let retry: Duration = .seconds(60)
+    /// Between marking a level and deleting its rows: longer than any request may run (35 s).
+    static let settle: Duration = .seconds(40)
     let keep: SensorKeep
     let database: any Database
     let logger: Logger
@@ -106,39 +113,43 @@ struct SensorRetention: Service {
 
     /// Deletes what is older than the kept days, a sensor at a time, at most about `chunk` rows a
     /// transaction. Several instances may sweep at once.
-    func sweep(now: Int64 = Timestamp.now().microseconds, chunk: Int = Self.chunk) async throws -> Swept {
+    func sweep(now: Int64 = Timestamp.now().microseconds, chunk: Int = Self.chunk, settle: Duration = Self.settle) async throws -> Swept {
         guard let events = horizon(now: now).map({ $0 - Self.margin }) else { return Swept() }
+        // Rollups go in whole days, a day behind the day the kept days start in.
+        let day = RollupLevel.day
         let (minutes, hours) = (
-            Self.horizon(days: keep.minutes, now: now).map { $0 - Self.margin }, Self.horizon(days: keep.hours, now: now).map { $0 - Self.margin }
+            keep.minutes.map { day.start(of: now - Int64($0) * day.length) - day.length }, keep.hours.map { day.start(of: now - Int64($0) * day.length) - day.length }
         )
         let sensors = try await database.read { db in
             try await db.raw("SELECT sensor FROM sensors ORDER BY sensor").all().map { try $0.decode(column: "sensor", as: String.self) }
         }
         var swept = Swept()
         if database.engine == .postgres { swept.events += try await dropMonths(before: events) }
+        // First every sensor's plan (and its marks), then, once reads that checked the old marks are
+        // done, the deletes.
+        var plans: [(Table, String, [Range<Int64>])] = []
         for sensor in sensors {
-            let adjusted = try await database.read { db in
-                try await db.raw("SELECT at_us FROM sensor_adjustments WHERE sensor = \(bind: sensor) AND at_us < \(bind: events)").all()
-                    .map { try $0.decode(column: "at_us", as: Int64.self) }
-            }
-            let minute = RollupLevel.minute
-            swept.events += try await trim(
-                .events, sensor: sensor, before: events, keeping: adjusted.map { minute.start(of: $0)..<minute.start(of: $0) + minute.length }, chunk: chunk)
-            if let minutes {
-                let days = Set(adjusted.map { RollupLevel.day.start(of: $0) }).filter { $0 < minutes }.map { $0..<$0 + RollupLevel.day.length }
-                swept.minutes += try await trim(.minutes, sensor: sensor, before: minutes, keeping: days, chunk: chunk)
-            }
-            if let hours {
-                swept.hours += try await trim(.hours, sensor: sensor, before: hours, keeping: [], chunk: chunk)
+            for (table, horizon) in [(Table.events, events), (.minutes, minutes), (.hours, hours)] {
+                guard let horizon else { continue }
+                let gaps = try await plan(table, sensor: sensor, before: horizon)
+                if !gaps.isEmpty { plans.append((table, sensor, gaps)) }
             }
         }
-        if database.engine == .postgres { try await dropIDs(before: events) }
+        if plans.contains(where: { $0.0.readers }) { try await Task.sleep(for: settle) }
+        for (table, sensor, gaps) in plans {
+            let deleted = try await delete(table, sensor: sensor, in: gaps, chunk: chunk)
+            switch table.name {
+            case Table.events.name: swept.events += deleted
+            case Table.minutes.name: swept.minutes += deleted
+            default: swept.hours += deleted
+            }
+        }
         return swept
     }
 
-    /// PostgreSQL: drops each month partition that ends before the horizon, in one statement but
-    /// for the events of its adjusted minutes, which move to the default partition; returns how
-    /// many events went.
+    /// PostgreSQL: drops each month partition that ends before the horizon, but for the events of
+    /// its adjusted minutes, which move to the default partition, and forgets the month's ids (an
+    /// event that old is refused before its id is looked at); returns how many events went.
     private func dropMonths(before horizon: Int64) async throws -> Int {
         let old = try await database.read { db in try await SensorPartitions.attached(db) }.filter { SensorPartitions.start(of: $0.month + 1) <= horizon }
         var dropped = 0
@@ -147,37 +158,25 @@ struct SensorRetention: Service {
             dropped += try await database.transaction { db in
                 try await db.raw("SELECT pg_advisory_xact_lock(\(literal: SensorPartitions.lock))").run()
                 guard try await SensorPartitions.attached(db).contains(where: { $0.name == name }) else { return 0 }
-                try await db.raw("ALTER TABLE sensor_events DETACH PARTITION \(table)").run()
+                // The reading first; detaching locks every month, so it comes last, and gives up
+                // (to be tried again) rather than stall the table behind a long read.
                 let all = try await db.raw("SELECT COUNT(*) AS n FROM \(table)").first()?.decode(column: "n", as: Int.self) ?? 0
-                let kept = try await db.raw(
+                try await db.raw(
                     """
-                    INSERT INTO sensor_events SELECT e.* FROM \(table) e WHERE EXISTS (
-                        SELECT 1 FROM sensor_adjustments a WHERE a.sensor = e.sensor AND a.at_us >= \(literal: start) AND a.at_us < \(literal: end)
-                            AND a.at_us / 60000000 = e.ts_us / 60000000)
-                    RETURNING 1 AS kept
+                    CREATE TEMPORARY TABLE kept_events ON COMMIT DROP AS SELECT e.* FROM sensor_adjustments a JOIN \(table) e ON e.sensor = a.sensor
+                        AND e.ts_us >= a.at_us - a.at_us % 60000000 AND e.ts_us < a.at_us - a.at_us % 60000000 + 60000000
+                    WHERE a.at_us >= \(literal: start) AND a.at_us < \(literal: end)
                     """
-                ).all().count
+                ).run()
+                try await db.raw("SET LOCAL lock_timeout = '10s'").run()
+                try await db.raw("ALTER TABLE sensor_events DETACH PARTITION \(table)").run()
+                let kept = try await db.raw("INSERT INTO sensor_events SELECT DISTINCT * FROM kept_events RETURNING 1 AS kept").all().count
                 try await db.raw("DROP TABLE \(table)").run()
+                try await db.raw("DELETE FROM sensor_event_ids WHERE ts_us >= \(literal: start) AND ts_us < \(literal: end)").run()
                 return all - kept
             }
         }
         return dropped
-    }
-
-    /// PostgreSQL: forgets the ids of events before the horizon (such an event is refused before
-    /// its id is looked at), at most `chunk` a transaction.
-    private func dropIDs(before horizon: Int64) async throws {
-        while true {
-            let deleted = try await database.transaction { db in
-                try await db.raw(
-                    """
-                    DELETE FROM sensor_event_ids WHERE ctid = ANY(ARRAY(SELECT ctid FROM sensor_event_ids WHERE ts_us < \(bind: horizon) LIMIT \(literal: Self.chunk)))
-                    RETURNING 1 AS gone
-                    """
-                ).all().count
-            }
-            if deleted < Self.chunk { return }
-        }
     }
 
     /// A table a sweep trims.
@@ -186,30 +185,56 @@ struct SensorRetention: Service {
         let column: String
         /// Rows go in whole spans of this length (a minute's events together; a rollup row alone).
         let whole: Int64
-        /// The column of `sensors` saying from when the table is whole; nil for events.
-        let mark: String?
+        /// The column of `sensors` up to which the table was swept (for a rollup, from when it is whole).
+        let mark: String
+        /// Whether reads check the mark (rollups), so rows go only once those reads are done.
+        let readers: Bool
+        /// The span around an adjustment whose rows stay: its minute's events, its day's minutes.
+        let around: RollupLevel?
 
-        static let events = Table(name: "sensor_events", column: "ts_us", whole: RollupLevel.minute.length, mark: nil)
-        static let minutes = Table(name: RollupLevel.minute.table, column: RollupLevel.minute.column, whole: 1, mark: "minutes_from_us")
-        static let hours = Table(name: RollupLevel.hour.table, column: RollupLevel.hour.column, whole: 1, mark: "hours_from_us")
+        static let events = Table(name: "sensor_events", column: "ts_us", whole: RollupLevel.minute.length, mark: "events_swept_us", readers: false, around: .minute)
+        static let minutes = Table(
+            name: RollupLevel.minute.table, column: RollupLevel.minute.column, whole: 1, mark: "minutes_from_us", readers: true, around: .day)
+        static let hours = Table(name: RollupLevel.hour.table, column: RollupLevel.hour.column, whole: 1, mark: "hours_from_us", readers: true, around: nil)
     }
 
-    /// Deletes the sensor's rows of `table` before `horizon`, but for the spans in `keeping` (and,
-    /// for a rollup, the newest row before each of those spans and before the horizon); returns
-    /// how many.
-    private func trim(_ table: Table, sensor: String, before horizon: Int64, keeping: [Range<Int64>], chunk: Int) async throws -> Int {
-        let (name, column): (SQLQueryString, SQLQueryString) = ("\(unsafeRaw: table.name)", "\(unsafeRaw: table.column)")
+    /// The spans of the sensor's rows of `table` before `horizon` to delete, from where its last
+    /// sweep ended: all but the spans around adjustments (and, for a rollup, the newest row before
+    /// each of those and before the horizon). Marks the table swept up to the horizon when any.
+    private func plan(_ table: Table, sensor: String, before horizon: Int64) async throws -> [Range<Int64>] {
+        let (name, column, mark): (SQLQueryString, SQLQueryString, SQLQueryString) = (
+            "\(unsafeRaw: table.name)", "\(unsafeRaw: table.column)", "\(unsafeRaw: table.mark)"
+        )
         // A read first: a sensor with nothing to drop costs no write.
         let gaps = try await database.read { db -> [Range<Int64>] in
-            var kept = keeping
-            if table.mark != nil {
-                for end in keeping.map(\.lowerBound) + [horizon] {
+            let swept = try await db.raw("SELECT \(mark) AS swept FROM sensors WHERE sensor = \(bind: sensor)").first()?.decode(column: "swept", as: Int64?.self)
+            guard swept.map({ $0 < horizon }) ?? true else { return [] }
+            // Before the last sweep's end only kept spans are left; a rollup's newest row before it
+            // may go now.
+            var start = swept ?? Int64.min
+            if table.readers, let swept {
+                start =
+                    try await db.raw("SELECT MAX(\(column)) AS start FROM \(name) WHERE sensor = \(bind: sensor) AND \(column) < \(bind: swept)")
+                    .first()?.decode(column: "start", as: Int64?.self) ?? swept
+            }
+            var kept: [Range<Int64>] = []
+            if let around = table.around {
+                let lower = start == Int64.min ? start : start - around.length
+                for row in try await db.raw(
+                    "SELECT at_us FROM sensor_adjustments WHERE sensor = \(bind: sensor) AND at_us >= \(bind: lower) AND at_us < \(bind: horizon)"
+                ).all() {
+                    let at = around.start(of: try row.decode(column: "at_us", as: Int64.self))
+                    kept.append(at..<at + around.length)
+                }
+            }
+            if table.readers {
+                for end in Set(kept.map(\.lowerBound)) + [horizon] {
                     let newest = try await db.raw("SELECT MAX(\(column)) AS start FROM \(name) WHERE sensor = \(bind: sensor) AND \(column) < \(bind: end)")
                         .first()?.decode(column: "start", as: Int64?.self)
                     if let newest { kept.append(newest..<newest + 1) }
                 }
             }
-            var (gaps, start) = ([Range<Int64>](), Int64.min)
+            var gaps: [Range<Int64>] = []
             for span in kept.sorted(by: { $0.lowerBound < $1.lowerBound }) where span.lowerBound < horizon {
                 if start < span.lowerBound { gaps.append(start..<span.lowerBound) }
                 start = max(start, span.upperBound)
@@ -224,16 +249,15 @@ struct SensorRetention: Service {
             }
             return found
         }
-        guard !gaps.isEmpty else { return 0 }
-        if let mark = table.mark {
-            // Before any row goes: from now on, no instance reads this level before the horizon.
-            let mark: SQLQueryString = "\(unsafeRaw: mark)"
-            try await database.transaction { db in
-                try await db.raw(
-                    "UPDATE sensors SET \(mark) = \(bind: horizon) WHERE sensor = \(bind: sensor) AND (\(mark) IS NULL OR \(mark) < \(bind: horizon))"
-                ).run()
-            }
+        guard !gaps.isEmpty else { return [] }
+        try await database.transaction { db in
+            try await db.raw("UPDATE sensors SET \(mark) = \(bind: horizon) WHERE sensor = \(bind: sensor) AND (\(mark) IS NULL OR \(mark) < \(bind: horizon))").run()
         }
+        return gaps
+    }
+
+    /// Deletes the sensor's rows of `table` in `gaps`, at most about `chunk` a transaction.
+    private func delete(_ table: Table, sensor: String, in gaps: [Range<Int64>], chunk: Int) async throws -> Int {
         var deleted = 0
         for gap in gaps {
             var start = gap.lowerBound

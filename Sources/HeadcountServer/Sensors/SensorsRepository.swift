@@ -52,7 +52,8 @@ struct SensorsRepository: Sendable {
         var detail = kept
         if detail == nil { detail = try await Self.kept(sensor: sensor, db: db) }
         let level = (detail ?? KeptDetail()).finest(at: instant.microseconds)
-        return try await rawInside(sensor: sensor, at: instant, level: level, db: db) + offset(sensor: sensor, at: instant.microseconds, db: db)
+        let at = level == .minute ? instant : Timestamp(microseconds: level.start(of: instant.microseconds))
+        return try await rawInside(sensor: sensor, at: at, level: level, db: db) + offset(sensor: sensor, at: at.microseconds, db: db)
     }
 
     /// The raw count at `instant`: what the events alone add up to; with hours or days, the count

@@ -542,9 +542,11 @@ public enum Migrations {
         Migration(version: 17, name: "sensor rollup retention") { _ in
             [
                 // From when a sensor's minute and hour rows are whole, once older ones were dropped
-                // (`--keep-sensor-minutes`, `--keep-sensor-hours`); NULL: all are kept.
+                // (`--keep-sensor-minutes`, `--keep-sensor-hours`); NULL: all are kept. And up to
+                // where its events were last swept, so the next sweep starts there.
                 "ALTER TABLE sensors ADD COLUMN minutes_from_us BIGINT",
                 "ALTER TABLE sensors ADD COLUMN hours_from_us BIGINT",
+                "ALTER TABLE sensors ADD COLUMN events_swept_us BIGINT",
             ]
         },
         Migration(version: 18, name: "sensor event partitions") { db in
@@ -590,10 +592,10 @@ public enum Migrations {
                     END $$
                     """,
                     "INSERT INTO sensor_events SELECT seq, sensor, ts_us, in_count, out_count, event_id, received_us FROM sensor_events_unpartitioned",
-                    // A BRIN index: ids arrive in about time order, and are only ever dropped by time.
+                    // Dropped by time, a month at a time, with the month's partition.
                     "CREATE TABLE sensor_event_ids (sensor TEXT NOT NULL, event_id TEXT NOT NULL, ts_us BIGINT NOT NULL, PRIMARY KEY (sensor, event_id))",
                     "INSERT INTO sensor_event_ids SELECT sensor, event_id, ts_us FROM sensor_events_unpartitioned WHERE event_id IS NOT NULL",
-                    "CREATE INDEX sensor_event_ids_by_time ON sensor_event_ids USING BRIN (ts_us)",
+                    "CREATE INDEX sensor_event_ids_by_time ON sensor_event_ids (ts_us)",
                     "DROP TABLE sensor_events_unpartitioned",
                 ]
         },
