@@ -47,7 +47,8 @@ final class SensorPartitions: Sendable {
         let table: SQLQueryString = "\(unsafeRaw: name)"
         try await database.transaction { db in
             try await db.raw("SELECT pg_advisory_xact_lock(\(literal: Self.lock))").run()
-            guard try await db.raw("SELECT 1 AS found FROM pg_class WHERE relname = \(bind: name)").first() == nil else { return }
+            let exists = try await db.raw("SELECT to_regclass(\(bind: name)) IS NOT NULL AS found").first()?.decode(column: "found", as: Bool.self)
+            guard exists == false else { return }
             // Made apart and attached, rather than `PARTITION OF`: attaching does not stop reads and
             // writes of the other months while it runs.
             try await db.raw("CREATE TABLE \(table) (LIKE sensor_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").run()
