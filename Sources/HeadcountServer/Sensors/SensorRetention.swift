@@ -36,8 +36,9 @@ public struct SensorKeep: Sendable, Equatable {
 /// start stays (a later answer's opening count is its closing one), and so do the minute rows of
 /// every day that holds an adjustment (its offset and its place in a report are read from them).
 ///
-/// Each sweep starts where the sensor's last one ended (`events_swept_us` and the marks above), so
-/// its cost follows what is new, not the years of adjustments behind it.
+/// Each sweep of a table starts where the sensor's last one finished (`events_swept_us`,
+/// `minutes_swept_us`, `hours_swept_us`, written after its deletes), so its cost follows what is
+/// new, not the years of adjustments behind it.
 struct SensorRetention: Service {
     /// The most rows one delete takes (more only when one minute alone holds more events).
     static let chunk = 10_000
@@ -47,7 +48,8 @@ struct SensorRetention: Service {
     static let margin = RollupLevel.hour.length
     static let interval: Duration = .seconds(3600)
     static let retry: Duration = .seconds(60)
-    /// Between marking a level and deleting its rows: longer than any request may run (35 s).
+    /// Between marking a level and deleting its rows: longer than a request's database work may
+    /// take on PostgreSQL (35 s), so a read that checked before the mark is done.
     static let settle: Duration = .seconds(40)
     let keep: SensorKeep
     let database: any Database
@@ -124,21 +126,30 @@ struct SensorRetention: Service {
             try await db.raw("SELECT sensor FROM sensors ORDER BY sensor").all().map { try $0.decode(column: "sensor", as: String.self) }
         }
         var swept = Swept()
-        if database.engine == .postgres { swept.events += try await dropMonths(before: events) }
-        // First every sensor's plan (and its marks), then, once reads that checked the old marks are
-        // done, the deletes.
-        var plans: [(Table, String, [Range<Int64>])] = []
+        if database.engine == .postgres {
+            swept.events += try await dropMonths(before: events)
+            try await dropIDs(before: events)
+        }
+        // First every sensor's plan (and the marks readers check), then, once the reads that checked
+        // the old marks are done, the deletes; a table's sweep is recorded as done only after them.
+        var plans: [(table: Table, sensor: String, horizon: Int64, gaps: [Range<Int64>])] = []
         for sensor in sensors {
             for (table, horizon) in [(Table.events, events), (.minutes, minutes), (.hours, hours)] {
                 guard let horizon else { continue }
                 let gaps = try await plan(table, sensor: sensor, before: horizon)
-                if !gaps.isEmpty { plans.append((table, sensor, gaps)) }
+                if !gaps.isEmpty { plans.append((table, sensor, horizon, gaps)) }
             }
         }
-        if plans.contains(where: { $0.0.readers }) { try await Task.sleep(for: settle) }
-        for (table, sensor, gaps) in plans {
-            let deleted = try await delete(table, sensor: sensor, in: gaps, chunk: chunk)
-            switch table.name {
+        if plans.contains(where: { $0.table.mark != nil }) { try await Task.sleep(for: settle) }
+        for plan in plans {
+            let deleted = try await delete(plan.table, sensor: plan.sensor, in: plan.gaps, chunk: chunk)
+            let column: SQLQueryString = "\(unsafeRaw: plan.table.swept)"
+            try await database.transaction { db in
+                try await db.raw(
+                    "UPDATE sensors SET \(column) = \(bind: plan.horizon) WHERE sensor = \(bind: plan.sensor) AND (\(column) IS NULL OR \(column) < \(bind: plan.horizon))"
+                ).run()
+            }
+            switch plan.table.name {
             case Table.events.name: swept.events += deleted
             case Table.minutes.name: swept.minutes += deleted
             default: swept.hours += deleted
@@ -147,9 +158,25 @@ struct SensorRetention: Service {
         return swept
     }
 
+    /// PostgreSQL: forgets the ids of events before the horizon (an event that old is refused
+    /// before its id is looked at), at most `chunk` a transaction.
+    private func dropIDs(before horizon: Int64) async throws {
+        while true {
+            let deleted = try await database.transaction { db in
+                try await db.raw(
+                    """
+                    DELETE FROM sensor_event_ids WHERE ctid = ANY(ARRAY(
+                        SELECT ctid FROM sensor_event_ids WHERE ts_us < \(bind: horizon) ORDER BY ts_us LIMIT \(literal: Self.chunk)))
+                    RETURNING 1 AS gone
+                    """
+                ).all().count
+            }
+            if deleted < Self.chunk { return }
+        }
+    }
+
     /// PostgreSQL: drops each month partition that ends before the horizon, but for the events of
-    /// its adjusted minutes, which move to the default partition, and forgets the month's ids (an
-    /// event that old is refused before its id is looked at); returns how many events went.
+    /// its adjusted minutes, which move to the default partition; returns how many events went.
     private func dropMonths(before horizon: Int64) async throws -> Int {
         let old = try await database.read { db in try await SensorPartitions.attached(db) }.filter { SensorPartitions.start(of: $0.month + 1) <= horizon }
         var dropped = 0
@@ -158,8 +185,9 @@ struct SensorRetention: Service {
             dropped += try await database.transaction { db in
                 try await db.raw("SELECT pg_advisory_xact_lock(\(literal: SensorPartitions.lock))").run()
                 guard try await SensorPartitions.attached(db).contains(where: { $0.name == name }) else { return 0 }
-                // The reading first; detaching locks every month, so it comes last, and gives up
-                // (to be tried again) rather than stall the table behind a long read.
+                // The reading first: detaching locks every month until the commit, so it comes
+                // last, with only quick steps after it, and gives up (to be tried again) rather than
+                // stall the table behind a long read.
                 let all = try await db.raw("SELECT COUNT(*) AS n FROM \(table)").first()?.decode(column: "n", as: Int.self) ?? 0
                 try await db.raw(
                     """
@@ -172,7 +200,6 @@ struct SensorRetention: Service {
                 try await db.raw("ALTER TABLE sensor_events DETACH PARTITION \(table)").run()
                 let kept = try await db.raw("INSERT INTO sensor_events SELECT DISTINCT * FROM kept_events RETURNING 1 AS kept").all().count
                 try await db.raw("DROP TABLE \(table)").run()
-                try await db.raw("DELETE FROM sensor_event_ids WHERE ts_us >= \(literal: start) AND ts_us < \(literal: end)").run()
                 return all - kept
             }
         }
@@ -185,34 +212,37 @@ struct SensorRetention: Service {
         let column: String
         /// Rows go in whole spans of this length (a minute's events together; a rollup row alone).
         let whole: Int64
-        /// The column of `sensors` up to which the table was swept (for a rollup, from when it is whole).
-        let mark: String
-        /// Whether reads check the mark (rollups), so rows go only once those reads are done.
-        let readers: Bool
+        /// The column of `sensors` that readers check, saying from when the table is whole (set
+        /// before any row goes); nil for events, which readers do not need whole.
+        let mark: String?
+        /// The column of `sensors` up to which the table's last sweep finished.
+        let swept: String
         /// The span around an adjustment whose rows stay: its minute's events, its day's minutes.
         let around: RollupLevel?
 
-        static let events = Table(name: "sensor_events", column: "ts_us", whole: RollupLevel.minute.length, mark: "events_swept_us", readers: false, around: .minute)
+        static let events = Table(name: "sensor_events", column: "ts_us", whole: RollupLevel.minute.length, mark: nil, swept: "events_swept_us", around: .minute)
         static let minutes = Table(
-            name: RollupLevel.minute.table, column: RollupLevel.minute.column, whole: 1, mark: "minutes_from_us", readers: true, around: .day)
-        static let hours = Table(name: RollupLevel.hour.table, column: RollupLevel.hour.column, whole: 1, mark: "hours_from_us", readers: true, around: nil)
+            name: RollupLevel.minute.table, column: RollupLevel.minute.column, whole: 1, mark: "minutes_from_us", swept: "minutes_swept_us", around: .day)
+        static let hours = Table(
+            name: RollupLevel.hour.table, column: RollupLevel.hour.column, whole: 1, mark: "hours_from_us", swept: "hours_swept_us", around: nil)
     }
 
     /// The spans of the sensor's rows of `table` before `horizon` to delete, from where its last
-    /// sweep ended: all but the spans around adjustments (and, for a rollup, the newest row before
-    /// each of those and before the horizon). Marks the table swept up to the horizon when any.
+    /// sweep finished: all but the spans around adjustments (and, for a rollup, the newest row
+    /// before each of those and before the horizon). For a rollup with any, marks it whole from
+    /// the horizon on.
     private func plan(_ table: Table, sensor: String, before horizon: Int64) async throws -> [Range<Int64>] {
-        let (name, column, mark): (SQLQueryString, SQLQueryString, SQLQueryString) = (
-            "\(unsafeRaw: table.name)", "\(unsafeRaw: table.column)", "\(unsafeRaw: table.mark)"
+        let (name, column, sweptColumn): (SQLQueryString, SQLQueryString, SQLQueryString) = (
+            "\(unsafeRaw: table.name)", "\(unsafeRaw: table.column)", "\(unsafeRaw: table.swept)"
         )
         // A read first: a sensor with nothing to drop costs no write.
         let gaps = try await database.read { db -> [Range<Int64>] in
-            let swept = try await db.raw("SELECT \(mark) AS swept FROM sensors WHERE sensor = \(bind: sensor)").first()?.decode(column: "swept", as: Int64?.self)
+            let swept = try await db.raw("SELECT \(sweptColumn) AS swept FROM sensors WHERE sensor = \(bind: sensor)").first()?.decode(column: "swept", as: Int64?.self)
             guard swept.map({ $0 < horizon }) ?? true else { return [] }
             // Before the last sweep's end only kept spans are left; a rollup's newest row before it
             // may go now.
             var start = swept ?? Int64.min
-            if table.readers, let swept {
+            if table.mark != nil, let swept {
                 start =
                     try await db.raw("SELECT MAX(\(column)) AS start FROM \(name) WHERE sensor = \(bind: sensor) AND \(column) < \(bind: swept)")
                     .first()?.decode(column: "start", as: Int64?.self) ?? swept
@@ -227,7 +257,7 @@ struct SensorRetention: Service {
                     kept.append(at..<at + around.length)
                 }
             }
-            if table.readers {
+            if table.mark != nil {
                 for end in Set(kept.map(\.lowerBound)) + [horizon] {
                     let newest = try await db.raw("SELECT MAX(\(column)) AS start FROM \(name) WHERE sensor = \(bind: sensor) AND \(column) < \(bind: end)")
                         .first()?.decode(column: "start", as: Int64?.self)
@@ -249,7 +279,7 @@ struct SensorRetention: Service {
             }
             return found
         }
-        guard !gaps.isEmpty else { return [] }
+        guard !gaps.isEmpty, let mark = table.mark.map({ SQLQueryString("\(unsafeRaw: $0)") }) else { return gaps }
         try await database.transaction { db in
             try await db.raw("UPDATE sensors SET \(mark) = \(bind: horizon) WHERE sensor = \(bind: sensor) AND (\(mark) IS NULL OR \(mark) < \(bind: horizon))").run()
         }

@@ -543,10 +543,12 @@ public enum Migrations {
             [
                 // From when a sensor's minute and hour rows are whole, once older ones were dropped
                 // (`--keep-sensor-minutes`, `--keep-sensor-hours`); NULL: all are kept. And up to
-                // where its events were last swept, so the next sweep starts there.
+                // where each table's last sweep finished, so the next one starts there.
                 "ALTER TABLE sensors ADD COLUMN minutes_from_us BIGINT",
                 "ALTER TABLE sensors ADD COLUMN hours_from_us BIGINT",
                 "ALTER TABLE sensors ADD COLUMN events_swept_us BIGINT",
+                "ALTER TABLE sensors ADD COLUMN minutes_swept_us BIGINT",
+                "ALTER TABLE sensors ADD COLUMN hours_swept_us BIGINT",
             ]
         },
         Migration(version: 18, name: "sensor event partitions") { db in
