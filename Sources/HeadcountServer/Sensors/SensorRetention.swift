@@ -131,16 +131,16 @@ struct SensorRetention: Service {
             try await dropIDs(before: events)
         }
         // First every sensor's plan (and the marks readers check), then, once the reads that checked
-        // the old marks are done, the deletes; a table's sweep is recorded as done only after them.
+        // the old marks are done, the deletes; a table's sweep is recorded as done only after them
+        // (and when there was nothing to delete, so the next starts at this horizon all the same).
         var plans: [(table: Table, sensor: String, horizon: Int64, gaps: [Range<Int64>])] = []
         for sensor in sensors {
             for (table, horizon) in [(Table.events, events), (.minutes, minutes), (.hours, hours)] {
                 guard let horizon else { continue }
-                let gaps = try await plan(table, sensor: sensor, before: horizon)
-                if !gaps.isEmpty { plans.append((table, sensor, horizon, gaps)) }
+                plans.append((table, sensor, horizon, try await plan(table, sensor: sensor, before: horizon)))
             }
         }
-        if plans.contains(where: { $0.table.mark != nil }) { try await Task.sleep(for: settle) }
+        if plans.contains(where: { $0.table.mark != nil && !$0.gaps.isEmpty }) { try await Task.sleep(for: settle) }
         for plan in plans {
             let deleted = try await delete(plan.table, sensor: plan.sensor, in: plan.gaps, chunk: chunk)
             let column: SQLQueryString = "\(unsafeRaw: plan.table.swept)"
@@ -235,7 +235,6 @@ struct SensorRetention: Service {
         let (name, column, sweptColumn): (SQLQueryString, SQLQueryString, SQLQueryString) = (
             "\(unsafeRaw: table.name)", "\(unsafeRaw: table.column)", "\(unsafeRaw: table.swept)"
         )
-        // A read first: a sensor with nothing to drop costs no write.
         let gaps = try await database.read { db -> [Range<Int64>] in
             let swept = try await db.raw("SELECT \(sweptColumn) AS swept FROM sensors WHERE sensor = \(bind: sensor)").first()?.decode(column: "swept", as: Int64?.self)
             guard swept.map({ $0 < horizon }) ?? true else { return [] }
