@@ -2,8 +2,8 @@ import SQLKit
 import Synchronization
 
 /// On PostgreSQL, raw sensor events are partitioned by UTC month (`sensor_events_2026_12`), so a
-/// month past the kept days goes in one statement (`SensorRetention`) and an operator can detach
-/// one to archive it. A month's partition is made the first time an event of it is stored, with
+/// month past the kept days is dropped whole (`dropMonths`, called by `SensorRetention`) and an
+/// operator can detach one to archive it. A month's partition is made the first time an event of it is stored, with
 /// the next month's ahead of it, for the months from `monthsBack` ago to `monthsAhead` ahead (so a
 /// sender cannot make more); other events, and those of a month detached by hand, go to
 /// `sensor_events_default`. SQLite keeps one table: the same answers without partitions.
@@ -57,6 +57,55 @@ final class SensorPartitions: Sendable {
             try await db.raw("DELETE FROM sensor_events_default WHERE \(within)").run()
             try await db.raw("ALTER TABLE sensor_events ATTACH PARTITION \(table) FOR VALUES FROM (\(literal: start)) TO (\(literal: end))").run()
         }
+    }
+
+    /// Forgets the ids of events before the horizon (an event that old is refused before its id
+    /// is looked at), at most `chunk` a transaction.
+    static func forgetIDs(before horizon: Int64, chunk: Int, database: any Database) async throws {
+        while true {
+            let deleted = try await database.transaction { db in
+                try await db.raw(
+                    """
+                    DELETE FROM sensor_event_ids WHERE ctid = ANY(ARRAY(
+                        SELECT ctid FROM sensor_event_ids WHERE ts_us < \(bind: horizon) ORDER BY ts_us LIMIT \(literal: chunk)))
+                    RETURNING 1 AS gone
+                    """
+                ).all().count
+            }
+            if deleted < chunk { return }
+        }
+    }
+
+    /// Drops each month partition that ends before the horizon (`SensorRetention`), but for the
+    /// events of its adjusted minutes, which move to the default partition; returns how many
+    /// events went.
+    static func dropMonths(before horizon: Int64, database: any Database) async throws -> Int {
+        let old = try await database.read { db in try await attached(db) }.filter { start(of: $0.month + 1) <= horizon }
+        var dropped = 0
+        for (name, month) in old {
+            let (start, end, table): (Int64, Int64, SQLQueryString) = (start(of: month), start(of: month + 1), "\(unsafeRaw: name)")
+            dropped += try await database.transaction { db in
+                try await db.raw("SELECT pg_advisory_xact_lock(\(literal: lock))").run()
+                guard try await attached(db).contains(where: { $0.name == name }) else { return 0 }
+                // The reading first: detaching locks every month until the commit, so it comes
+                // last, with only quick steps after it, and gives up (to be tried again) rather than
+                // stall the table behind a long read.
+                let all = try await db.raw("SELECT COUNT(*) AS n FROM \(table)").first()?.decode(column: "n", as: Int.self) ?? 0
+                try await db.raw(
+                    """
+                    CREATE TEMPORARY TABLE kept_events ON COMMIT DROP AS SELECT e.* FROM sensor_adjustments a JOIN \(table) e ON e.sensor = a.sensor
+                        AND e.ts_us >= a.at_us - a.at_us % 60000000 AND e.ts_us < a.at_us - a.at_us % 60000000 + 60000000
+                    WHERE a.at_us >= \(literal: start) AND a.at_us < \(literal: end)
+                    """
+                ).run()
+                try await db.raw("SET LOCAL lock_timeout = '10s'").run()
+                try await db.raw("ALTER TABLE sensor_events DETACH PARTITION \(table)").run()
+                let kept = try await db.raw("INSERT INTO sensor_events SELECT DISTINCT * FROM kept_events RETURNING 1 AS kept").all().count
+                try await db.raw("DROP TABLE \(table)").run()
+                return all - kept
+            }
+        }
+        return dropped
     }
 
     /// The month partitions attached now.

@@ -127,8 +127,8 @@ struct SensorRetention: Service {
         }
         var swept = Swept()
         if database.engine == .postgres {
-            swept.events += try await dropMonths(before: events)
-            try await dropIDs(before: events)
+            swept.events += try await SensorPartitions.dropMonths(before: events, database: database)
+            try await SensorPartitions.forgetIDs(before: events, chunk: chunk, database: database)
         }
         // First every sensor's plan (and the marks readers check), then, once the reads that checked
         // the old marks are done, the deletes; a table's sweep is recorded as done only after them
@@ -149,65 +149,13 @@ struct SensorRetention: Service {
                     "UPDATE sensors SET \(column) = \(bind: plan.horizon) WHERE sensor = \(bind: plan.sensor) AND (\(column) IS NULL OR \(column) < \(bind: plan.horizon))"
                 ).run()
             }
-            switch plan.table.name {
-            case Table.events.name: swept.events += deleted
-            case Table.minutes.name: swept.minutes += deleted
-            default: swept.hours += deleted
-            }
+            swept[keyPath: plan.table.count] += deleted
         }
         return swept
     }
 
-    /// PostgreSQL: forgets the ids of events before the horizon (an event that old is refused
-    /// before its id is looked at), at most `chunk` a transaction.
-    private func dropIDs(before horizon: Int64) async throws {
-        while true {
-            let deleted = try await database.transaction { db in
-                try await db.raw(
-                    """
-                    DELETE FROM sensor_event_ids WHERE ctid = ANY(ARRAY(
-                        SELECT ctid FROM sensor_event_ids WHERE ts_us < \(bind: horizon) ORDER BY ts_us LIMIT \(literal: Self.chunk)))
-                    RETURNING 1 AS gone
-                    """
-                ).all().count
-            }
-            if deleted < Self.chunk { return }
-        }
-    }
-
-    /// PostgreSQL: drops each month partition that ends before the horizon, but for the events of
-    /// its adjusted minutes, which move to the default partition; returns how many events went.
-    private func dropMonths(before horizon: Int64) async throws -> Int {
-        let old = try await database.read { db in try await SensorPartitions.attached(db) }.filter { SensorPartitions.start(of: $0.month + 1) <= horizon }
-        var dropped = 0
-        for (name, month) in old {
-            let (start, end, table): (Int64, Int64, SQLQueryString) = (SensorPartitions.start(of: month), SensorPartitions.start(of: month + 1), "\(unsafeRaw: name)")
-            dropped += try await database.transaction { db in
-                try await db.raw("SELECT pg_advisory_xact_lock(\(literal: SensorPartitions.lock))").run()
-                guard try await SensorPartitions.attached(db).contains(where: { $0.name == name }) else { return 0 }
-                // The reading first: detaching locks every month until the commit, so it comes
-                // last, with only quick steps after it, and gives up (to be tried again) rather than
-                // stall the table behind a long read.
-                let all = try await db.raw("SELECT COUNT(*) AS n FROM \(table)").first()?.decode(column: "n", as: Int.self) ?? 0
-                try await db.raw(
-                    """
-                    CREATE TEMPORARY TABLE kept_events ON COMMIT DROP AS SELECT e.* FROM sensor_adjustments a JOIN \(table) e ON e.sensor = a.sensor
-                        AND e.ts_us >= a.at_us - a.at_us % 60000000 AND e.ts_us < a.at_us - a.at_us % 60000000 + 60000000
-                    WHERE a.at_us >= \(literal: start) AND a.at_us < \(literal: end)
-                    """
-                ).run()
-                try await db.raw("SET LOCAL lock_timeout = '10s'").run()
-                try await db.raw("ALTER TABLE sensor_events DETACH PARTITION \(table)").run()
-                let kept = try await db.raw("INSERT INTO sensor_events SELECT DISTINCT * FROM kept_events RETURNING 1 AS kept").all().count
-                try await db.raw("DROP TABLE \(table)").run()
-                return all - kept
-            }
-        }
-        return dropped
-    }
-
     /// A table a sweep trims.
-    struct Table {
+    struct Table: Sendable {
         let name: String
         let column: String
         /// Rows go in whole spans of this length (a minute's events together; a rollup row alone).
@@ -219,12 +167,16 @@ struct SensorRetention: Service {
         let swept: String
         /// The span around an adjustment whose rows stay: its minute's events, its day's minutes.
         let around: RollupLevel?
+        /// Where a sweep counts the rows it deleted.
+        let count: WritableKeyPath<Swept, Int> & Sendable
 
-        static let events = Table(name: "sensor_events", column: "ts_us", whole: RollupLevel.minute.length, mark: nil, swept: "events_swept_us", around: .minute)
+        static let events = Table(
+            name: "sensor_events", column: "ts_us", whole: RollupLevel.minute.length, mark: nil, swept: "events_swept_us", around: .minute, count: \.events)
         static let minutes = Table(
-            name: RollupLevel.minute.table, column: RollupLevel.minute.column, whole: 1, mark: "minutes_from_us", swept: "minutes_swept_us", around: .day)
+            name: RollupLevel.minute.table, column: RollupLevel.minute.column, whole: 1, mark: "minutes_from_us", swept: "minutes_swept_us", around: .day,
+            count: \.minutes)
         static let hours = Table(
-            name: RollupLevel.hour.table, column: RollupLevel.hour.column, whole: 1, mark: "hours_from_us", swept: "hours_swept_us", around: nil)
+            name: RollupLevel.hour.table, column: RollupLevel.hour.column, whole: 1, mark: "hours_from_us", swept: "hours_swept_us", around: nil, count: \.hours)
     }
 
     /// The spans of the sensor's rows of `table` before `horizon` to delete, from where its last

@@ -49,9 +49,8 @@ struct SensorsRepository: Sendable {
     /// The count at `instant` with the adjustment in force then. Before the sensor's minute rows
     /// are whole (`KeptDetail`), the count at the start of the instant's hour (or day).
     static func inside(sensor: String, at instant: Timestamp, kept: KeptDetail? = nil, db: any SQLDatabase) async throws -> Int64 {
-        var detail = kept
-        if detail == nil { detail = try await Self.kept(sensor: sensor, db: db) }
-        let level = (detail ?? KeptDetail()).finest(at: instant.microseconds)
+        let detail = if let kept { kept } else { try await Self.kept(sensor: sensor, db: db) ?? KeptDetail() }
+        let level = detail.finest(at: instant.microseconds)
         let at = level == .minute ? instant : Timestamp(microseconds: level.start(of: instant.microseconds))
         return try await rawInside(sensor: sensor, at: at, level: level, db: db) + offset(sensor: sensor, at: at.microseconds, db: db)
     }
