@@ -235,6 +235,47 @@ import Testing
         }
     }
 
+    /// Registrations that arrive together are decided together (one transaction for those
+    /// waiting): each still gets the answer it would alone, in arrival order — a repeat of the
+    /// same user, an unknown user and a full event included.
+    @Test(arguments: Engine.available)
+    func registrationsAtOnceAreEachAnsweredAsAlone(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp(.live) { client in
+            let port = try #require(client.port)
+            try await Self.users(client, 8)
+            // Rounds, so that repeats of one user surely share a batch in some of them.
+            for round in 0..<5 {
+                let event = "mix\(round)"
+                _ = try await client.post("/events", jsonText(Self.event(event, capacity: 3, waitlist: false)))
+                let users = Array(repeating: "u0", count: 8) + (1..<8).map { "u\($0)" } + ["ghost-1", "ghost-2"]
+                let results = try await postInParallel(port: port, path: "/events/\(event)/registrations", bodies: users.map { jsonText(["userId": $0]) })
+                var created: [String] = []
+                for (user, result) in zip(users, results) {
+                    let body = ((try? JSONSerialization.jsonObject(with: Data(result.body.utf8))) as? [String: Any]) ?? [:]
+                    let error = body["error"] as? String
+                    if user.hasPrefix("ghost") {
+                        #expect(result.status == 404 && error == "User not found")
+                    } else if result.status == 201 {
+                        #expect(body["status"] as? String == "confirmed")
+                        created.append(user)
+                    }
+                }
+                #expect(created.count == 3 && Set(created).count == 3)
+                for (user, result) in zip(users, results) where result.status != 201 && !user.hasPrefix("ghost") {
+                    let error = ((try? JSONSerialization.jsonObject(with: Data(result.body.utf8))) as? [String: Any])?["error"] as? String
+                    #expect(result.status == 409)
+                    #expect(error == (created.contains(user) ? "User is already registered for this event" : "Event is full"), "\(user)")
+                }
+                #expect(try await client.get("/events/\(event)").object()["confirmedCount"] as? Int == 3)
+                let listed = try Self.array(try await client.get("/events/\(event)/registrations")).compactMap { $0["userId"] as? String }
+                #expect(Set(listed) == Set(created))
+            }
+            let missing = try await client.post("/events/nowhere/registrations", jsonText(["userId": "u1"]))
+            #expect(missing.status == .notFound)
+            #expect(try missing.errorMessage() == "Event not found")
+        }
+    }
+
     /// 25 confirmed people leave at once: exactly 25 are promoted, the oldest 25 of the waitlist.
     @Test(arguments: Engine.available)
     func racingCancellationsPromoteOldestFirst(engine: Engine) async throws {

@@ -317,4 +317,69 @@ import Testing
             }
         }
     }
+
+    /// An instance keeps who is inside a room from its last action there; an action through
+    /// another instance in between is seen, not missed.
+    @Test(arguments: Engine.available)
+    func aRoomHeldInMemoryFollowsOtherInstances(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        try await environment.withApp { a in
+            try await environment.withApp { b in
+                let steps: [(any TestClientProtocol, String, String, [String])] = [
+                    (a, "register", "Ada", ["Ada"]), (b, "register", "Bob", ["Ada", "Bob"]), (a, "unregister", "Ada", ["Bob"]),
+                    (a, "register", "Cy", ["Bob", "Cy"]), (b, "unregister", "Cy", ["Bob"]), (b, "register", "Ada", ["Bob", "Ada"]),
+                    (a, "register", "Dee", ["Bob", "Ada", "Dee"]),
+                ]
+                for (client, action, name, expected) in steps {
+                    let answer = try await client.post("/rooms/shared/people/\(action)", jsonText(["name": name])).object()
+                    #expect(answer["occupants"] as? [String] == expected, "\(action) \(name)")
+                }
+            }
+        }
+    }
+
+    /// Actions that arrive together are recorded together (one transaction for those waiting):
+    /// each is still answered with the room right after it, in the order the day's log records,
+    /// whatever the mix (arrivals, departures, people already in, people never in).
+    @Test(arguments: Engine.available)
+    func eachOfManyActionsAtOnceIsAnsweredWithTheRoomAfterIt(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp(.live) { client in
+            let port = try #require(client.port)
+            let first = (0..<20).map { "in-\($0)" }
+            for name in first { _ = try await client.post("/rooms/mix/people/register", jsonText(["name": name])) }
+            let actions: [(String, String)] =
+                first.prefix(10).map { ("unregister", $0) } + (0..<30).map { ("register", "new-\($0)") }
+                + first.suffix(5).map { ("register", $0) } + (0..<5).map { ("unregister", "never-\($0)") }
+            let answers = try await withParallelClient { http in
+                try await withThrowingTaskGroup(of: (String, UInt, [String]).self) { group in
+                    for (action, name) in actions.shuffled() {
+                        group.addTask {
+                            let response = try await send(
+                                .POST, port: port, "/rooms/mix/people/\(action)", body: ByteBuffer(string: jsonText(["name": name])), using: http)
+                            let object = (try? JSONSerialization.jsonObject(with: Data(response.body.utf8))) as? [String: Any]
+                            return (name, response.status, object?["occupants"] as? [String] ?? [])
+                        }
+                    }
+                    return try await group.reduce(into: [String: (UInt, [String])]()) { $0[$1.0] = ($1.1, $1.2) }
+                }
+            }
+            #expect(answers.count == actions.count && answers.values.allSatisfy { $0.0 == 200 })
+            // Replay the log from the start: every answer is the room right after its own row.
+            var inside: [String] = []
+            var rows = 0
+            for day in try await client.get("/rooms/mix/people/logs").object()["days"] as? [String] ?? [] {
+                for line in try await client.get("/rooms/mix/people/logs/\(day).csv").text.split(whereSeparator: \.isNewline).dropFirst() {
+                    let fields = line.split(separator: ",").map(String.init)
+                    let (name, action) = (fields[2], fields[3])
+                    if action == "register", !inside.contains(name) { inside.append(name) }
+                    if action == "unregister" { inside.removeAll { $0 == name } }
+                    rows += 1
+                    if rows > first.count { #expect(answers[name]?.1 == inside, "\(action) \(name)") }
+                }
+            }
+            #expect(rows == first.count + actions.count)
+            #expect(try await client.get("/rooms/mix/people/status").object()["occupants"] as? [String] == inside)
+            #expect(inside.count == 10 + 30)
+        }
+    }
 }

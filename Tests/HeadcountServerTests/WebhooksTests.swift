@@ -302,7 +302,8 @@ final class TestClock: Sendable {
                 _ = try await rooms.record(.register, name: "Bo", room: "shop")
                 _ = try await rooms.record(.register, name: "Cy", room: "attic")
 
-                // Written, not yet sent; a dispatcher that starts now sends it.
+                // Written, not yet sent; a dispatcher that starts now sends it. A type nobody asked for is not written.
+                _ = try await rooms.record(.unregister, name: "Cy", room: "attic")
                 #expect(try await Self.count(database, "webhook_messages") == 3)
                 let clock = TestClock(Timestamp.now().microseconds)
                 _ = try await Self.withDispatchers(database, clock: clock) { try await $0[0].round() }

@@ -147,18 +147,14 @@ struct EventsRepository: Sendable {
         }
     }
 
-    /// Locks an event's row for the rest of the transaction (bumping its version) and reads it.
-    /// `registeringAt` also moves its registration clock on, so that registration times never run
-    /// backwards within an event, even across instances whose clocks differ.
-    /// Returns the event, its new version (a sequence for registrations) and its registration clock;
-    /// nil if there is no such event, or no such `user` when one is given.
-    static func lock(_ id: String, registeringAt now: Int64 = 0, user: String? = nil, db: any SQLDatabase) async throws -> (event: Event, version: Int64, clock: Int64)? {
-        let userExists: SQLQueryString = user.map { " AND EXISTS (SELECT 1 FROM users WHERE user_id = \(bind: $0))" } ?? ""
-        return try await db.raw(
+    /// Locks an event's row for the rest of the transaction, bumping its version by `bump`, and
+    /// reads it. Returns the event, its new version and its registration clock (the newest
+    /// registration time, which never runs backwards within an event, even across instances whose
+    /// clocks differ); nil if there is no such event.
+    static func lock(_ id: String, bump: Int = 1, db: any SQLDatabase) async throws -> (event: Event, version: Int64, clock: Int64)? {
+        try await db.raw(
             """
-            UPDATE events SET version = version + 1,
-                last_registered_us = CASE WHEN \(bind: now) > last_registered_us THEN \(bind: now) ELSE last_registered_us END
-            WHERE event_id = \(bind: id)\(userExists) RETURNING \(Event.columns), version, last_registered_us
+            UPDATE events SET version = version + \(bind: bump) WHERE event_id = \(bind: id) RETURNING \(Event.columns), version, last_registered_us
             """
         ).first().map { row in
             (try Event(row: row), try row.decode(column: "version", as: Int64.self), try row.decode(column: "last_registered_us", as: Int64.self))

@@ -60,45 +60,80 @@ struct RegistrationChange: Encodable, Sendable {
 struct RegistrationsRepository: Sendable {
     let database: any Database
     let feed: ChangeFeed
+    private let registering: RowBatcher<String, Registration>
+
+    init(database: any Database, feed: ChangeFeed) {
+        self.database = database
+        self.feed = feed
+        registering = RowBatcher { id, users in try await Self.register(users, event: id, database: database, feed: feed) }
+    }
 
     /// Registers a user: confirmed while seats are free, then waitlisted if the event has a
     /// waitlist, else 409. Checks, in order: unknown user, unknown event, already registered, full.
+    /// Registrations to one event that arrive together are decided together, in arrival order.
     func register(user: String, event id: String) async throws -> Registration {
-        try await database.transaction(publishingTo: feed, sharing: "event:\(id)") { db, changes in
-            guard let (event, seq, at) = try await EventsRepository.lock(id, registeringAt: Timestamp.now().microseconds, user: user, db: db) else {
-                guard try await db.raw("SELECT 1 AS known FROM users WHERE user_id = \(bind: user)").first() != nil else {
-                    throw APIError.notFound("User not found")
-                }
-                throw APIError.notFound("Event not found")
+        try await registering.ask(user, key: id)
+    }
+
+    /// Registers `users` (requests in arrival order, at most `Coalescer.maxBatch`) with event `id`
+    /// in one transaction of four statements whatever their number (three round trips on
+    /// PostgreSQL): the event's lock, one read of which users exist and are registered already,
+    /// then one insert, and one update of the counts, the version and the clock. Seats are given
+    /// in order in between, in Swift, under the lock; a refused request changes nothing.
+    private static func register(
+        _ users: [String], event id: String, database: any Database, feed: ChangeFeed
+    ) async throws -> [Result<Registration, any Error>] {
+        try await database.transaction(publishingTo: feed) { db, changes in
+            let locked = try await EventsRepository.lock(id, bump: 0, db: db)
+            // Each known user, and whether already registered with this event: a lookup of the
+            // registration per user, not a join the planner may run over the whole event.
+            var registered: [String: Bool] = [:]
+            for row in try await db.raw(
+                """
+                SELECT u.user_id, (SELECT r.status FROM registrations r WHERE r.event_id = \(bind: id) AND r.user_id = u.user_id) AS status
+                FROM users u WHERE u.user_id IN (\(binds: users))
+                """
+            ).all() {
+                registered[try row.decode(column: "user_id", as: String.self)] = try row.decode(column: "status", as: String?.self) != nil
             }
-            let confirmed = event.confirmedCount < event.capacity
-            let status = confirmed ? "confirmed" : "waitlisted"
-            let inserted =
-                confirmed || event.hasWaitlist
-                ? try await db.raw(
-                    """
-                    INSERT INTO registrations (event_id, user_id, status, registered_us, seq)
-                    VALUES (\(bind: id), \(bind: user), \(bind: status), \(bind: at), \(bind: seq))
-                    ON CONFLICT (event_id, user_id) DO NOTHING RETURNING seq
-                    """
-                ).first() : nil
-            guard inserted != nil else {
-                let registered = try await db.raw("SELECT 1 AS known FROM registrations WHERE event_id = \(bind: id) AND user_id = \(bind: user)").first()
-                throw APIError.conflict(registered != nil ? "User is already registered for this event" : "Event is full")
+            guard let (event, version, clock) = locked else {
+                return users.map { .failure(APIError.notFound(registered[$0] == nil ? "User not found" : "Event not found")) }
             }
-            let counter: SQLQueryString = confirmed ? "confirmed = confirmed + 1" : "waitlisted = waitlisted + 1"
-            try await db.raw("UPDATE events SET \(counter) WHERE event_id = \(bind: id)").run()
-            // The newest registration is last in the waitlist.
-            let position = confirmed ? nil : event.waitlistCount + 1
-            let registration = Registration(userId: user, eventId: id, status: status, registeredAt: at, position: position)
-            changes.publish(
-                .eventRegistration,
-                RegistrationChange(
-                    eventId: id, userId: user, status: status, position: position, capacity: event.capacity,
-                    confirmedCount: event.confirmedCount + (confirmed ? 1 : 0), waitlistCount: event.waitlistCount + (confirmed ? 0 : 1)))
-            changes.send(OutboundEvent(.eventRegistrationCreated, registration, eventID: id))
-            changes.send(OutboundEvent(confirmed ? .eventRegistrationConfirmed : .eventRegistrationWaitlisted, registration, eventID: id))
-            return registration
+            let at = max(Timestamp.now().microseconds, clock)
+            var (confirmedCount, waitlistCount) = (event.confirmedCount, event.waitlistCount)
+            var seq = version
+            var rows: [SQLQueryString] = []
+            let answers = users.map { user -> Result<Registration, any Error> in
+                guard let already = registered[user] else { return .failure(APIError.notFound("User not found")) }
+                guard !already else { return .failure(APIError.conflict("User is already registered for this event")) }
+                let confirmed = confirmedCount < event.capacity
+                guard confirmed || event.hasWaitlist else { return .failure(APIError.conflict("Event is full")) }
+                if confirmed { confirmedCount += 1 } else { waitlistCount += 1 }
+                registered[user] = true
+                seq += 1
+                let status = confirmed ? "confirmed" : "waitlisted"
+                rows.append("(\(bind: id), \(bind: user), \(bind: status), \(bind: at), \(bind: seq))")
+                // The newest registration is last in the waitlist.
+                let registration = Registration(userId: user, eventId: id, status: status, registeredAt: at, position: confirmed ? nil : waitlistCount)
+                changes.publish(
+                    .eventRegistration,
+                    RegistrationChange(
+                        eventId: id, userId: user, status: status, position: registration.position, capacity: event.capacity,
+                        confirmedCount: confirmedCount, waitlistCount: waitlistCount))
+                changes.send(OutboundEvent(.eventRegistrationCreated, registration, eventID: id))
+                changes.send(OutboundEvent(confirmed ? .eventRegistrationConfirmed : .eventRegistrationWaitlisted, registration, eventID: id))
+                return .success(registration)
+            }
+            guard !rows.isEmpty else { return answers }
+            changes.write([
+                "INSERT INTO registrations (event_id, user_id, status, registered_us, seq) VALUES \(rows.joined(separator: ", "))",
+                """
+                UPDATE events SET confirmed = confirmed + \(bind: confirmedCount - event.confirmedCount),
+                    waitlisted = waitlisted + \(bind: waitlistCount - event.waitlistCount), version = \(bind: seq), last_registered_us = \(bind: at)
+                WHERE event_id = \(bind: id)
+                """,
+            ])
+            return answers
         }
     }
 

@@ -13,48 +13,99 @@ struct LoggedAction: Sendable {
 
 /// The SQL of rooms: an append-only action log, the current occupants, and a parent row per room.
 struct RoomsRepository: Sendable {
+    typealias Recorded = (occupants: [String], logged: LoggedAction)
+
     let database: any Database
     let feed: ChangeFeed
+    private let acting: RowBatcher<(RoomAction, String), Recorded>
 
-    /// Logs an action and applies it to the occupants, in one transaction; returns the occupants after it.
-    func record(_ action: RoomAction, name: String, room: String) async throws -> (occupants: [String], logged: LoggedAction) {
-        try await database.transaction(publishingTo: feed, sharing: "room:\(room)") { db, changes in
-            // Lock the room and take the next sequence number; time never runs backwards within a room.
-            let now = Timestamp.now().microseconds
+    init(database: any Database, feed: ChangeFeed) {
+        self.database = database
+        self.feed = feed
+        acting = RowBatcher { room, actions in try await Self.record(actions, room: room, database: database, feed: feed) }
+    }
+
+    /// Logs an action and applies it to the occupants; returns the occupants after it. Actions in
+    /// one room that arrive together are recorded together, in arrival order.
+    func record(_ action: RoomAction, name: String, room: String) async throws -> Recorded {
+        try await acting.ask((action, name), key: room)
+    }
+
+    /// Records `actions` (in arrival order, at most `Coalescer.maxBatch`) in one transaction: the
+    /// room's lock and sequence numbers, who is inside (held in memory from the room's last batch
+    /// here when no other instance wrote since, else read), then the log, the day's pending mark,
+    /// who left and who came, together (one round trip on PostgreSQL). Each action is answered
+    /// with the occupants after it, worked out in Swift.
+    private static func record(
+        _ actions: [(RoomAction, String)], room: String, database: any Database, feed: ChangeFeed
+    ) async throws -> [Result<Recorded, any Error>] {
+        let (answers, after) = try await database.transaction(publishingTo: feed) { db, changes in
+            // Lock the room and take the next sequence numbers; time never runs backwards within a room.
             let parent = try await db.raw(
                 """
-                INSERT INTO rooms (room, seq, last_at_us) VALUES (\(bind: room), 1, \(bind: now))
-                ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + 1,
+                INSERT INTO rooms (room, seq, last_at_us) VALUES (\(bind: room), \(bind: actions.count), \(bind: Timestamp.now().microseconds))
+                ON CONFLICT (room) DO UPDATE SET seq = rooms.seq + \(bind: actions.count),
                     last_at_us = CASE WHEN excluded.last_at_us > rooms.last_at_us THEN excluded.last_at_us ELSE rooms.last_at_us END
                 RETURNING seq, last_at_us
                 """
             ).first()!
-            let seq = try parent.decode(column: "seq", as: Int.self)
+            let last = try parent.decode(column: "seq", as: Int.self)
             let at = Timestamp(microseconds: try parent.decode(column: "last_at_us", as: Int64.self))
-            try await db.raw(
-                """
-                INSERT INTO room_actions (room, seq, name, action, at_us, day)
-                VALUES (\(bind: room), \(bind: seq), \(bind: name), \(bind: action.rawValue), \(bind: at.microseconds), \(bind: at.day))
-                """
-            ).run()
-            try await Self.markPending(room: room, day: at.day, seq: seq, db: db)
-            switch action {
-            case .register:
-                try await db.raw(
-                    """
-                    INSERT INTO room_occupants (room, name, since_us, seq) VALUES (\(bind: room), \(bind: name), \(bind: at.microseconds), \(bind: seq))
-                    ON CONFLICT (room, name) DO NOTHING
-                    """
-                ).run()
-            case .unregister:
-                try await db.raw("DELETE FROM room_occupants WHERE room = \(bind: room) AND name = \(bind: name)").run()
+            let before = try await Self.held(room: room, seq: last - actions.count, database: database, db: db)
+            var (occupants, inside) = (before.occupants, before.since)
+            var logged: [SQLQueryString] = []
+            let answers = actions.enumerated().map { index, action -> Result<Recorded, any Error> in
+                let (kind, name) = action
+                let seq = last - actions.count + 1 + index
+                logged.append("(\(bind: room), \(bind: seq), \(bind: name), \(bind: kind.rawValue), \(bind: at.microseconds), \(bind: at.day))")
+                switch kind {
+                case .register where inside[name] == nil:
+                    inside[name] = seq
+                    occupants.append(name)
+                case .unregister where inside.removeValue(forKey: name) != nil:
+                    occupants.remove(at: occupants.firstIndex(of: name)!)
+                default: break
+                }
+                let change: [String: JSONValue] = ["room": .string(room), "name": .string(name), "inside": .int(Int64(occupants.count)), "at": .string(at.rfc3339)]
+                changes.publish(kind == .register ? .roomRegister : .roomUnregister, change)
+                changes.send(OutboundEvent(kind == .register ? .roomPersonRegistered : .roomPersonUnregistered, change, room: room))
+                return .success((occupants, LoggedAction(seq: seq, name: name, action: kind, at: at)))
             }
-            let occupants = try await Self.occupants(room: room, db: db)
-            let change: [String: JSONValue] = ["room": .string(room), "name": .string(name), "inside": .int(Int64(occupants.count)), "at": .string(at.rfc3339)]
-            changes.publish(action == .register ? .roomRegister : .roomUnregister, change)
-            changes.send(OutboundEvent(action == .register ? .roomPersonRegistered : .roomPersonUnregistered, change, room: room))
-            return (occupants: occupants, logged: LoggedAction(seq: seq, name: name, action: action, at: at))
+            var statements: [SQLQueryString] = [
+                "INSERT INTO room_actions (room, seq, name, action, at_us, day) VALUES \(logged.joined(separator: ", "))",
+                Self.markPending(room: room, day: at.day, seq: last),
+            ]
+            // Who left, then who came (or came back: their row is overwritten, not deleted and inserted).
+            let gone = before.since.keys.filter { inside[$0] == nil }
+            if !gone.isEmpty { statements.append("DELETE FROM room_occupants WHERE room = \(bind: room) AND name IN (\(binds: gone))") }
+            let came = inside.filter { before.since[$0.key] != $0.value }.map { "(\(bind: room), \(bind: $0.key), \(bind: at.microseconds), \(bind: $0.value))" as SQLQueryString }
+            if !came.isEmpty {
+                statements.append(
+                    """
+                    INSERT INTO room_occupants (room, name, since_us, seq) VALUES \(came.joined(separator: ", "))
+                    ON CONFLICT (room, name) DO UPDATE SET since_us = excluded.since_us, seq = excluded.seq
+                    """)
+            }
+            changes.write(statements)
+            return (answers, HeldRoom(seq: last, occupants: occupants, since: inside))
         }
+        // Committed: the next batch here starts from it, unless another instance writes first.
+        database.caches.rooms.store(after, for: room, weight: after.occupants.count + 1)
+        return answers
+    }
+
+    /// Who was inside `room` after its action `seq`: as held in memory if that is what is held,
+    /// else read (in the caller's transaction, which holds the room's lock).
+    private static func held(room: String, seq: Int, database: any Database, db: any SQLDatabase) async throws -> HeldRoom {
+        if let held = database.caches.rooms[room], held.seq == seq { return held }
+        var occupants: [String] = []
+        var since: [String: Int] = [:]
+        for row in try await db.raw("SELECT name, seq FROM room_occupants WHERE room = \(bind: room) ORDER BY seq").all() {
+            let name = try row.decode(column: "name", as: String.self)
+            since[name] = try row.decode(column: "seq", as: Int.self)
+            occupants.append(name)
+        }
+        return HeldRoom(seq: seq, occupants: occupants, since: since)
     }
 
     /// Who is inside now, in order of arrival.
@@ -134,13 +185,11 @@ struct RoomsRepository: Sendable {
     }
 
     /// Notes that the day's object must be rewritten to hold `seq`.
-    private static func markPending(room: String, day: String, seq: Int, db: any SQLDatabase) async throws {
-        try await db.raw(
-            """
-            INSERT INTO room_log_pending (room, day, seq) VALUES (\(bind: room), \(bind: day), \(bind: seq))
-            ON CONFLICT (room, day) DO UPDATE SET seq = CASE WHEN excluded.seq > room_log_pending.seq THEN excluded.seq ELSE room_log_pending.seq END
-            """
-        ).run()
+    private static func markPending(room: String, day: String, seq: Int) -> SQLQueryString {
+        """
+        INSERT INTO room_log_pending (room, day, seq) VALUES (\(bind: room), \(bind: day), \(bind: seq))
+        ON CONFLICT (room, day) DO UPDATE SET seq = CASE WHEN excluded.seq > room_log_pending.seq THEN excluded.seq ELSE room_log_pending.seq END
+        """
     }
 
     /// The days whose objects may lag their rows (here or on any instance, before a crash too),

@@ -1,27 +1,28 @@
 import DequeModule
 import Synchronization
 
-/// PostgreSQL's writes to one hot row, shared. Writes that change one parent row (an event's
-/// registrations, a room's actions, a tenant's syncs) each lock it first, so on their own they
-/// queue on that lock, each holding it for its round trips and its commit. Here, writes to the
-/// same key that arrive while one of its batches runs wait, and go together in the next: one
-/// transaction, one lock wait and one commit for the lot, each write in its own savepoint
-/// (`SharedWrite`). Every write still takes the row's lock, so instances still exclude each other.
+/// Writes to one hot row, gathered. Writes that change one parent row (an event's registrations,
+/// a room's actions, a tenant's syncs) each lock it first, so on their own they queue on that
+/// lock, each holding it for its round trips and its commit. Here, writes to the same key that
+/// arrive while one of its batches runs wait, and go together in the next: one transaction, one
+/// lock wait and one commit for the lot. PostgreSQL's shared writes (`SharedWrite`) run each in its
+/// own savepoint; a `RowBatcher`'s are decided together, a few statements for the whole batch.
+/// Every batch still takes the row's lock, so instances still exclude each other.
 /// Not a `Batcher` per key: a key leaves the map as soon as its queue empties, so the many keys
 /// that are written once (an event's, a room's) cost nothing afterwards.
-final class Coalescer: Sendable {
+final class Coalescer<Item: Sendable>: Sendable {
     /// The most writes one transaction takes, so that none waits behind an endless batch.
-    static let maxBatch = 64
+    static var maxBatch: Int { 64 }
     /// The keys with a batch running, and the writes waiting for the next one.
-    private let queues = Mutex<[String: Deque<SharedWrite>]>([:])
-    private let commit: @Sendable ([SharedWrite]) async -> Void
+    private let queues = Mutex<[String: Deque<Item>]>([:])
+    private let commit: @Sendable (_ key: String, [Item]) async -> Void
 
-    /// `commit` runs a batch in one transaction and answers each of its writes.
-    init(commit: @escaping @Sendable ([SharedWrite]) async -> Void) {
+    /// `commit` runs a batch of `key` in one transaction and answers each of its writes.
+    init(commit: @escaping @Sendable (_ key: String, [Item]) async -> Void) {
         self.commit = commit
     }
 
-    func submit(_ write: SharedWrite, key: String) {
+    func submit(_ write: Item, key: String) {
         let lead = queues.withLock { queues in
             guard queues[key] == nil else {
                 queues[key]!.append(write)
@@ -30,11 +31,11 @@ final class Coalescer: Sendable {
             queues[key] = [write]
             return true
         }
-        if lead { Task { while let batch = next(key) { await commit(batch) } } }
+        if lead { Task { while let batch = next(key) { await commit(key, batch) } } }
     }
 
     /// The next batch of `key`, or nil (the key then leaves the map) when none waits.
-    private func next(_ key: String) -> [SharedWrite]? {
+    private func next(_ key: String) -> [Item]? {
         queues.withLock { queues in
             guard let waiting = queues[key]?.count, waiting > 0 else {
                 queues[key] = nil
@@ -43,6 +44,52 @@ final class Coalescer: Sendable {
             let take = min(waiting, Self.maxBatch)
             defer { queues[key]!.removeFirst(take) }
             return Array(queues[key]!.prefix(take))
+        }
+    }
+}
+
+/// Requests that change one hot row, decided together in one transaction: those of a key that
+/// arrive while its batch runs go in the next (`Coalescer`), and `decide` answers a whole batch
+/// with a few statements, each covering all of it, in arrival order under the row's lock. So a
+/// batch costs about what one request did, on PostgreSQL (round trips) and SQLite (the one writer).
+/// A request whose caller left while it waited is not decided.
+final class RowBatcher<Request: Sendable, Answer: Sendable>: Sendable {
+    /// Decides the requests of `key` in order, one answer each (a refusal is a failure); a throw
+    /// fails them all, so it must be thrown before anything is committed.
+    typealias Decide = @Sendable (_ key: String, _ requests: [Request]) async throws -> [Result<Answer, any Error>]
+
+    private final class Waiting: Sendable {
+        let request: Request
+        let reply = Reply<Answer>()
+        /// Whether it may still be decided; set false by whoever takes it first (its batch, or its caller leaving).
+        let open = Atomic(true)
+        init(_ request: Request) { self.request = request }
+        func take() -> Bool { open.exchange(false, ordering: .acquiringAndReleasing) }
+    }
+
+    private let coalescer: Coalescer<Waiting>
+
+    init(decide: @escaping Decide) {
+        coalescer = Coalescer { key, batch in
+            let batch = batch.filter { $0.take() }
+            guard !batch.isEmpty else { return }
+            do {
+                let answers = try await decide(key, batch.map(\.request))
+                for (waiting, answer) in zip(batch, answers) { waiting.reply.deliver(answer) }
+            } catch {
+                batch.forEach { $0.reply.deliver(.failure(error)) }
+            }
+        }
+    }
+
+    /// Waits for `request`'s answer, decided in a batch of `key`'s.
+    func ask(_ request: Request, key: String) async throws -> Answer {
+        let waiting = Waiting(request)
+        coalescer.submit(waiting, key: key)
+        return try await withTaskCancellationHandler {
+            try await waiting.reply.wait()
+        } onCancel: {
+            if waiting.take() { waiting.reply.deliver(.failure(CancellationError())) }
         }
     }
 }

@@ -57,6 +57,13 @@ struct HeldAnswer: Sendable {
     let bytes: ByteBuffer
 }
 
+/// Who was inside a room after its action `seq`, in order of arrival, with the action that let each in.
+struct HeldRoom: Sendable {
+    let seq: Int
+    let occupants: [String]
+    let since: [String: Int]
+}
+
 /// What this instance keeps in memory for a database.
 public final class Caches: Sendable {
     /// Hour and day rollups that can no longer change but by a revision of the sensor's past, per
@@ -65,6 +72,8 @@ public final class Caches: Sendable {
     /// Encoded answers that can no longer change but by what their version counts (a sensor's
     /// report over a settled period, the event list), by what was asked: up to 64 MB.
     let answers = MemoryCache<[String], HeldAnswer>(budget: 64 << 20)
+    /// Who is inside each room, as of its sequence number: up to a million people.
+    let rooms = MemoryCache<String, HeldRoom>(budget: 1_000_000)
 
     public init() {}
 }

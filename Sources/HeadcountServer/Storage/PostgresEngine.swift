@@ -41,7 +41,7 @@ final class PostgresEngine: Database {
     private let pendingStart = Mutex<(@Sendable () async throws -> Void)?>(nil)
     /// Whether a connection of its own is checking, after a lease timed out, that the server is there.
     private let checking = Atomic(false)
-    private let hotRows = Mutex<Coalescer?>(nil)
+    private let hotRows = Mutex<Coalescer<SharedWrite>?>(nil)
 
     /// Lets the start and the probe through while the database is not up for everyone else.
     @TaskLocal private static var bypassesGate = false
@@ -74,7 +74,7 @@ final class PostgresEngine: Database {
         self.unreachableAtOpen = unreachable
         self.overrun = statementTimeout + .seconds(5)
         hotRows.withLock {
-            $0 = Coalescer { [weak self] batch in
+            $0 = Coalescer { [weak self] _, batch in
                 guard let self else { return batch.forEach { $0.fail(CancellationError()) } }
                 do {
                     SharedWrite.succeed(try await self.transaction { db in try await SharedWrite.runEach(batch, db: db) })

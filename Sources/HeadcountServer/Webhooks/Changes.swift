@@ -7,6 +7,9 @@ final class Changes: @unchecked Sendable {
     // Confined to its transaction: filled by its body, read after it.
     private(set) var published: [(ChangeType, any Encodable & Sendable)] = []
     private(set) var outbound: [OutboundEvent] = []
+    /// Statements that nothing later in the transaction reads, run at its end together with the
+    /// outbox's (one round trip on PostgreSQL, `runTogether`).
+    private(set) var writes: [SQLQueryString] = []
 
     func publish(_ type: ChangeType, _ payload: some Encodable & Sendable) {
         published.append((type, payload))
@@ -14,6 +17,10 @@ final class Changes: @unchecked Sendable {
 
     func send(_ event: OutboundEvent) {
         outbound.append(event)
+    }
+
+    func write(_ statements: [SQLQueryString]) {
+        writes += statements
     }
 }
 
@@ -26,7 +33,7 @@ extension Database {
         let write: @Sendable (any SQLDatabase) async throws -> (T, Changes) = { db in
             let changes = Changes()
             let result = try await body(db, changes)
-            try await Outbox.write(changes.outbound, db: db)
+            try await db.runTogether(changes.writes + Outbox.statements(changes.outbound))
             return (result, changes)
         }
         // Published as each commits: writes that shared a transaction publish in their order.
