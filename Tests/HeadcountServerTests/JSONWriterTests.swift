@@ -54,6 +54,13 @@ import Testing
             try Self.same([number], "\(number)")
         }
         try Self.same([Int64.min, Int64.max, 0, -1])
+        try Self.same(["Ada", "", "\"q\" \\ \n", text, "é"], "a list of text, written in place")
+        try Self.same([[String]](arrayLiteral: ["a", "b"], [], ["c"]))
+        // A room's answer, written by hand, is what the encoder writes.
+        for occupants in [[], ["Ada"], ["Ada", "\"q\"", text, "é"]] {
+            let response = RoomsController.ActionResponse(status: "registered", occupants: occupants)
+            #expect(Array(buffer: RoomsController.answer(response)) == (try JSONWriter.encode(response)))
+        }
         try Self.same(Float(0.1))
         let value: JSONValue = .object([
             "b": .array([.null, .bool(true), .int(-7), .double(2.25), .string("\"q\"")]), "a": .object(["Z": .int(1), "é": .int(2), "aa": .int(3)]),

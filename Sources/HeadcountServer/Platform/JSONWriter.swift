@@ -22,6 +22,16 @@ enum JSONWriter {
         out.append(contentsOf: text.utf8)
     }
 
+    /// A list of text, `["a","b"]`, as `encode` writes it without an encoder's work per item.
+    static func append(_ texts: [String], to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "["))
+        for (index, text) in texts.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            append(text, to: &out)
+        }
+        out.append(UInt8(ascii: "]"))
+    }
+
     static func append(_ text: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         // Most text needs no escape: copied in one go.
@@ -166,13 +176,29 @@ private final class JSONMembers {
 }
 
 private final class JSONItems {
-    var items: [Member] = []
+    /// The items written so far, one after another; an item is its part of `bytes`, or a nested
+    /// encoder completed later. One buffer, not one per item: a list of 10,000 names is one.
+    var bytes: [UInt8] = []
+    var items: [(value: Range<Int>?, nested: ValueEncoder?)] = []
+
+    func append(_ write: (inout [UInt8]) throws -> Void) rethrows {
+        let start = bytes.count
+        try write(&bytes)
+        items.append((start..<bytes.count, nil))
+    }
+
+    func append(_ member: Member) {
+        switch member {
+        case .bytes(let value): append { $0 += value }
+        case .encoder(let encoder): items.append((nil, encoder))
+        }
+    }
 
     func write(to out: inout [UInt8]) throws {
         out.append(UInt8(ascii: "["))
         for (index, item) in items.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
-            try item.write(to: &out)
+            if let nested = item.nested { try nested.write(to: &out) } else { out += bytes[item.value!] }
         }
         out.append(UInt8(ascii: "]"))
     }
@@ -230,27 +256,29 @@ private struct ArrayContainer: UnkeyedEncodingContainer {
     let codingPath: [any CodingKey]
     var count: Int { store.items.count }
 
-    mutating func encodeNil() throws { store.items.append(.bytes(Array("null".utf8))) }
+    mutating func encodeNil() throws { store.append { $0 += "null".utf8 } }
 
     mutating func encode<T: Encodable>(_ value: T) throws {
-        store.items.append(try ValueEncoder.bytes(of: value, at: codingPath + [IndexKey(count)]))
+        // Text, the most common item, is written in place.
+        if let text = value as? String { return store.append { JSONWriter.append(text, to: &$0) } }
+        store.append(try ValueEncoder.bytes(of: value, at: codingPath + [IndexKey(count)]))
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
         let encoder = ValueEncoder(codingPath: codingPath + [IndexKey(count)])
-        store.items.append(.encoder(encoder))
+        store.append(.encoder(encoder))
         return encoder.container(keyedBy: keyType)
     }
 
     mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {
         let encoder = ValueEncoder(codingPath: codingPath + [IndexKey(count)])
-        store.items.append(.encoder(encoder))
+        store.append(.encoder(encoder))
         return encoder.unkeyedContainer()
     }
 
     mutating func superEncoder() -> any Encoder {
         let encoder = ValueEncoder(codingPath: codingPath + [IndexKey(count)])
-        store.items.append(.encoder(encoder))
+        store.append(.encoder(encoder))
         return encoder
     }
 }
