@@ -2,8 +2,8 @@ import Foundation
 import SQLKit
 
 /// The durable outbox: each outbound change is a row of `webhook_messages`, written in the
-/// transaction that made the change, and only when an enabled subscription asks for its type (read
-/// in the same transaction, so a subscription made on another instance a moment ago counts).
+/// transaction that made the change, and only when an enabled subscription asks for its type (the
+/// insert itself checks, so a subscription made on another instance a moment ago counts).
 /// A sensor's count is a state, kept as one row per sensor (`webhook_counts`) rather than one
 /// message per change. `WebhookDispatcher` fans messages out to deliveries and sends them.
 enum Outbox {
