@@ -58,38 +58,25 @@ final class RowBatcher<Request: Sendable, Answer: Sendable>: Sendable {
     /// fails them all, so it must be thrown before anything is committed.
     typealias Decide = @Sendable (_ key: String, _ requests: [Request]) async throws -> [Result<Answer, any Error>]
 
-    private final class Waiting: Sendable {
-        let request: Request
-        let reply = Reply<Answer>()
-        /// Whether it may still be decided; set false by whoever takes it first (its batch, or its caller leaving).
-        let open = Atomic(true)
-        init(_ request: Request) { self.request = request }
-        func take() -> Bool { open.exchange(false, ordering: .acquiringAndReleasing) }
-    }
-
-    private let coalescer: Coalescer<Waiting>
+    private let coalescer: Coalescer<(request: Request, waiting: Waiting<Answer>)>
 
     init(decide: @escaping Decide) {
         coalescer = Coalescer { key, batch in
-            let batch = batch.filter { $0.take() }
+            let batch = batch.filter { $0.waiting.take() }
             guard !batch.isEmpty else { return }
             do {
                 let answers = try await decide(key, batch.map(\.request))
-                for (waiting, answer) in zip(batch, answers) { waiting.reply.deliver(answer) }
+                for (item, answer) in zip(batch, answers) { item.waiting.answer(answer) }
             } catch {
-                batch.forEach { $0.reply.deliver(.failure(error)) }
+                batch.forEach { $0.waiting.answer(.failure(error)) }
             }
         }
     }
 
     /// Waits for `request`'s answer, decided in a batch of `key`'s.
     func ask(_ request: Request, key: String) async throws -> Answer {
-        let waiting = Waiting(request)
-        coalescer.submit(waiting, key: key)
-        return try await withTaskCancellationHandler {
-            try await waiting.reply.wait()
-        } onCancel: {
-            if waiting.take() { waiting.reply.deliver(.failure(CancellationError())) }
-        }
+        let waiting = Waiting<Answer>()
+        coalescer.submit((request, waiting), key: key)
+        return try await waiting.wait()
     }
 }

@@ -1,61 +1,74 @@
 import SQLKit
 import Synchronization
 
+/// A request waiting for a batch to answer it: taken by its batch at most once, or withdrawn by a
+/// caller who leaves while it still waits (then nothing of it is done); answered once, by whoever
+/// answers first (its own failure, its batch's, or its caller leaving).
+final class Waiting<Answer: Sendable>: Sendable {
+    private let reply = Reply<Answer>()
+    private let queued = Atomic(true)
+
+    /// Takes it for a batch; false when its caller withdrew it.
+    func take() -> Bool { queued.exchange(false, ordering: .acquiringAndReleasing) }
+
+    func answer(_ result: Result<Answer, any Error>) { reply.deliver(result) }
+
+    /// Its answer. A caller who leaves while it is still queued withdraws it; one already taken is
+    /// answered when its batch ends.
+    func wait() async throws -> Answer {
+        try await withTaskCancellationHandler {
+            try await reply.wait()
+        } onCancel: {
+            if take() { answer(.failure(CancellationError())) }
+        }
+    }
+}
+
 /// Writes that share one transaction, each inside its own savepoint: a write that fails rolls back
 /// alone, the others commit together, and nobody hears "done" before that commit is durable.
 /// SQLite runs every write this way (`GroupCommit`); PostgreSQL runs writes to one hot row this
 /// way (`Coalescer`).
 final class SharedWrite: Sendable {
     private let run: @Sendable (any SQLDatabase) async throws -> Void
+    private let take: @Sendable () -> Bool
     private let succeed: @Sendable () -> Void
     private let failure: @Sendable (any Error) -> Void
-    /// Queued, running, or answered. A write is answered once: whoever answers it first, its own
-    /// failure or its batch's; a queued write whose caller went away is answered without running.
-    private let state = Atomic<UInt8>(SharedWrite.queued)
-    private static let (queued, running, answered): (UInt8, UInt8, UInt8) = (0, 1, 2)
 
     private init(
-        run: @escaping @Sendable (any SQLDatabase) async throws -> Void, succeed: @escaping @Sendable () -> Void,
+        run: @escaping @Sendable (any SQLDatabase) async throws -> Void, take: @escaping @Sendable () -> Bool, succeed: @escaping @Sendable () -> Void,
         fail: @escaping @Sendable (any Error) -> Void
     ) {
-        (self.run, self.succeed, self.failure) = (run, succeed, fail)
+        (self.run, self.take, self.succeed, self.failure) = (run, take, succeed, fail)
     }
 
     /// Hands `submit` a write of `body`, and returns its result once that write's transaction
-    /// commits, after `committed` ran with it. A caller cancelled while its write still waits
-    /// withdraws it (nothing is done); one already running is answered when its transaction ends.
+    /// commits, after `committed` ran with it (see `Waiting` for a caller who leaves).
     static func awaiting<T: Sendable>(
         _ body: @escaping @Sendable (any SQLDatabase) async throws -> T, committed: @escaping @Sendable (T) -> Void = { _ in },
         submit: (SharedWrite) -> Void
     ) async throws -> T {
         let result = Mutex<T?>(nil)
-        let reply = Reply<T>()
-        let write = SharedWrite(
-            run: { db in
-                let value = try await body(db)
-                result.withLock { $0 = value }
-            },
-            succeed: {
-                let value = result.withLock { $0! }
-                committed(value)
-                reply.deliver(.success(value))
-            },
-            fail: { reply.deliver(.failure($0)) }
-        )
-        submit(write)
-        return try await withTaskCancellationHandler {
-            try await reply.wait()
-        } onCancel: {
-            if write.state.compareExchange(expected: queued, desired: answered, ordering: .acquiringAndReleasing).exchanged { write.failure(CancellationError()) }
-        }
+        let waiting = Waiting<T>()
+        submit(
+            SharedWrite(
+                run: { db in
+                    let value = try await body(db)
+                    result.withLock { $0 = value }
+                },
+                take: { waiting.take() },
+                succeed: {
+                    let value = result.withLock { $0! }
+                    committed(value)
+                    waiting.answer(.success(value))
+                },
+                fail: { waiting.answer(.failure($0)) }
+            ))
+        return try await waiting.wait()
     }
 
+    /// Answers it with `error`, unless it was answered already.
     func fail(_ error: any Error) {
-        if answer() { failure(error) }
-    }
-
-    private func answer() -> Bool {
-        state.exchange(Self.answered, ordering: .acquiringAndReleasing) != Self.answered
+        failure(error)
     }
 
     /// Runs `batch` in the open transaction of `db`, each write in its own savepoint (one alone
@@ -63,7 +76,7 @@ final class SharedWrite: Sendable {
     /// that ran, for `succeed` once the transaction commits. Throws when the transaction cannot be
     /// trusted; the caller then rolls back and fails the batch.
     static func runEach(_ batch: [SharedWrite], db: any SQLDatabase) async throws -> [SharedWrite] {
-        let batch = batch.filter { $0.state.compareExchange(expected: queued, desired: running, ordering: .acquiringAndReleasing).exchanged }
+        let batch = batch.filter { $0.take() }
         guard batch.count > 1 else {
             for write in batch { try await write.run(db) }
             return batch
@@ -86,7 +99,8 @@ final class SharedWrite: Sendable {
 
     /// Answers the writes that ran, in their order, once their transaction committed.
     static func succeed(_ done: [SharedWrite]) {
-        for write in done where write.answer() { write.succeed() }
+        // A write that ran was taken, so only its batch answers it; those that failed alone are not here.
+        for write in done { write.succeed() }
     }
 }
 
