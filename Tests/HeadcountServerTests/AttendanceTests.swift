@@ -292,6 +292,67 @@ import Testing
         }
     }
 
+    /// Syncs of one tenant that arrive together are decided together; each must still get the
+    /// answer it would alone, whatever the order: eight copies of one sync (each record stored
+    /// once, every copy answered with its server ids), eight syncs each bringing a record of one
+    /// employee within 30 s of the others (one stored, seven conflicts naming it) beside records
+    /// of their own, and syncs repeating a local id inside themselves (the second is refused).
+    @Test(arguments: Engine.available)
+    func syncsAtOnceAreEachAnsweredAsAlone(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp(.live) { client in
+            let port = try #require(client.port)
+            let (copier, crowd, twice) = (try await Self.device(client, "copier"), try await Self.device(client, "crowd"), try await Self.device(client, "twice"))
+            let base = Timestamp.now().microseconds / 1000 - 86_400_000
+            var expectedStored = 0
+            for round in 0..<5 {
+                let at = base + Int64(round) * 3_600_000
+                let copied = (0..<10).map { Self.record(round * 100 + $0, employee: "c\($0)", at: at, device: "copier") }
+                var syncs: [(kind: String, token: String, records: [[String: Any]])] = (0..<8).map { _ in ("copy", copier, copied) }
+                syncs += (0..<8).map { k in
+                    let own = (0..<3).map { Self.record(round * 100 + k * 10 + $0 + 1, employee: "own-\(k)-\($0)", at: at, device: "crowd") }
+                    return ("crowd", crowd, [Self.record(round * 100 + k * 10, employee: "shared", at: at + Int64(k) * 1000, device: "crowd")] + own)
+                }
+                syncs += (0..<4).map { k in
+                    let local = round * 100 + k
+                    return ("twice", twice, [Self.record(local, employee: "t\(k)", at: at, device: "twice"), Self.record(local, employee: "u\(k)", at: at, device: "twice")])
+                }
+                expectedStored += 10 + 1 + 8 * 3 + 4
+                let replies = try await withThrowingTaskGroup(of: (String, String).self) { group in
+                    for sync in syncs.shuffled() {
+                        let (kind, token, body) = (sync.kind, sync.token, ByteBuffer(string: jsonText(["records": sync.records])))
+                        group.addTask {
+                            let response = try await send(.POST, port: port, "/api/attendance/sync", body: body, headers: [("Authorization", "Bearer \(token)")])
+                            #expect(response.status == 200)
+                            return (kind, response.body)
+                        }
+                    }
+                    return try await group.reduce(into: [(String, String)]()) { $0.append($1) }
+                }
+                let answers = replies.map { kind, body in (kind, (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:]) }
+                func synced(_ answer: [String: Any]) -> [Int: Int] {
+                    Dictionary(((answer["synced_records"] as? [[String: Any]]) ?? []).map { ($0["local_id"] as? Int ?? -1, $0["server_id"] as? Int ?? -1) }) { a, _ in a }
+                }
+                let copies = answers.filter { $0.0 == "copy" }.map { synced($0.1) }
+                #expect(copies.count == 8 && copies.allSatisfy { $0.count == 10 && $0 == copies[0] })
+
+                let crowds = answers.filter { $0.0 == "crowd" }.map(\.1)
+                let sharedIDs = crowds.flatMap { synced($0).filter { $0.key % 10 == 0 }.values }
+                #expect(sharedIDs.count == 1, "one of the crowd's shared records is stored")
+                let conflicts = crowds.flatMap { ($0["conflicts"] as? [[String: Any]]) ?? [] }
+                #expect(conflicts.count == 7)
+                #expect(conflicts.allSatisfy { ($0["existing_record"] as? [String: Any])?["server_id"] as? Int == sharedIDs.first })
+                #expect(crowds.allSatisfy { synced($0).count == 3 || synced($0).count == 4 })
+
+                for answer in answers.filter({ $0.0 == "twice" }).map(\.1) {
+                    #expect(synced(answer).count == 1)
+                    #expect((answer["errors"] as? [[String: Any]])?.map { $0["error"] as? String } == ["DUPLICATE_LOCAL_ID"])
+                }
+            }
+            let stored = try await client.get("/api/admin/attendance?tenant_id=ACME", headers: Self.admin).object()["records"] as? [[String: Any]] ?? []
+            #expect(stored.count == expectedStored)
+        }
+    }
+
     /// Two instances on one database: one device sends the same 20 records twelve times at once,
     /// half through each, while a second device of the tenant syncs 20 of its own. Every answer
     /// gives each record the one server id it was stored under, and 40 records are stored, each

@@ -323,4 +323,30 @@ final class TestClock: Sendable {
             }
         }
     }
+
+    /// A transaction with many messages (a batch of syncs sends one per record) reads the
+    /// subscriptions first: the wanted ones are all written, with their data, the rest not at all.
+    @Test(arguments: Engine.available)
+    func manyMessagesInOneTransactionKeepWhatIsWanted(engine: Engine) async throws {
+        try await Self.environment(engine).withDatabase { database in
+            let many = { (n: Int) in
+                try await database.transaction(publishingTo: ChangeFeed.unheard()) { _, changes in
+                    for index in 0..<n {
+                        changes.send(OutboundEvent(.attendanceRecordCreated, ["n": index]))
+                        changes.send(OutboundEvent(.attendanceRecordDeleted, ["n": index]))
+                    }
+                }
+            }
+            try await many(30)
+            #expect(try await Self.count(database, "webhook_messages") == 0, "nobody subscribed")
+            _ = try await Self.subscribe(database, url: "https://example.com/hook", events: [.attendanceRecordCreated])
+            try await many(30)
+            let bodies = try await database.read { db in
+                try await db.raw("SELECT body FROM webhook_messages").all().map { try $0.decode(column: "body", as: String.self) }
+            }
+            #expect(bodies.count == 30)
+            #expect(bodies.allSatisfy { $0.contains(#""type":"attendance.record_created""#) })
+            #expect((0..<30).allSatisfy { n in bodies.contains { $0.contains(#""data":{"n":\#(n)}"#) } })
+        }
+    }
 }

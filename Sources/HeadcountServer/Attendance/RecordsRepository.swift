@@ -64,6 +64,16 @@ struct StoredRecord: Encodable, Sendable {
 struct RecordsRepository: Sendable {
     let database: any Database
     let feed: ChangeFeed
+    /// A tenant's syncs, decided together: each locks the tenant's row for its change stamps.
+    private let syncing: RowBatcher<(records: [SyncRecord], device: Device), SyncResult>
+
+    init(database: any Database, feed: ChangeFeed) {
+        self.database = database
+        self.feed = feed
+        // Ten syncs of 100 records keep every statement of a batch well inside both engines'
+        // limits on bound parameters (11 a record in the insert).
+        syncing = RowBatcher(maxBatch: 10) { tenant, syncs in try await Self.sync(syncs, tenant: tenant, database: database, feed: feed) }
+    }
 
     /// Takes the tenant's lock and the stamp its next change must exceed: the later of its last
     /// stamp and the server's clock, so stamps read like epoch milliseconds yet only ever grow,
@@ -78,112 +88,191 @@ struct RecordsRepository: Sendable {
         return max(last, milliseconds(now))
     }
 
-    private static func saveStamp(_ stamp: Int64, tenant: String, db: any SQLDatabase) async throws {
-        try await db.raw("UPDATE tenants SET change_ms = \(bind: stamp) WHERE tenant_id = \(bind: tenant)").run()
+    private static func saveStamp(_ stamp: Int64, tenant: String) -> SQLQueryString {
+        "UPDATE tenants SET change_ms = \(bind: stamp) WHERE tenant_id = \(bind: tenant)"
     }
 
     /// Stores a device's records, each judged on its own: replays answer their first `server_id`,
     /// a record of the same employee within ±30 s (inclusive) of a stored one is a conflict.
+    /// Syncs of one tenant that arrive together are decided together, each as if alone, in order.
     func sync(_ records: [SyncRecord], device: Device) async throws -> SyncResult {
+        try await syncing.ask((records, device), key: device.tenant)
+    }
+
+    /// A record's identity for replays.
+    private struct Local: Hashable {
+        let device: String
+        let id: Int64
+    }
+
+    /// Decides `syncs` of `tenant` (in arrival order) in one transaction: the tenant's lock, one
+    /// read of the records they replay, one of the stored records near theirs, one insert. Each is
+    /// answered as if it ran alone after those before it: a record an earlier sync of the batch
+    /// stored is a replay or a conflict for a later one, as it would be once committed.
+    private static func sync(
+        _ syncs: [(records: [SyncRecord], device: Device)], tenant: String, database: any Database, feed: ChangeFeed
+    ) async throws -> [Result<SyncResult, any Error>] {
         let now = Timestamp.now().microseconds
-        return try await database.transaction(publishingTo: feed, sharing: "tenant:\(device.tenant)") { db, changes in
-            var stamp = try await Self.lockTenant(device.tenant, now: now, db: db)
-            var result = SyncResult()
-            defer {
-                changes.publish(
-                    .attendanceSync,
-                    [
-                        "tenant_id": JSONValue.string(device.tenant), "device_id": .string(device.id), "synced_count": .int(Int64(result.synced_records.count)),
-                        "conflicts": .int(Int64(result.conflicts.count)), "errors": .int(Int64(result.errors.count)),
-                    ])
-            }
-            let valid = records.filter { $0.problem(device: device.id, nowMs: milliseconds(now)) == nil }
-            for record in records {
-                if let problem = record.problem(device: device.id, nowMs: milliseconds(now)) {
-                    result.errors.append(.init(local_id: record.localID, error: problem.code, message: problem.message))
+        return try await database.transaction(publishingTo: feed) { db, changes in
+            var stamp = try await Self.lockTenant(tenant, now: now, db: db)
+            let valid = syncs.map { sync in sync.records.filter { $0.problem(device: sync.device.id, nowMs: milliseconds(now)) == nil } }
+            let all = Array(valid.joined())
+            // Per record of `all`: the stored record it replays, and one of its employee's within the window.
+            var replays: [Int: Int64] = [:]
+            var near: [Int: Int64] = [:]
+            if !all.isEmpty {
+                // Probes of the unique key and of the employee's time index, one each per record,
+                // whatever the planner thinks of the table (an `IN` over a batch's keys became a
+                // scan of the devices' whole history on a freshly filled table).
+                let window = SyncRecord.duplicateWindowMs
+                var keys = JSONRows(["position": "bigint", "device_id": "text", "local_id": "bigint", "employee_id": "text", "timestamp_ms": "bigint"])
+                for (position, record) in all.enumerated() {
+                    keys.append(.integer(Int64(position)), .text(record.deviceID), .integer(record.localID), .text(record.employeeID), .integer(record.timestamp))
+                }
+                for row in try await db.raw(
+                    """
+                    SELECT k.position,
+                        (SELECT server_id FROM attendance_records r WHERE r.device_id = k.device_id AND r.local_id = k.local_id) AS replayed,
+                        (SELECT server_id FROM attendance_records r WHERE r.tenant_id = \(bind: tenant) AND r.employee_id = k.employee_id
+                            AND r.timestamp_ms BETWEEN k.timestamp_ms - \(bind: window) AND k.timestamp_ms + \(bind: window) AND r.deleted_us IS NULL LIMIT 1) AS near
+                    FROM \(keys.table("k", in: db))
+                    """
+                ).all() {
+                    let position = try row.decode(column: "position", as: Int.self)
+                    replays[position] = try row.decode(column: "replayed", as: Int64?.self)
+                    near[position] = try row.decode(column: "near", as: Int64?.self)
                 }
             }
-            guard !valid.isEmpty else { return result }
+            // The records replayed (for when they were synced) and those new ones would duplicate
+            // (to show in their conflicts): few, usually none.
+            let wanted = Set(replays.values).union(near.filter { replays[$0.key] == nil }.values)
+            var stored: [Int64: (record: StoredRecord, syncedAt: Int64)] = [:]
+            if !wanted.isEmpty {
+                for row in try await db.raw(
+                    "SELECT \(StoredRecord.columns), synced_us FROM attendance_records WHERE server_id IN (\(binds: Array(wanted)))"
+                ).all() {
+                    let record = try StoredRecord(row: row)
+                    stored[record.server_id] = (record, milliseconds(try row.decode(column: "synced_us", as: Int64.self)))
+                }
+            }
 
-            var replayed: [Int64: (Int64, Int64)] = [:]
-            for row in try await db.raw(
-                """
-                SELECT local_id, server_id, synced_us FROM attendance_records
-                WHERE device_id = \(bind: device.id) AND local_id IN (\(binds: valid.map(\.localID)))
-                """
-            ).all() {
-                replayed[try row.decode(column: "local_id", as: Int64.self)] =
-                    (try row.decode(column: "server_id", as: Int64.self), milliseconds(try row.decode(column: "synced_us", as: Int64.self)))
+            // Records this batch stores, in stamp order; each sync's answer refers to them by index
+            // until the insert gives them their server ids.
+            var fresh: [(record: SyncRecord, sync: Int, stamp: Int64)] = []
+            var freshByLocal: [Local: Int] = [:]
+            var freshByEmployee: [String: [Int]] = [:]
+            enum Synced {
+                case stored(SyncResult.Synced)
+                case fresh(Int)
             }
-            let window = SyncRecord.duplicateWindowMs
-            let nearby = try await db.raw(
-                """
-                SELECT \(StoredRecord.columns) FROM attendance_records
-                WHERE tenant_id = \(bind: device.tenant) AND deleted_us IS NULL AND employee_id IN (\(binds: Array(Set(valid.map(\.employeeID)))))
-                    AND timestamp_ms BETWEEN \(bind: valid.map(\.timestamp).min()! - window) AND \(bind: valid.map(\.timestamp).max()! + window)
-                """
-            ).all().map(StoredRecord.init)
+            enum Existing {
+                case stored(StoredRecord)
+                case fresh(Int)
+            }
+            var answers: [(result: SyncResult, synced: [Synced], conflicts: [(SyncRecord, Existing)])] = []
+            var position = 0  // in `all`
+            for (index, sync) in syncs.enumerated() {
+                var result = SyncResult()
+                var (synced, conflicts) = ([Synced](), [(SyncRecord, Existing)]())
+                for record in sync.records {
+                    if let problem = record.problem(device: sync.device.id, nowMs: milliseconds(now)) {
+                        result.errors.append(.init(local_id: record.localID, error: problem.code, message: problem.message))
+                    }
+                }
+                var seenLocal = Set<Int64>()
+                for record in valid[index] {
+                    defer { position += 1 }
+                    let local = Local(device: record.deviceID, id: record.localID)
+                    if let replayed = replays[position].flatMap({ stored[$0] }) {
+                        synced.append(.stored(.init(local_id: record.localID, server_id: replayed.record.server_id, synced_at: replayed.syncedAt)))
+                        continue
+                    }
+                    if let earlier = freshByLocal[local], fresh[earlier].sync < index {
+                        synced.append(.fresh(earlier))
+                        continue
+                    }
+                    guard seenLocal.insert(record.localID).inserted else {
+                        result.errors.append(.init(local_id: record.localID, error: "DUPLICATE_LOCAL_ID", message: "local_id appears twice in this request"))
+                        continue
+                    }
+                    let window = SyncRecord.duplicateWindowMs
+                    if let existing = near[position].flatMap({ stored[$0]?.record }) {
+                        conflicts.append((record, .stored(existing)))
+                        continue
+                    }
+                    if let earlier = freshByEmployee[record.employeeID]?.first(where: { abs(fresh[$0].record.timestamp - record.timestamp) <= window }) {
+                        conflicts.append((record, .fresh(earlier)))
+                        continue
+                    }
+                    stamp += 1
+                    freshByLocal[local] = fresh.count
+                    freshByEmployee[record.employeeID, default: []].append(fresh.count)
+                    synced.append(.fresh(fresh.count))
+                    fresh.append((record, index, stamp))
+                }
+                answers.append((result, synced, conflicts))
+            }
 
-            var fresh: [SyncRecord] = []
-            var seenLocal = Set<Int64>()
-            // Conflicts with a record of this same request, answered once it has its server id.
-            var pendingConflicts: [(record: SyncRecord, existing: SyncRecord, change: Int64)] = []
-            for record in valid {
-                if let (serverID, syncedAt) = replayed[record.localID] {
-                    result.synced_records.append(.init(local_id: record.localID, server_id: serverID, synced_at: syncedAt))
-                    continue
-                }
-                guard seenLocal.insert(record.localID).inserted else {
-                    result.errors.append(.init(local_id: record.localID, error: "DUPLICATE_LOCAL_ID", message: "local_id appears twice in this request"))
-                    continue
-                }
-                let close = { (employee: String, timestamp: Int64) in employee == record.employeeID && abs(timestamp - record.timestamp) <= window }
-                if let existing = nearby.first(where: { close($0.employee_id, $0.timestamp) }) {
-                    result.conflicts.append(Self.conflict(record, existing))
-                    continue
-                }
-                if let (index, existing) = fresh.enumerated().first(where: { close($0.element.employeeID, $0.element.timestamp) }) {
-                    pendingConflicts.append((record, existing, stamp - Int64(fresh.count - 1 - index)))
-                    continue
-                }
-                stamp += 1
-                fresh.append(record)
-            }
+            var serverIDs: [Local: Int64] = [:]
             if !fresh.isEmpty {
-                let rows = fresh.enumerated().map { offset, r -> SQLQueryString in
-                    let live: Int64? = r.livenessPassed.map { $0 ? 1 : 0 }
-                    return """
-                        (\(bind: device.tenant), \(bind: device.id), \(bind: r.localID), \(bind: r.employeeID), \(bind: r.type), \(bind: r.timestamp), \
-                        \(bind: r.confidence), \(bind: live), \(bind: r.createdAt), \(bind: now), \(bind: stamp - Int64(fresh.count - 1 - offset)))
-                        """
+                var rows = JSONRows([
+                    "device_id": "text", "local_id": "bigint", "employee_id": "text", "type": "text", "timestamp_ms": "bigint",
+                    "confidence": "double precision", "liveness_passed": "bigint", "created_ms": "bigint", "change_ms": "bigint",
+                ])
+                for (r, _, stamp) in fresh {
+                    rows.append(
+                        .text(r.deviceID), .integer(r.localID), .text(r.employeeID), .text(r.type), .integer(r.timestamp), r.confidence.map { .real($0) },
+                        r.livenessPassed.map { .integer($0 ? 1 : 0) }, r.createdAt.map { .integer($0) }, .integer(stamp))
                 }
-                let stored = try await db.raw(
+                for row in try await db.raw(
                     """
                     INSERT INTO attendance_records (tenant_id, device_id, local_id, employee_id, type, timestamp_ms, confidence,
                         liveness_passed, created_ms, synced_us, change_ms)
-                    VALUES \(rows.joined(separator: ", ")) RETURNING local_id, server_id
+                    SELECT \(bind: tenant), k.device_id, k.local_id, k.employee_id, k.type, k.timestamp_ms, k.confidence,
+                        k.liveness_passed, k.created_ms, \(bind: now), k.change_ms
+                    FROM \(rows.table("k", in: db)) RETURNING device_id, local_id, server_id
                     """
-                ).all()
-                var serverIDs: [Int64: Int64] = [:]
-                for row in stored {
-                    serverIDs[try row.decode(column: "local_id", as: Int64.self)] = try row.decode(column: "server_id", as: Int64.self)
+                ).all() {
+                    let local = Local(device: try row.decode(column: "device_id", as: String.self), id: try row.decode(column: "local_id", as: Int64.self))
+                    serverIDs[local] = try row.decode(column: "server_id", as: Int64.self)
                 }
-                for record in fresh {
-                    result.synced_records.append(.init(local_id: record.localID, server_id: serverIDs[record.localID]!, synced_at: milliseconds(now)))
-                    let created: [String: JSONValue] = [
-                        "tenant_id": .string(device.tenant), "device_id": .string(device.id), "server_id": .int(serverIDs[record.localID]!),
-                        "local_id": .int(record.localID), "employee_id": .string(record.employeeID), "type": .string(record.type), "timestamp": .int(record.timestamp),
-                    ]
-                    changes.send(OutboundEvent(.attendanceRecordCreated, created, deviceID: device.id))
-                }
-                for (record, existing, change) in pendingConflicts {
-                    result.conflicts.append(Self.conflict(record, StoredRecord(existing, serverID: serverIDs[existing.localID]!, change: change)))
-                }
-                try await Self.saveStamp(stamp, tenant: device.tenant, db: db)
+                changes.write([Self.saveStamp(stamp, tenant: tenant)])
             }
-            try await db.raw("UPDATE devices SET last_sync_us = \(bind: now) WHERE device_id = \(bind: device.id)").run()
-            result.synced_count = result.synced_records.count
-            return result
+            let serverID = { (index: Int) in serverIDs[Local(device: fresh[index].record.deviceID, id: fresh[index].record.localID)]! }
+            for (index, record) in fresh.map(\.record).enumerated() {
+                let created: [String: JSONValue] = [
+                    "tenant_id": .string(tenant), "device_id": .string(record.deviceID), "server_id": .int(serverID(index)),
+                    "local_id": .int(record.localID), "employee_id": .string(record.employeeID), "type": .string(record.type), "timestamp": .int(record.timestamp),
+                ]
+                changes.send(OutboundEvent(.attendanceRecordCreated, created, deviceID: record.deviceID))
+            }
+            let synced = Array(Set(syncs.indices.filter { !valid[$0].isEmpty }.map { syncs[$0].device.id }))
+            if !synced.isEmpty {
+                changes.write(["UPDATE devices SET last_sync_us = \(bind: now) WHERE device_id IN (\(binds: synced))"])
+            }
+            return zip(syncs, answers).map { sync, answer in
+                var result = answer.result
+                result.synced_records = answer.synced.map {
+                    switch $0 {
+                    case .stored(let stored): stored
+                    case .fresh(let index): .init(local_id: fresh[index].record.localID, server_id: serverID(index), synced_at: milliseconds(now))
+                    }
+                }
+                result.conflicts = answer.conflicts.map { record, existing in
+                    switch existing {
+                    case .stored(let stored): Self.conflict(record, stored)
+                    case .fresh(let index): Self.conflict(record, StoredRecord(fresh[index].record, serverID: serverID(index), change: fresh[index].stamp))
+                    }
+                }
+                result.synced_count = result.synced_records.count
+                changes.publish(
+                    .attendanceSync,
+                    [
+                        "tenant_id": JSONValue.string(tenant), "device_id": .string(sync.device.id), "synced_count": .int(Int64(result.synced_records.count)),
+                        "conflicts": .int(Int64(result.conflicts.count)), "errors": .int(Int64(result.errors.count)),
+                    ])
+                return .success(result)
+            }
         }
     }
 
@@ -228,7 +317,7 @@ struct RecordsRepository: Sendable {
                 WHERE server_id = \(bind: serverID)
                 """
             ).run()
-            try await Self.saveStamp(stamp, tenant: tenant, db: db)
+            try await db.raw(Self.saveStamp(stamp, tenant: tenant)).run()
             return true
         }
     }

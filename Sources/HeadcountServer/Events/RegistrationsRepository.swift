@@ -75,7 +75,7 @@ struct RegistrationsRepository: Sendable {
         try await registering.ask(user, key: id)
     }
 
-    /// Registers `users` (requests in arrival order, at most `Coalescer.maxBatch`) with event `id`
+    /// Registers `users` (requests in arrival order, at most 64: the batcher's default) with event `id`
     /// in one transaction of four statements whatever their number (three round trips on
     /// PostgreSQL): the event's lock, one read of which users exist and are registered already,
     /// then one insert, and one update of the counts, the version and the clock. Seats are given

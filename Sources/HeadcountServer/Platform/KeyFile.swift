@@ -35,6 +35,15 @@ enum KeyFile {
     /// 32 random bytes, base64url without padding.
     static func randomToken() -> String {
         let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
-        return bytes.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        // URL-safe, unpadded (RFC 4648 §5); byte by byte, as it is made for every outbound message.
+        let safe = bytes.base64EncodedString().utf8.compactMap { byte -> UInt8? in
+            switch byte {
+            case UInt8(ascii: "+"): UInt8(ascii: "-")
+            case UInt8(ascii: "/"): UInt8(ascii: "_")
+            case UInt8(ascii: "="): nil
+            default: byte
+            }
+        }
+        return String(decoding: safe, as: UTF8.self)
     }
 }

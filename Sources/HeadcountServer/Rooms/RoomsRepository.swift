@@ -31,7 +31,7 @@ struct RoomsRepository: Sendable {
         try await acting.ask((action, name), key: room)
     }
 
-    /// Records `actions` (in arrival order, at most `Coalescer.maxBatch`) in one transaction: the
+    /// Records `actions` (in arrival order, at most 64: the batcher's default) in one transaction: the
     /// room's lock and sequence numbers, who is inside (held in memory from the room's last batch
     /// here when no other instance wrote since, else read), then the log, the day's pending mark,
     /// who left and who came, together (one round trip on PostgreSQL). Each action is answered

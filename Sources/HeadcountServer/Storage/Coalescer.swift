@@ -12,13 +12,14 @@ import Synchronization
 /// that are written once (an event's, a room's) cost nothing afterwards.
 final class Coalescer<Item: Sendable>: Sendable {
     /// The most writes one transaction takes, so that none waits behind an endless batch.
-    static var maxBatch: Int { 64 }
+    let maxBatch: Int
     /// The keys with a batch running, and the writes waiting for the next one.
     private let queues = Mutex<[String: Deque<Item>]>([:])
     private let commit: @Sendable (_ key: String, [Item]) async -> Void
 
     /// `commit` runs a batch of `key` in one transaction and answers each of its writes.
-    init(commit: @escaping @Sendable (_ key: String, [Item]) async -> Void) {
+    init(maxBatch: Int = 64, commit: @escaping @Sendable (_ key: String, [Item]) async -> Void) {
+        self.maxBatch = maxBatch
         self.commit = commit
     }
 
@@ -41,7 +42,7 @@ final class Coalescer<Item: Sendable>: Sendable {
                 queues[key] = nil
                 return nil
             }
-            let take = min(waiting, Self.maxBatch)
+            let take = min(waiting, maxBatch)
             defer { queues[key]!.removeFirst(take) }
             return Array(queues[key]!.prefix(take))
         }
@@ -60,8 +61,8 @@ final class RowBatcher<Request: Sendable, Answer: Sendable>: Sendable {
 
     private let coalescer: Coalescer<(request: Request, waiting: Waiting<Answer>)>
 
-    init(decide: @escaping Decide) {
-        coalescer = Coalescer { key, batch in
+    init(maxBatch: Int = 64, decide: @escaping Decide) {
+        coalescer = Coalescer(maxBatch: maxBatch) { key, batch in
             let batch = batch.filter { $0.waiting.take() }
             guard !batch.isEmpty else { return }
             do {

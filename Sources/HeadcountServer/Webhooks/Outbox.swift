@@ -7,6 +7,18 @@ import SQLKit
 /// A sensor's count is a state, kept as one row per sensor (`webhook_counts`) rather than one
 /// message per change. `WebhookDispatcher` fans messages out to deliveries and sends them.
 enum Outbox {
+    /// Of many messages, those an enabled subscription asks for: one read of the subscriptions,
+    /// before the messages are encoded and bound, instead of hundreds nobody wants (a batch of
+    /// syncs creates a message per record). Few messages go straight to `statements`.
+    static func wanted(_ events: [OutboundEvent], db: any SQLDatabase) async throws -> [OutboundEvent] {
+        guard events.count > 20 else { return events }
+        var types = Set<Substring>()
+        for row in try await db.raw("SELECT event_types FROM webhooks WHERE enabled = 1").all() {
+            types.formUnion(try row.decode(column: "event_types", as: String.self).split(separator: ","))
+        }
+        return events.filter { types.contains(Substring($0.type.rawValue)) }
+    }
+
     /// The statements that write `events`, each writing only what an enabled subscription asks for
     /// (none reads what another writes: they may run together, `runTogether`).
     static func statements(_ events: [OutboundEvent]) -> [SQLQueryString] {
@@ -38,8 +50,9 @@ enum Outbox {
 
     /// Messages as rows of `webhook_messages`, each body `{"data", "timestamp", "type"}`.
     private static func rows(_ events: ArraySlice<OutboundEvent>, now: Timestamp) -> [SQLQueryString] {
-        events.map { event in
-            let body = #"{"data":\#(event.data),"timestamp":"\#(now.rfc3339)","type":"\#(event.type.rawValue)"}"#
+        let time = now.rfc3339
+        return events.map { event in
+            let body = #"{"data":\#(event.data),"timestamp":"\#(time)","type":"\#(event.type.rawValue)"}"#
             return """
                 (\(bind: "msg_" + KeyFile.randomToken().prefix(24)), \(bind: event.type.rawValue), \(bind: body), \(bind: event.sensor), \(bind: event.room),
                  \(bind: event.eventID), \(bind: event.deviceID), \(bind: event.placeID), \(bind: now.microseconds))

@@ -28,8 +28,9 @@ enum WebhookEvent: String, CaseIterable, Sendable, Codable {
 /// One outbound change, written to the outbox in the transaction that made it.
 struct OutboundEvent: Sendable {
     let type: WebhookEvent
-    /// The JSON of `data` in the delivered body.
-    let data: String
+    /// `data` in the delivered body: encoded only if some subscription wants it.
+    private let payload: any Encodable & Sendable
+    var data: String { (try? jsonBytes(payload)).map { String(buffer: $0) } ?? "{}" }
     var sensor: String?
     var room: String?
     var eventID: String?
@@ -39,11 +40,11 @@ struct OutboundEvent: Sendable {
     var count: Int64?
 
     init(
-        _ type: WebhookEvent, _ data: some Encodable, sensor: String? = nil, room: String? = nil, eventID: String? = nil, deviceID: String? = nil,
+        _ type: WebhookEvent, _ data: some Encodable & Sendable, sensor: String? = nil, room: String? = nil, eventID: String? = nil, deviceID: String? = nil,
         placeID: String? = nil, count: Int64? = nil
     ) {
         self.type = type
-        self.data = (try? jsonBytes(data)).map { String(buffer: $0) } ?? "{}"
+        self.payload = data
         self.sensor = sensor
         self.room = room
         self.eventID = eventID
