@@ -86,11 +86,14 @@ struct RegistrationsRepository: Sendable {
         try await database.transaction(publishingTo: feed) { db, changes in
             let locked = try await EventsRepository.lock(id, bump: 0, db: db)
             // Each known user, and whether already registered with this event: a lookup of the
-            // registration per user, not a join the planner may run over the whole event.
+            // registration per user, not a join the planner may run over the whole event. Through
+            // the user's own registrations (few, whatever the event's size): `|| ''` keeps the
+            // event's indexes out of it, which statistics taken while the event was empty made the
+            // planner prefer, and then walk its whole waitlist for every user as the event filled.
             var registered: [String: Bool] = [:]
             for row in try await db.raw(
                 """
-                SELECT u.user_id, (SELECT r.status FROM registrations r WHERE r.event_id = \(bind: id) AND r.user_id = u.user_id) AS status
+                SELECT u.user_id, (SELECT r.status FROM registrations r WHERE r.user_id = u.user_id AND r.event_id || '' = \(bind: id)) AS status
                 FROM users u WHERE u.user_id IN (\(binds: users))
                 """
             ).all() {
