@@ -106,7 +106,8 @@ struct RecordsRepository: Sendable {
     }
 
     /// Decides `syncs` of `tenant` (in arrival order) in one transaction: the tenant's lock, one
-    /// read of the records they replay, one of the stored records near theirs, one insert. Each is
+    /// probe per record of what it replays and what it would duplicate, a read of those (few,
+    /// usually none), one insert. Each is
     /// answered as if it ran alone after those before it: a record an earlier sync of the batch
     /// stored is a replay or a conflict for a later one, as it would be once committed.
     private static func sync(
