@@ -106,8 +106,8 @@ struct RecordsRepository: Sendable {
     }
 
     /// Decides `syncs` of `tenant` (in arrival order) in one transaction: the tenant's lock, one
-    /// probe per record of what it replays and what it would duplicate, a read of those (few,
-    /// usually none), one insert. Each is
+    /// probe per record of what it replays, one read of the stored records near theirs, one
+    /// insert. Each is
     /// answered as if it ran alone after those before it: a record an earlier sync of the batch
     /// stored is a replay or a conflict for a later one, as it would be once committed.
     private static func sync(
@@ -118,39 +118,45 @@ struct RecordsRepository: Sendable {
             var stamp = try await Self.lockTenant(tenant, now: now, db: db)
             let valid = syncs.map { sync in sync.records.filter { $0.problem(device: sync.device.id, nowMs: milliseconds(now)) == nil } }
             let all = Array(valid.joined())
-            // Per record of `all`: the stored record it replays, and one of its employee's within the window.
+            // Per record of `all`: the stored record it replays; per employee, stored records near the batch's.
             var replays: [Int: Int64] = [:]
-            var near: [Int: Int64] = [:]
+            var nearby: [String: [StoredRecord]] = [:]
             if !all.isEmpty {
-                // Probes of the unique key and of the employee's time index, one each per record,
-                // whatever the planner thinks of the table (an `IN` over a batch's keys became a
-                // scan of the devices' whole history on a freshly filled table).
-                let window = SyncRecord.duplicateWindowMs
-                var keys = JSONRows(["position": "bigint", "device_id": "text", "local_id": "bigint", "employee_id": "text", "timestamp_ms": "bigint"])
+                // A probe of the unique key per record, whatever the planner thinks of the table
+                // (an `IN` over a batch's keys became a scan of the devices' whole history on a
+                // freshly filled table).
+                var keys = JSONRows(["position": "bigint", "device_id": "text", "local_id": "bigint"])
                 for (position, record) in all.enumerated() {
-                    keys.append(.integer(Int64(position)), .text(record.deviceID), .integer(record.localID), .text(record.employeeID), .integer(record.timestamp))
+                    keys.append(.integer(Int64(position)), .text(record.deviceID), .integer(record.localID))
                 }
                 for row in try await db.raw(
                     """
                     SELECT k.position,
-                        (SELECT server_id FROM attendance_records r WHERE r.device_id = k.device_id AND r.local_id = k.local_id) AS replayed,
-                        (SELECT server_id FROM attendance_records r WHERE r.tenant_id = \(bind: tenant) AND r.employee_id = k.employee_id
-                            AND r.timestamp_ms BETWEEN k.timestamp_ms - \(bind: window) AND k.timestamp_ms + \(bind: window) AND r.deleted_us IS NULL LIMIT 1) AS near
+                        (SELECT server_id FROM attendance_records r WHERE r.device_id = k.device_id AND r.local_id = k.local_id) AS replayed
                     FROM \(keys.table("k", in: db))
                     """
                 ).all() {
-                    let position = try row.decode(column: "position", as: Int.self)
-                    replays[position] = try row.decode(column: "replayed", as: Int64?.self)
-                    near[position] = try row.decode(column: "near", as: Int64?.self)
+                    replays[try row.decode(column: "position", as: Int.self)] = try row.decode(column: "replayed", as: Int64?.self)
+                }
+                // The duplicate window as one read for the batch, not a probe per record: with
+                // statistics taken before the tenant had records, the planner took its change
+                // index for the employee's and scanned it whole, per record (5 syncs a second).
+                let window = SyncRecord.duplicateWindowMs
+                for stored in try await db.raw(
+                    """
+                    SELECT \(StoredRecord.columns) FROM attendance_records
+                    WHERE tenant_id = \(bind: tenant) AND deleted_us IS NULL AND employee_id IN (\(binds: Array(Set(all.map(\.employeeID)))))
+                        AND timestamp_ms BETWEEN \(bind: all.map(\.timestamp).min()! - window) AND \(bind: all.map(\.timestamp).max()! + window)
+                    """
+                ).all().map(StoredRecord.init) {
+                    nearby[stored.employee_id, default: []].append(stored)
                 }
             }
-            // The records replayed (for when they were synced) and those new ones would duplicate
-            // (to show in their conflicts): few, usually none.
-            let wanted = Set(replays.values).union(near.filter { replays[$0.key] == nil }.values)
+            // When the records replayed were synced (few, usually none).
             var stored: [Int64: (record: StoredRecord, syncedAt: Int64)] = [:]
-            if !wanted.isEmpty {
+            if !replays.isEmpty {
                 for row in try await db.raw(
-                    "SELECT \(StoredRecord.columns), synced_us FROM attendance_records WHERE server_id IN (\(binds: Array(wanted)))"
+                    "SELECT \(StoredRecord.columns), synced_us FROM attendance_records WHERE server_id IN (\(binds: Array(Set(replays.values))))"
                 ).all() {
                     let record = try StoredRecord(row: row)
                     stored[record.server_id] = (record, milliseconds(try row.decode(column: "synced_us", as: Int64.self)))
@@ -197,7 +203,7 @@ struct RecordsRepository: Sendable {
                         continue
                     }
                     let window = SyncRecord.duplicateWindowMs
-                    if let existing = near[position].flatMap({ stored[$0]?.record }) {
+                    if let existing = nearby[record.employeeID]?.first(where: { abs($0.timestamp - record.timestamp) <= window }) {
                         conflicts.append((record, .stored(existing)))
                         continue
                     }
