@@ -107,8 +107,7 @@ struct RecordsRepository: Sendable {
 
     /// Decides `syncs` of `tenant` (in arrival order) in one transaction: the tenant's lock, one
     /// probe per record of what it replays, one read of the stored records near theirs, one
-    /// insert. Each is
-    /// answered as if it ran alone after those before it: a record an earlier sync of the batch
+    /// insert. Each is answered as if it ran alone after those before it: a record an earlier sync of the batch
     /// stored is a replay or a conflict for a later one, as it would be once committed.
     private static func sync(
         _ syncs: [(records: [SyncRecord], device: Device)], tenant: String, database: any Database, feed: ChangeFeed
@@ -153,13 +152,12 @@ struct RecordsRepository: Sendable {
                 }
             }
             // When the records replayed were synced (few, usually none).
-            var stored: [Int64: (record: StoredRecord, syncedAt: Int64)] = [:]
+            var syncedAt: [Int64: Int64] = [:]
             if !replays.isEmpty {
                 for row in try await db.raw(
-                    "SELECT \(StoredRecord.columns), synced_us FROM attendance_records WHERE server_id IN (\(binds: Array(Set(replays.values))))"
+                    "SELECT server_id, synced_us FROM attendance_records WHERE server_id IN (\(binds: Array(Set(replays.values))))"
                 ).all() {
-                    let record = try StoredRecord(row: row)
-                    stored[record.server_id] = (record, milliseconds(try row.decode(column: "synced_us", as: Int64.self)))
+                    syncedAt[try row.decode(column: "server_id", as: Int64.self)] = milliseconds(try row.decode(column: "synced_us", as: Int64.self))
                 }
             }
 
@@ -190,8 +188,8 @@ struct RecordsRepository: Sendable {
                 for record in valid[index] {
                     defer { position += 1 }
                     let local = Local(device: record.deviceID, id: record.localID)
-                    if let replayed = replays[position].flatMap({ stored[$0] }) {
-                        synced.append(.stored(.init(local_id: record.localID, server_id: replayed.record.server_id, synced_at: replayed.syncedAt)))
+                    if let serverID = replays[position], let at = syncedAt[serverID] {
+                        synced.append(.stored(.init(local_id: record.localID, server_id: serverID, synced_at: at)))
                         continue
                     }
                     if let earlier = freshByLocal[local], fresh[earlier].sync < index {
