@@ -137,6 +137,14 @@ import Testing
             #expect(listed?.count == 2)
             #expect(try await client.get("/api/devices/status", headers: Self.bearer(token)).object()["last_sync_at"] as? Int != nil)
 
+            // A record within 30 s of two stored ones names the earlier; one a day before, in the same
+            // sync, is judged by its own window, not the span of the sync.
+            let near = try await Self.sync(client, token, [Self.record(7, at: t + 15_000, device: "tab-1"), Self.record(8, at: t - 86_400_000, device: "tab-1")])
+                .object()
+            let named = (near["conflicts"] as? [[String: Any]])?.map { ($0["existing_record"] as? [String: Any])?["server_id"] as? Int }
+            #expect(named == [synced[0]["server_id"] as? Int])
+            #expect((near["synced_records"] as? [[String: Any]])?.map { $0["local_id"] as? Int } == [8])
+
             let audits = try await client.post(
                 "/api/audit/sync", jsonText(["audits": [["local_id": 1, "action": "MANUAL_FIX", "timestamp": t, "reason": "typo"]]]),
                 headers: Self.bearer(token)

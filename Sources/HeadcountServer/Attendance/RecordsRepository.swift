@@ -106,9 +106,10 @@ struct RecordsRepository: Sendable {
     }
 
     /// Decides `syncs` of `tenant` (in arrival order) in one transaction: the tenant's lock, one
-    /// probe per record of what it replays, one read of the stored records near theirs, one
-    /// insert. Each is answered as if it ran alone after those before it: a record an earlier sync of the batch
-    /// stored is a replay or a conflict for a later one, as it would be once committed.
+    /// read of what each record replays or clashes with (and one more of those records, when
+    /// any), one insert. Each is answered as if it ran alone after those before it: a record an
+    /// earlier sync of the batch stored is a replay or a conflict for a later one, as it would be
+    /// once committed.
     private static func sync(
         _ syncs: [(records: [SyncRecord], device: Device)], tenant: String, database: any Database, feed: ChangeFeed
     ) async throws -> [Result<SyncResult, any Error>] {
@@ -117,47 +118,59 @@ struct RecordsRepository: Sendable {
             var stamp = try await Self.lockTenant(tenant, now: now, db: db)
             let valid = syncs.map { sync in sync.records.filter { $0.problem(device: sync.device.id, nowMs: milliseconds(now)) == nil } }
             let all = Array(valid.joined())
-            // Per record of `all`: the stored record it replays; per employee, stored records near the batch's.
+            // Per record of `all`: the stored record it replays, or a live one of its employee within
+            // the window; and those records, with when they were synced.
             var replays: [Int: Int64] = [:]
-            var nearby: [String: [StoredRecord]] = [:]
+            var clashes: [Int: Int64] = [:]
+            var found: [Int64: (record: StoredRecord, syncedAt: Int64)] = [:]
             if !all.isEmpty {
-                // A probe of the unique key per record, whatever the planner thinks of the table
-                // (an `IN` over a batch's keys became a scan of the devices' whole history on a
-                // freshly filled table).
-                var keys = JSONRows(["position": "bigint", "device_id": "text", "local_id": "bigint"])
-                for (position, record) in all.enumerated() {
-                    keys.append(.integer(Int64(position)), .text(record.deviceID), .integer(record.localID))
-                }
-                for row in try await db.raw(
-                    """
-                    SELECT k.position,
-                        (SELECT server_id FROM attendance_records r WHERE r.device_id = k.device_id AND r.local_id = k.local_id) AS replayed
-                    FROM \(keys.table("k", in: db))
-                    """
-                ).all() {
-                    replays[try row.decode(column: "position", as: Int.self)] = try row.decode(column: "replayed", as: Int64?.self)
-                }
-                // The duplicate window as one read for the batch, not a probe per record: with
-                // statistics taken before the tenant had records, the planner took its change
-                // index for the employee's and scanned it whole, per record (5 syncs a second).
                 let window = SyncRecord.duplicateWindowMs
-                for stored in try await db.raw(
+                var keys = JSONRows([
+                    "position": "bigint", "device_id": "text", "local_id": "bigint", "employee_id": "text", "earliest": "bigint", "latest": "bigint",
+                ])
+                for (position, record) in all.enumerated() {
+                    keys.append(
+                        .integer(Int64(position)), .text(record.deviceID), .integer(record.localID), .text(record.employeeID),
+                        .integer(record.timestamp - window), .integer(record.timestamp + window))
+                }
+                // Two probes per record, each of one index: the unique key it would replay, and its
+                // employee's earliest live record in the window, ordered as the employee index is.
+                // Statistics taken before a tenant had records make any plan over its rows look
+                // like one row, and PostgreSQL took the tenant's change index and scanned it whole
+                // per record (6 syncs a second in a full bench run); with sorting off for this read,
+                // the employee index is the only plan without a sort. Only records that found
+                // something come back, probed once (`MATERIALIZED`: inlined, the filter ran the
+                // probes again).
+                let postgres = database.engine == .postgres
+                if postgres { try await db.raw("SET LOCAL enable_sort = off").run() }
+                let probes = try await db.raw(
                     """
-                    SELECT \(StoredRecord.columns) FROM attendance_records
-                    WHERE tenant_id = \(bind: tenant) AND deleted_us IS NULL AND employee_id IN (\(binds: Array(Set(all.map(\.employeeID)))))
-                        AND timestamp_ms BETWEEN \(bind: all.map(\.timestamp).min()! - window) AND \(bind: all.map(\.timestamp).max()! + window)
+                    WITH probes AS MATERIALIZED (
+                        SELECT k.position,
+                            (SELECT server_id FROM attendance_records r WHERE r.device_id = k.device_id AND r.local_id = k.local_id) AS replayed,
+                            (SELECT server_id FROM attendance_records r
+                             WHERE r.tenant_id = \(bind: tenant) AND r.employee_id = k.employee_id AND r.timestamp_ms BETWEEN k.earliest AND k.latest
+                                AND r.deleted_us IS NULL
+                             ORDER BY r.timestamp_ms LIMIT 1) AS clash
+                        FROM \(keys.table("k", in: db))
+                    )
+                    SELECT position, replayed, clash FROM probes WHERE replayed IS NOT NULL OR clash IS NOT NULL
                     """
-                ).all().map(StoredRecord.init) {
-                    nearby[stored.employee_id, default: []].append(stored)
+                ).all()
+                if postgres { try await db.raw("SET LOCAL enable_sort = on").run() }
+                for row in probes {
+                    let position = try row.decode(column: "position", as: Int.self)
+                    replays[position] = try row.decode(column: "replayed", as: Int64?.self)
+                    clashes[position] = try row.decode(column: "clash", as: Int64?.self)
                 }
             }
-            // When the records replayed were synced (few, usually none).
-            var syncedAt: [Int64: Int64] = [:]
-            if !replays.isEmpty {
+            let ids = Set(replays.values).union(clashes.values)
+            if !ids.isEmpty {
                 for row in try await db.raw(
-                    "SELECT server_id, synced_us FROM attendance_records WHERE server_id IN (\(binds: Array(Set(replays.values))))"
+                    "SELECT \(StoredRecord.columns), synced_us FROM attendance_records WHERE server_id IN (\(binds: Array(ids)))"
                 ).all() {
-                    syncedAt[try row.decode(column: "server_id", as: Int64.self)] = milliseconds(try row.decode(column: "synced_us", as: Int64.self))
+                    let stored = try StoredRecord(row: row)
+                    found[stored.server_id] = (stored, milliseconds(try row.decode(column: "synced_us", as: Int64.self)))
                 }
             }
 
@@ -188,7 +201,7 @@ struct RecordsRepository: Sendable {
                 for record in valid[index] {
                     defer { position += 1 }
                     let local = Local(device: record.deviceID, id: record.localID)
-                    if let serverID = replays[position], let at = syncedAt[serverID] {
+                    if let serverID = replays[position], let at = found[serverID]?.syncedAt {
                         synced.append(.stored(.init(local_id: record.localID, server_id: serverID, synced_at: at)))
                         continue
                     }
@@ -200,12 +213,13 @@ struct RecordsRepository: Sendable {
                         result.errors.append(.init(local_id: record.localID, error: "DUPLICATE_LOCAL_ID", message: "local_id appears twice in this request"))
                         continue
                     }
-                    let window = SyncRecord.duplicateWindowMs
-                    if let existing = nearby[record.employeeID]?.first(where: { abs($0.timestamp - record.timestamp) <= window }) {
+                    if let clash = clashes[position], let existing = found[clash]?.record {
                         conflicts.append((record, .stored(existing)))
                         continue
                     }
-                    if let earlier = freshByEmployee[record.employeeID]?.first(where: { abs(fresh[$0].record.timestamp - record.timestamp) <= window }) {
+                    if let earlier = freshByEmployee[record.employeeID]?.first(where: {
+                        abs(fresh[$0].record.timestamp - record.timestamp) <= SyncRecord.duplicateWindowMs
+                    }) {
                         conflicts.append((record, .fresh(earlier)))
                         continue
                     }
