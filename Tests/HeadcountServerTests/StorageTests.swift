@@ -13,6 +13,32 @@ import Testing
         let counts = Mutex<[[Int]]>([[], []])
     }
 
+    /// Rows handed to a statement as one table (`BulkRows`: typed arrays on PostgreSQL, JSON on
+    /// SQLite) arrive as sent: every kind, NULLs, text that JSON or an array literal would escape,
+    /// and the extremes of each number.
+    @Test(arguments: Engine.available)
+    func bulkRowsArriveAsSent(engine: Engine) async throws {
+        let environment = try await TestEnvironment.make(engine)
+        try await environment.withDatabase { database in
+            let sent: [(String?, Int64?, Double?)] = [
+                ("plain", 1, 0.5), (#"quote " backslash \ {braces,} NULL"#, .min, -1e300), ("émoji 🚪\n", .max, nil), (nil, nil, 5e-324), ("", 0, 0),
+            ]
+            var rows = BulkRows(["position": .integer, "name": .text, "n": .integer, "x": .real])
+            for (position, row) in sent.enumerated() {
+                rows.append(.integer(Int64(position)), row.0.map { .text($0) }, row.1.map { .integer($0) }, row.2.map { .real($0) })
+            }
+            let read = try await database.read { [rows] db in
+                try await db.raw("SELECT k.position, k.name, k.n, k.x FROM \(rows.table("k", in: db)) ORDER BY k.position").all().map {
+                    (try $0.decode(column: "name", as: String?.self), try $0.decode(column: "n", as: Int64?.self), try $0.decode(column: "x", as: Double?.self))
+                }
+            }
+            #expect(read.count == sent.count)
+            for (got, want) in zip(read, sent) {
+                #expect(got.0 == want.0 && got.1 == want.1 && got.2 == want.2)
+            }
+        }
+    }
+
     /// 120 transactions at once, every third of which writes and then fails: exactly the others'
     /// rows are stored (on SQLite they share group commits, where a failure rolls back alone).
     @Test(arguments: Engine.available)
