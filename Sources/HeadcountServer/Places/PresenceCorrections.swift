@@ -89,14 +89,23 @@ extension PlacesRepository {
         }
     }
 
-    /// The corrections of these presences of one source, by `source_id` and `since`.
+    /// The corrections of these presences of one source, by `source_id` and `since`: one statement
+    /// whatever their number (a building's ten thousand workers took twenty of 500 parameters,
+    /// whose parsing and planning were most of the database's time for a presence).
     static func corrections(_ source: String, of people: [NamedPerson], db: any SQLDatabase) async throws -> [String: Timestamp?] {
+        guard !people.isEmpty else { return [:] }
+        var keys = BulkRows(["source_id": .text, "since_us": .integer])
+        for person in people { keys.append(.text(person.sourceID), .integer(person.since.microseconds)) }
         var found: [String: Timestamp?] = [:]
-        for chunk in Array(Set(people.map(\.sourceID))).chunks(of: 500) {
-            let rows = try await db.raw(
-                "SELECT \(PresenceCorrection.columns) FROM presence_corrections WHERE source = \(bind: source) AND source_id IN (\(binds: Array(chunk)))"
-            ).all()
-            for correction in try rows.map(PresenceCorrection.init) { found[key(correction.sourceID, correction.since)] = .some(correction.left) }
+        for row in try await db.raw(
+            """
+            SELECT c.source_id, c.since_us, c.left_us FROM \(keys.table("k", in: db))
+            JOIN presence_corrections c ON c.source = \(bind: source) AND c.source_id = k.source_id AND c.since_us = k.since_us
+            """
+        ).all() {
+            let since = Timestamp(microseconds: try row.decode(column: "since_us", as: Int64.self))
+            found[key(try row.decode(column: "source_id", as: String.self), since)] = .some(
+                try row.decode(column: "left_us", as: Int64?.self).map(Timestamp.init(microseconds:)))
         }
         return found
     }

@@ -14,6 +14,16 @@ struct KeptDetail: Sendable {
         }
     }
 
+    init(minutes: Int64? = nil, hours: Int64? = nil) {
+        (self.minutes, self.hours) = (minutes, hours)
+    }
+
+    /// From a row of `sensors` with `minutes_from_us` and `hours_from_us`.
+    init(row: any SQLRow) throws {
+        minutes = try row.decode(column: "minutes_from_us", as: Int64?.self)
+        hours = try row.decode(column: "hours_from_us", as: Int64?.self)
+    }
+
     /// The finest level whose rows are whole at `instant`.
     func finest(at instant: Int64) -> RollupLevel {
         RollupLevel.allCases.first { level in from(level).map { instant >= $0 } ?? true }!
@@ -23,9 +33,7 @@ struct KeptDetail: Sendable {
 extension SensorsRepository {
     /// Nil for an unknown sensor.
     static func kept(sensor: String, db: any SQLDatabase) async throws -> KeptDetail? {
-        try await db.raw("SELECT minutes_from_us, hours_from_us FROM sensors WHERE sensor = \(bind: sensor)").first().map { row in
-            KeptDetail(minutes: try row.decode(column: "minutes_from_us", as: Int64?.self), hours: try row.decode(column: "hours_from_us", as: Int64?.self))
-        }
+        try await db.raw("SELECT minutes_from_us, hours_from_us FROM sensors WHERE sensor = \(bind: sensor)").first().map(KeptDetail.init(row:))
     }
 
     /// A 422 when an answer from `start` would need rows of `level` that were dropped.

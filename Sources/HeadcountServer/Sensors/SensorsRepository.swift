@@ -34,13 +34,18 @@ struct SensorsRepository: Sendable {
         guard !sensors.isEmpty else { return [:] }
         return try await database.read { db in
             var inside: [String: Int64] = [:]
+            var kept: [String: KeptDetail] = [:]
             for chunk in sensors.chunks(of: 500) {
-                for row in try await db.raw("SELECT sensor, inside + adjustment AS inside FROM sensors WHERE sensor IN (\(binds: Array(chunk)))").all() {
-                    inside[try row.decode(column: "sensor", as: String.self)] = try row.decode(column: "inside", as: Int64.self)
+                for row in try await db.raw(
+                    "SELECT sensor, inside + adjustment AS inside, minutes_from_us, hours_from_us FROM sensors WHERE sensor IN (\(binds: Array(chunk)))"
+                ).all() {
+                    let sensor = try row.decode(column: "sensor", as: String.self)
+                    inside[sensor] = try row.decode(column: "inside", as: Int64.self)
+                    kept[sensor] = try KeptDetail(row: row)
                 }
             }
             if let instant {
-                for sensor in inside.keys { inside[sensor] = try await Self.inside(sensor: sensor, at: instant, db: db) }
+                for (sensor, kept) in kept { inside[sensor] = try await Self.inside(sensor: sensor, at: instant, kept: kept, db: db) }
             }
             return inside
         }
