@@ -126,6 +126,38 @@ import Testing
         }
     }
 
+    /// A place's count at an instant is the sum of its doorways' own counts then, as each sensor's
+    /// `atInstant` answers it (the place reads its sensors together): within a minute and at its
+    /// edges, before a sensor's first event, and for a recounted sensor before and after its recount.
+    @Test(arguments: Engine.available)
+    func aPlaceAtAnInstantAddsItsDoorwaysAtThatInstant(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp { client in
+            _ = try await Self.create(client, ["id": "hall", "name": "hall"])
+            let doors = ["north", "south", "east", "west"]
+            for door in doors {
+                #expect(try await client.put("/api/sensors/\(door)/doorway", #"{"from":null,"to":"hall"}"#, headers: Self.admin).status == .ok)
+            }
+            for (door, ts, inCount, out) in [
+                ("north", "2024-03-01T09:00:10Z", 5, 0), ("north", "2024-03-01T09:01:20Z", 3, 1), ("north", "2024-03-01T09:01:40Z", 0, 2),
+                ("south", "2024-03-01T08:30:00Z", 7, 0), ("east", "2024-03-01T09:01:30Z", 4, 0), ("west", "2024-03-01T08:00:00Z", 9, 0),
+            ] {
+                #expect(try await client.post("/api/webhook", jsonText(["sensor": door, "ts": ts, "in_count": inCount, "out": out])).status == .ok)
+            }
+            let recount = #"{"inside": 2, "at": "2024-03-01T09:00:30Z", "reason": "recount", "by": "Ada"}"#
+            #expect(try await client.post("/api/sensors/west/adjustments", recount, headers: Self.admin).status == .created)
+            for instant in [
+                "2024-03-01T07:00:00Z", "2024-03-01T09:00:00Z", "2024-03-01T09:00:20Z", "2024-03-01T09:01:00Z", "2024-03-01T09:01:20Z",
+                "2024-03-01T09:01:30Z", "2024-03-01T09:01:59Z", "2024-03-01T09:02:00Z", "2024-03-02T00:00:00Z",
+            ] {
+                var sum = 0
+                for door in doors { sum += try await SensorsTests.inside(client, "/api/sensors/\(door)/occupancy?atInstant=\(instant)") ?? -1000 }
+                let counted = try await client.get("/api/places/hall/occupancy?at=\(instant)").object()["counted"] as? Int
+                #expect(counted == sum, "at \(instant)")
+            }
+            #expect(try await client.get("/api/places/hall/occupancy?at=2024-03-01T09:01:30Z").object()["counted"] as? Int == 7 + 7 + 4 + 2)
+        }
+    }
+
     @Test(arguments: Engine.available)
     func noCyclesAndABoundedDepth(engine: Engine) async throws {
         try await TestEnvironment.make(engine).withApp { client in

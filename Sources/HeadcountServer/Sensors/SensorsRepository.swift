@@ -45,10 +45,62 @@ struct SensorsRepository: Sendable {
                 }
             }
             if let instant {
-                for (sensor, kept) in kept { inside[sensor] = try await Self.inside(sensor: sensor, at: instant, kept: kept, db: db) }
+                let together = try await Self.atMinute(Array(kept.keys), at: instant, db: db)
+                for (sensor, kept) in kept {
+                    if let count = together[sensor] { inside[sensor] = count } else { inside[sensor] = try await Self.inside(sensor: sensor, at: instant, kept: kept, db: db) }
+                }
             }
             return inside
         }
+    }
+
+    /// The counts at `instant` of those `sensors` that need neither adjustments nor coarser rows
+    /// then, as `inside(sensor:at:)` reads them, in three statements for all: a 200-doorway
+    /// building took 600 at an instant, one sensor at a time. The others are absent.
+    private static func atMinute(_ sensors: [String], at instant: Timestamp, db: any SQLDatabase) async throws -> [String: Int64] {
+        let minute = RollupLevel.minute.start(of: instant.microseconds)
+        var inside: [String: Int64] = [:]
+        for chunk in sensors.chunks(of: 500) {
+            let chunk = Array(chunk)
+            var plain = Set(chunk)
+            for row in try await db.raw(
+                """
+                SELECT DISTINCT sensor FROM sensor_adjustments WHERE sensor IN (\(binds: chunk)) AND at_us <= \(bind: instant.microseconds)
+                UNION SELECT sensor FROM sensors WHERE sensor IN (\(binds: chunk)) AND minutes_from_us > \(bind: instant.microseconds)
+                """
+            ).all() {
+                plain.remove(try row.decode(column: "sensor", as: String.self))
+            }
+            guard !plain.isEmpty else { continue }
+            // Each sensor's latest minute row at or before the instant's minute: no row, nobody yet;
+            // an earlier minute, its balance after; the instant's own minute, its balance before and
+            // the minute's events up to the instant.
+            var current: [String: Int64] = [:]
+            for row in try await db.raw(
+                """
+                SELECT \(rollupColumns(.minute)) FROM sensor_minutes r JOIN (
+                    SELECT s.sensor AS id, (SELECT MAX(m.minute_us) FROM sensor_minutes m WHERE m.sensor = s.sensor AND m.minute_us <= \(bind: minute)) AS latest
+                    FROM sensors s WHERE s.sensor IN (\(binds: Array(plain)))
+                ) k ON r.sensor = k.id AND r.minute_us = k.latest
+                """
+            ).all() {
+                let sensor = try row.decode(column: "sensor", as: String.self), rollup = try Self.rollup(row, level: .minute)
+                if rollup.start == minute { current[sensor] = rollup.balanceBefore } else { inside[sensor] = rollup.balanceAfter }
+            }
+            if !current.isEmpty {
+                for row in try await db.raw(
+                    """
+                    SELECT sensor, CAST(COALESCE(SUM(in_count - out_count), 0) AS BIGINT) AS net FROM sensor_events
+                    WHERE sensor IN (\(binds: Array(current.keys))) AND ts_us >= \(bind: minute) AND ts_us <= \(bind: instant.microseconds) GROUP BY sensor
+                    """
+                ).all() {
+                    current[try row.decode(column: "sensor", as: String.self), default: 0] += try row.decode(column: "net", as: Int64.self)
+                }
+            }
+            inside.merge(current) { $1 }
+            for sensor in plain where inside[sensor] == nil { inside[sensor] = 0 }
+        }
+        return inside
     }
 
     /// The count at `instant` with the adjustment in force then. Before the sensor's minute rows
