@@ -14,19 +14,16 @@ struct KeptDetail: Sendable {
         }
     }
 
-    init(minutes: Int64? = nil, hours: Int64? = nil) {
-        (self.minutes, self.hours) = (minutes, hours)
-    }
-
-    /// From a row of `sensors` with `minutes_from_us` and `hours_from_us`.
-    init(row: any SQLRow) throws {
-        minutes = try row.decode(column: "minutes_from_us", as: Int64?.self)
-        hours = try row.decode(column: "hours_from_us", as: Int64?.self)
-    }
-
     /// The finest level whose rows are whole at `instant`.
     func finest(at instant: Int64) -> RollupLevel {
         RollupLevel.allCases.first { level in from(level).map { instant >= $0 } ?? true }!
+    }
+}
+
+extension KeptDetail {
+    /// From a row of `sensors` with `minutes_from_us` and `hours_from_us`.
+    init(row: any SQLRow) throws {
+        self.init(minutes: try row.decode(column: "minutes_from_us", as: Int64?.self), hours: try row.decode(column: "hours_from_us", as: Int64?.self))
     }
 }
 

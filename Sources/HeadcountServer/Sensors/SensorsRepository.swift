@@ -65,7 +65,7 @@ struct SensorsRepository: Sendable {
             var plain = Set(chunk)
             for row in try await db.raw(
                 """
-                SELECT DISTINCT sensor FROM sensor_adjustments WHERE sensor IN (\(binds: chunk)) AND at_us <= \(bind: instant.microseconds)
+                SELECT sensor FROM sensor_adjustments WHERE sensor IN (\(binds: chunk)) AND at_us <= \(bind: instant.microseconds)
                 UNION SELECT sensor FROM sensors WHERE sensor IN (\(binds: chunk)) AND minutes_from_us > \(bind: instant.microseconds)
                 """
             ).all() {

@@ -10,6 +10,15 @@ import SQLKit
 struct BulkRows {
     enum Kind {
         case text, integer, real
+
+        /// An element's type, and an array's type and SQL name, on PostgreSQL.
+        fileprivate var postgres: (element: PostgresDataType, array: PostgresDataType, sql: String) {
+            switch self {
+            case .text: (.text, .textArray, "text[]")
+            case .integer: (.int8, .int8Array, "bigint[]")
+            case .real: (.float8, .float8Array, "double precision[]")
+            }
+        }
     }
 
     enum Value {
@@ -20,7 +29,6 @@ struct BulkRows {
 
     private let names: [String]
     private var columns: [PostgresColumn]
-    private(set) var isEmpty = true
 
     init(_ columns: KeyValuePairs<String, Kind>) {
         names = columns.map(\.key)
@@ -31,7 +39,6 @@ struct BulkRows {
     /// real must be finite.
     mutating func append(_ values: Value?...) {
         precondition(values.count == columns.count, "one value per column")
-        isEmpty = false
         for (index, value) in values.enumerated() { columns[index].values.append(value) }
     }
 
@@ -39,7 +46,7 @@ struct BulkRows {
     func table(_ name: String, in db: any SQLDatabase) -> SQLQueryString {
         let list = names.joined(separator: ", ")
         if db.dialect.name == "postgresql" {
-            let arrays = columns.map { "\(bind: $0)::\(unsafeRaw: $0.kind.postgresArray)" as SQLQueryString }
+            let arrays = columns.map { "\(bind: $0)::\(unsafeRaw: $0.kind.postgres.sql)" as SQLQueryString }
             return "unnest(\(arrays.joined(separator: ", "))) AS \(ident: name) (\(unsafeRaw: list))"
         }
         let select = names.enumerated().map { "json_extract(e.value, '$[\($0.offset)]') AS \($0.element)" }
@@ -67,41 +74,19 @@ struct BulkRows {
     }
 }
 
-extension BulkRows.Kind {
-    var postgresArray: String {
-        switch self {
-        case .text: "text[]"
-        case .integer: "bigint[]"
-        case .real: "double precision[]"
-        }
-    }
-}
-
 /// A column of `BulkRows` as a one-dimensional PostgreSQL array in the binary format, NULLs
 /// included (PostgresNIO's arrays cannot hold them).
 private struct PostgresColumn: Encodable, Sendable, PostgresThrowingDynamicTypeEncodable {
     let kind: BulkRows.Kind
     var values: [BulkRows.Value?] = []
 
-    var psqlType: PostgresDataType {
-        switch kind {
-        case .text: .textArray
-        case .integer: .int8Array
-        case .real: .float8Array
-        }
-    }
+    var psqlType: PostgresDataType { kind.postgres.array }
     var psqlFormat: PostgresFormat { .binary }
 
     func encode<JSONEncoder: PostgresJSONEncoder>(into buffer: inout ByteBuffer, context: PostgresEncodingContext<JSONEncoder>) throws {
-        let element: PostgresDataType =
-            switch kind {
-            case .text: .text
-            case .integer: .int8
-            case .real: .float8
-            }
         buffer.writeInteger(values.isEmpty ? 0 : 1, as: Int32.self)  // dimensions
         buffer.writeInteger(values.contains { $0 == nil } ? 1 : 0, as: Int32.self)  // has NULLs
-        buffer.writeInteger(element.rawValue)
+        buffer.writeInteger(kind.postgres.element.rawValue)
         guard !values.isEmpty else { return }
         buffer.writeInteger(Int32(values.count))
         buffer.writeInteger(1, as: Int32.self)  // lower bound
