@@ -35,7 +35,7 @@ final class SensorIngest: Sendable {
         do {
             try await partitions.prepare(for: events)
             let accepted = try await database.transaction(publishingTo: feed) { db, changes in
-                let (accepted, inside) = try await SensorsRepository.ingest(events, db: db)
+                let (accepted, inside) = try await SensorsRepository.ingest(events, db: db, changes: changes)
                 for (sensor, inside) in inside.sorted(by: { $0.key < $1.key }) {
                     let change: [String: JSONValue] = ["sensor": .string(sensor), "inside": .int(inside)]
                     changes.publish(.sensorOccupancy, change)

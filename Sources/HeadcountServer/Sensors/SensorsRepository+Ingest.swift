@@ -5,10 +5,12 @@ extension SensorsRepository {
     /// minute, hour and day rollups current. Returns, per event, whether it was stored (false: its
     /// id was seen), and the occupancy of each sensor the batch changed (with its adjustment).
     ///
-    /// A batch costs five statements however many events and sensors it holds, when the events
-    /// arrive in time order (the events, the totals, a statement per rollup level); a late event
-    /// also rewrites its minute, hour and day and shifts the rows after them.
-    static func ingest(_ events: [SensorEvent], db: any SQLDatabase) async throws -> (accepted: [Bool], inside: [String: Int64]) {
+    /// A batch costs two round trips however many events and sensors it holds, when the events
+    /// arrive in time order (the events, the totals); its rollups, a statement per level, go to
+    /// `changes.write`, which runs them with the outbox's at the end (one round trip on
+    /// PostgreSQL). A late event also rewrites its minute, hour and day and shifts the rows after
+    /// them, there and then.
+    static func ingest(_ events: [SensorEvent], db: any SQLDatabase, changes: Changes) async throws -> (accepted: [Bool], inside: [String: Int64]) {
         // The first of each (sensor, id) in the batch is a candidate; the database decides the rest.
         // Inserting in (sensor, id) order keeps concurrent batches from deadlocking on the unique index.
         var seen = Set<[String]>()
@@ -47,7 +49,7 @@ extension SensorsRepository {
                 inOrder.append((batch, total.inside - batch.reduce(0) { $0 + $1.net }))
             }
         }
-        try await appendRollups(inOrder, db: db)
+        changes.write(appendedRollups(inOrder))
         return (accepted, adjusted)
     }
 
@@ -132,17 +134,18 @@ extension SensorsRepository {
         }
     }
 
-    /// Rolls events that come after everything stored into minutes, hours and days, one statement
-    /// a level: a row already stored is continued (its counts and area added, its low and high
-    /// widened from where it ended), later rows start from the occupancy before the batch.
-    private static func appendRollups(_ sensors: [(events: [SensorEvent], insideBefore: Int64)], db: any SQLDatabase) async throws {
-        for level in RollupLevel.allCases {
+    /// The statements that roll events coming after everything stored into minutes, hours and
+    /// days, one a level: a row already stored is continued (its counts and area added, its low
+    /// and high widened from where it ended), later rows start from the occupancy before the
+    /// batch. Nothing else in the batch's transaction reads these rows.
+    private static func appendedRollups(_ sensors: [(events: [SensorEvent], insideBefore: Int64)]) -> [SQLQueryString] {
+        RollupLevel.allCases.flatMap { level in
             let rows = sensors.flatMap { s in
                 Rollup.rolling(s.events, from: s.insideBefore, level: level).map { (s.events[0].sensor, $0) }
             }
             let t = level.table
-            try await upsert(
-                rows, level: level, db: db,
+            return upserts(
+                rows, level: level,
                 onConflict: """
                     entries = \(unsafeRaw: t).entries + excluded.entries,
                     exits = \(unsafeRaw: t).exits + excluded.exits,
@@ -193,12 +196,13 @@ extension SensorsRepository {
                     }
                     row = minute
                 }
-                try await upsert(
-                    [(sensor, row)], level: level, db: db,
-                    onConflict: """
-                        entries = excluded.entries, exits = excluded.exits, balance_before = excluded.balance_before,
-                        low = excluded.low, high = excluded.high, low_us = excluded.low_us, high_us = excluded.high_us, area = excluded.area
-                        """)
+                try await db.runTogether(
+                    upserts(
+                        [(sensor, row)], level: level,
+                        onConflict: """
+                            entries = excluded.entries, exits = excluded.exits, balance_before = excluded.balance_before,
+                            low = excluded.low, high = excluded.high, low_us = excluded.low_us, high_us = excluded.high_us, area = excluded.area
+                            """))
                 if net != 0 {
                     try await db.raw(
                         """
@@ -211,22 +215,21 @@ extension SensorsRepository {
         }
     }
 
-    /// Inserts rows of a level; `onConflict` says how a row already stored takes the new one.
-    private static func upsert(_ rows: [(String, Rollup)], level: RollupLevel, db: any SQLDatabase, onConflict: SQLQueryString) async throws {
-        for chunk in rows.chunks(of: 500) {
+    /// The statements that insert rows of a level (a statement per 500); `onConflict` says how a
+    /// row already stored takes the new one.
+    private static func upserts(_ rows: [(String, Rollup)], level: RollupLevel, onConflict: SQLQueryString) -> [SQLQueryString] {
+        rows.chunks(of: 500).map { chunk in
             let values = chunk.map { sensor, m -> SQLQueryString in
                 """
                 (\(bind: sensor), \(bind: m.start), \(bind: m.entries), \(bind: m.exits), \(bind: m.balanceBefore), \(bind: m.low), \(bind: m.high), \
                 \(bind: m.lowAt), \(bind: m.highAt), \(bind: m.area))
                 """
             }
-            try await db.raw(
-                """
+            return """
                 INSERT INTO \(unsafeRaw: level.table) (\(rollupColumns(level)))
                 VALUES \(values.joined(separator: ", "))
                 ON CONFLICT (sensor, \(unsafeRaw: level.column)) DO UPDATE SET \(onConflict)
                 """
-            ).run()
         }
     }
 }
