@@ -56,11 +56,6 @@ import Testing
         try Self.same([Int64.min, Int64.max, 0, -1])
         try Self.same(["Ada", "", "\"q\" \\ \n", text, "é"], "a list of text, written in place")
         try Self.same([[String]](arrayLiteral: ["a", "b"], [], ["c"]))
-        // A room's answer, written by hand, is what the encoder writes.
-        for occupants in [[], ["Ada"], ["Ada", "\"q\"", text, "é"]] {
-            let response = RoomsController.ActionResponse(status: "registered", occupants: occupants)
-            #expect(Array(buffer: RoomsController.answer(response)) == (try JSONWriter.encode(response)))
-        }
         try Self.same(Float(0.1))
         let value: JSONValue = .object([
             "b": .array([.null, .bool(true), .int(-7), .double(2.25), .string("\"q\"")]), "a": .object(["Z": .int(1), "é": .int(2), "aa": .int(3)]),
@@ -79,6 +74,36 @@ import Testing
         let usage = bounds.dropLast().map { Usage(min: 0, peak: 3, peakAt: $0, area: 1234.5, span: 3_600_000_000) as Usage? }
         try Self.same(UtilisationReport(subject: .sensor("door"), period: period, capacity: 7, usage: usage, privacy: .off))
         try Self.same(Heatmap(subject: .place("p"), period: period, capacity: nil, usage: usage, privacy: Privacy(k: 5)))
+    }
+
+    struct RoomAnswer: Encodable {
+        let status: String
+        let occupants: [String]
+    }
+
+    /// A room's answer, kept as JSON through arrivals and departures (first, middle, last, the
+    /// only one), is what the encoder writes of the same names.
+    @Test func aRoomsKeptAnswerIsWhatTheEncoderWrites() throws {
+        let text = String((0..<128).map { Character(Unicode.Scalar(UInt8($0))) }) + "é 😀"
+        var list = OccupantList(["Ada", "\"q\""])
+        var model = ["Ada", "\"q\""]
+        let steps: [(name: String, arrives: Bool)] = [
+            (text, true), ("é", true), ("", true), ("Ada", false), ("é", false), ("", false), ("Bo", true), ("\"q\"", false), (text, false),
+            ("Bo", false), ("nobody", false), ("Cy", true),
+        ]
+        for (name, arrives) in steps {
+            if arrives {
+                list.append(name)
+                model.append(name)
+            } else {
+                #expect(list.remove(name) == model.contains(name))
+                model.removeAll { $0 == name }
+            }
+            #expect(list.names == model)
+            let expected = try JSONWriter.encode(RoomAnswer(status: "registered", occupants: model))
+            #expect(OccupantList.answer(list.json, status: "registered") == expected, "after \(arrives ? "arriving" : "leaving"): \(name.prefix(8))")
+        }
+        #expect(OccupantList(model).json == list.json)
     }
 
     @Test func notANumberIsRefusedAsByFoundation() {

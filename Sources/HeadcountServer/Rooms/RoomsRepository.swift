@@ -13,7 +13,8 @@ struct LoggedAction: Sendable {
 
 /// The SQL of rooms: an append-only action log, the current occupants, and a parent row per room.
 struct RoomsRepository: Sendable {
-    typealias Recorded = (occupants: [String], logged: LoggedAction)
+    /// An action's outcome: the occupants after it, as `OccupantList.json`, and its log entry.
+    typealias Recorded = (occupantsJSON: [UInt8], logged: LoggedAction)
 
     let database: any Database
     let feed: ChangeFeed
@@ -51,54 +52,61 @@ struct RoomsRepository: Sendable {
             ).first()!
             let last = try parent.decode(column: "seq", as: Int.self)
             let at = Timestamp(microseconds: try parent.decode(column: "last_at_us", as: Int64.self))
-            let before = try await Self.held(room: room, seq: last - actions.count, database: database, db: db)
-            var (occupants, inside) = (before.occupants, before.since)
+            // Changed in place: who left (of those inside before) and who came (or came back).
+            var held = try await Self.held(room: room, seq: last - actions.count, database: database, db: db)
+            var (gone, came) = (Set<String>(), [String: Int]())
             var logged: [SQLQueryString] = []
             let answers = actions.enumerated().map { index, action -> Result<Recorded, any Error> in
                 let (kind, name) = action
                 let seq = last - actions.count + 1 + index
                 logged.append("(\(bind: room), \(bind: seq), \(bind: name), \(bind: kind.rawValue), \(bind: at.microseconds), \(bind: at.day))")
                 switch kind {
-                case .register where inside[name] == nil:
-                    inside[name] = seq
-                    occupants.append(name)
-                case .unregister where inside.removeValue(forKey: name) != nil:
-                    occupants.remove(at: occupants.firstIndex(of: name)!)
+                case .register where held.since[name] == nil:
+                    held.since[name] = seq
+                    held.occupants.append(name)
+                    gone.remove(name)
+                    came[name] = seq
+                case .unregister where held.since.removeValue(forKey: name) != nil:
+                    _ = held.occupants.remove(name)
+                    if came.removeValue(forKey: name) == nil { gone.insert(name) }
                 default: break
                 }
-                let change: [String: JSONValue] = ["room": .string(room), "name": .string(name), "inside": .int(Int64(occupants.count)), "at": .string(at.rfc3339)]
+                let change: [String: JSONValue] = [
+                    "room": .string(room), "name": .string(name), "inside": .int(Int64(held.occupants.count)), "at": .string(at.rfc3339),
+                ]
                 changes.publish(kind == .register ? .roomRegister : .roomUnregister, change)
                 changes.send(OutboundEvent(kind == .register ? .roomPersonRegistered : .roomPersonUnregistered, change, room: room))
-                return .success((occupants, LoggedAction(seq: seq, name: name, action: kind, at: at)))
+                // Only the JSON is shared with the answer: the next arrival copies its bytes, no more.
+                return .success((held.occupants.json, LoggedAction(seq: seq, name: name, action: kind, at: at)))
             }
             var statements: [SQLQueryString] = [
                 "INSERT INTO room_actions (room, seq, name, action, at_us, day) VALUES \(logged.joined(separator: ", "))",
                 Self.markPending(room: room, day: at.day, seq: last),
             ]
             // Who left, then who came (or came back: their row is overwritten, not deleted and inserted).
-            let gone = before.since.keys.filter { inside[$0] == nil }
-            if !gone.isEmpty { statements.append("DELETE FROM room_occupants WHERE room = \(bind: room) AND name IN (\(binds: gone))") }
-            let came = inside.filter { before.since[$0.key] != $0.value }.map { "(\(bind: room), \(bind: $0.key), \(bind: at.microseconds), \(bind: $0.value))" as SQLQueryString }
+            if !gone.isEmpty { statements.append("DELETE FROM room_occupants WHERE room = \(bind: room) AND name IN (\(binds: Array(gone)))") }
             if !came.isEmpty {
+                let rows = came.map { "(\(bind: room), \(bind: $0.key), \(bind: at.microseconds), \(bind: $0.value))" as SQLQueryString }
                 statements.append(
                     """
-                    INSERT INTO room_occupants (room, name, since_us, seq) VALUES \(came.joined(separator: ", "))
+                    INSERT INTO room_occupants (room, name, since_us, seq) VALUES \(rows.joined(separator: ", "))
                     ON CONFLICT (room, name) DO UPDATE SET since_us = excluded.since_us, seq = excluded.seq
                     """)
             }
             changes.write(statements)
-            return (answers, HeldRoom(seq: last, occupants: occupants, since: inside))
+            return (answers, HeldRoom(seq: last, occupants: held.occupants, since: held.since))
         }
         // Committed: the next batch here starts from it, unless another instance writes first.
         database.caches.rooms.store(after, for: room, weight: after.occupants.count + 1)
         return answers
     }
 
-    /// Who was inside `room` after its action `seq`: as held in memory if that is what is held,
-    /// else read (in the caller's transaction, which holds the room's lock).
+    /// Who was inside `room` after its action `seq`: as held in memory if that is what is held
+    /// (taken out, to be changed in place and stored again after the commit), else read (in the
+    /// caller's transaction, which holds the room's lock).
     private static func held(room: String, seq: Int, database: any Database, db: any SQLDatabase) async throws -> HeldRoom {
-        if let held = database.caches.rooms[room], held.seq == seq { return held }
-        var occupants: [String] = []
+        if let held = database.caches.rooms.take(room), held.seq == seq { return held }
+        var occupants = OccupantList()
         var since: [String: Int] = [:]
         for row in try await db.raw("SELECT name, seq FROM room_occupants WHERE room = \(bind: room) ORDER BY seq").all() {
             let name = try row.decode(column: "name", as: String.self)

@@ -32,6 +32,16 @@ final class MemoryCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         }
     }
 
+    /// Removes and returns what `key` holds: a value its taker changes in place is then its own,
+    /// not copied because the cache still shares it.
+    func take(_ key: Key) -> Value? {
+        state.withLock { state in
+            guard let entry = state.entries.removeValue(forKey: key) else { return nil }
+            state.weight -= entry.weight
+            return entry.value
+        }
+    }
+
     /// Keeps `value` (replacing what `key` held); a value heavier than the whole budget is not kept.
     /// Past the budget, the least recently used go until a quarter of it is free: a sort now and
     /// then rather than a scan per value stored.
@@ -60,8 +70,8 @@ struct HeldAnswer: Sendable {
 /// Who was inside a room after its action `seq`, in order of arrival, with the action that let each in.
 struct HeldRoom: Sendable {
     let seq: Int
-    let occupants: [String]
-    let since: [String: Int]
+    var occupants: OccupantList
+    var since: [String: Int]
 }
 
 /// What this instance keeps in memory for a database.
