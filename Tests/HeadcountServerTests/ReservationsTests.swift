@@ -146,6 +146,36 @@ import Testing
         }
     }
 
+    /// Parallel create-or-replace on one device leaves exactly one active reservation: the last
+    /// one made, which is what `get-reservation` answers.
+    @Test(arguments: Engine.available)
+    func concurrentReplacementsLeaveOneActive(engine: Engine) async throws {
+        try await TestEnvironment.make(engine).withApp(.live) { client in
+            let port = try #require(client.port)
+            let statuses = try await withParallelClient { http in
+                try await withThrowingTaskGroup(of: UInt.self) { group in
+                    for i in 0..<20 {
+                        group.addTask {
+                            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/set-reservation")
+                            request.method = .POST
+                            request.body = .bytes(ByteBuffer(string: Self.body("busy", credential: "c\(i)")))
+                            return try await http.execute(request, timeout: .seconds(60)).status.code
+                        }
+                    }
+                    return try await group.reduce(into: [UInt]()) { $0.append($1) }
+                }
+            }
+            #expect(statuses == Array(repeating: 200, count: 20))
+            let items = try #require(try await client.get("/api/reservations?device_id=busy").object()["reservations"] as? [[String: Any]])
+            #expect(items.count == 20)
+            let active = items.filter { $0["status"] as? String == "active" }
+            #expect(active.count == 1)
+            let newest = items.max { ($0["id"] as? Int ?? 0) < ($1["id"] as? Int ?? 0) }
+            #expect(active.first?["credential"] as? String == newest?["credential"] as? String)
+            #expect(try await client.get("/get-reservation?device_id=busy").object()["credential"] as? String == active.first?["credential"] as? String)
+        }
+    }
+
     @Test(arguments: Engine.available)
     func reservationsSurviveARestart(engine: Engine) async throws {
         let environment = try await TestEnvironment.make(engine)

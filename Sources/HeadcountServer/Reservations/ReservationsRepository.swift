@@ -26,8 +26,12 @@ struct ReservationsRepository: Sendable {
     func set(deviceID: String, start: Timestamp, end: Timestamp, credential: String, holder: String?) async throws {
         try await database.transaction(publishingTo: feed) { db, changes in
             try await Self.lockDevice(deviceID, db: db)
-            try await db.raw("UPDATE reservations SET status = 'replaced' WHERE device_id = \(bind: deviceID) AND status = 'active'").run()
-            Self.changed(try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, holder: holder, db: db), changes)
+            let reservation = try await Self.insert(deviceID: deviceID, start: start, end: end, credential: credential, holder: holder, db: db)
+            // Written with the outbox's statements (one round trip on PostgreSQL): nothing reads it before.
+            changes.write([
+                "UPDATE reservations SET status = 'replaced' WHERE device_id = \(bind: deviceID) AND status = 'active' AND id <> \(bind: reservation.id)"
+            ])
+            Self.changed(reservation, changes)
         }
     }
 
