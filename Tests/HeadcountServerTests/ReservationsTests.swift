@@ -122,23 +122,25 @@ import Testing
         }
     }
 
+    /// Twenty POSTs to `path` at once, the `i`th with `body(i)`; their statuses.
+    static func postAtOnce(port: Int, _ path: String, body: @escaping @Sendable (Int) -> String) async throws -> [UInt] {
+        try await withParallelClient { http in
+            try await withThrowingTaskGroup(of: UInt.self) { group in
+                for i in 0..<20 {
+                    group.addTask { try await send(.POST, port: port, path, body: ByteBuffer(string: body(i)), using: http).status }
+                }
+                return try await group.reduce(into: [UInt]()) { $0.append($1) }
+            }
+        }
+    }
+
     /// Twenty clients book the same slot at once: exactly one wins.
     @Test(arguments: Engine.available)
     func concurrentOverlappingBookingsHaveOneWinner(engine: Engine) async throws {
         try await TestEnvironment.make(engine).withApp(.live) { client in
             let port = try #require(client.port)
-            let statuses = try await withParallelClient { http in
-                try await withThrowingTaskGroup(of: UInt.self) { group in
-                    for i in 0..<20 {
-                        group.addTask {
-                            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/reservations")
-                            request.method = .POST
-                            request.body = .bytes(ByteBuffer(string: Self.body("shared", start: "2024-05-01T10:00:00Z", end: "2024-05-01T11:0\(i % 10):00Z", credential: "c\(i)")))
-                            return try await http.execute(request, timeout: .seconds(60)).status.code
-                        }
-                    }
-                    return try await group.reduce(into: [UInt]()) { $0.append($1) }
-                }
+            let statuses = try await Self.postAtOnce(port: port, "/api/reservations") { i in
+                Self.body("shared", start: "2024-05-01T10:00:00Z", end: "2024-05-01T11:0\(i % 10):00Z", credential: "c\(i)")
             }
             #expect(statuses.filter { $0 == 201 }.count == 1)
             #expect(statuses.filter { $0 == 409 }.count == 19)
@@ -152,19 +154,7 @@ import Testing
     func concurrentReplacementsLeaveOneActive(engine: Engine) async throws {
         try await TestEnvironment.make(engine).withApp(.live) { client in
             let port = try #require(client.port)
-            let statuses = try await withParallelClient { http in
-                try await withThrowingTaskGroup(of: UInt.self) { group in
-                    for i in 0..<20 {
-                        group.addTask {
-                            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/set-reservation")
-                            request.method = .POST
-                            request.body = .bytes(ByteBuffer(string: Self.body("busy", credential: "c\(i)")))
-                            return try await http.execute(request, timeout: .seconds(60)).status.code
-                        }
-                    }
-                    return try await group.reduce(into: [UInt]()) { $0.append($1) }
-                }
-            }
+            let statuses = try await Self.postAtOnce(port: port, "/set-reservation") { i in Self.body("busy", credential: "c\(i)") }
             #expect(statuses == Array(repeating: 200, count: 20))
             let items = try #require(try await client.get("/api/reservations?device_id=busy").object()["reservations"] as? [[String: Any]])
             #expect(items.count == 20)
