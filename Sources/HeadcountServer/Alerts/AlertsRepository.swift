@@ -107,24 +107,16 @@ enum AlertsRepository {
         return active
     }
 
-    /// After a webhook batch, in its transaction: each changed sensor's thresholds and sign.
-    static func evaluate(sensors inside: [String: Int64], now: Int64, db: any SQLDatabase, changes: Changes) async throws {
-        let ids = inside.keys.sorted()
-        var thresholds: [String: Thresholds] = [:]
-        for chunk in ids.chunks(of: 500) {
-            for row in try await db.raw(
-                "SELECT sensor, capacity, warn_percent, critical_percent FROM sensor_settings WHERE sensor IN (\(binds: Array(chunk))) AND capacity IS NOT NULL"
-            ).all() {
-                thresholds[try row.decode(column: "sensor", as: String.self)] = Thresholds(
-                    capacity: try row.decode(column: "capacity", as: Int64.self), warnPercent: try row.decode(column: "warn_percent", as: Int64.self),
-                    criticalPercent: try row.decode(column: "critical_percent", as: Int64.self))
-            }
-        }
-        let active = try await Self.active(subject: "sensor", ids: ids, db: db)
+    /// After a webhook batch, in its transaction: each changed sensor's thresholds and sign. Only
+    /// the sensors with an open alert have theirs read; the others have none to clear.
+    static func evaluate(sensors: [String: ChangedSensor], now: Int64, db: any SQLDatabase, changes: Changes) async throws {
+        let ids = sensors.keys.sorted()
+        let alerted = ids.filter { sensors[$0]!.alerted }
+        let active = alerted.isEmpty ? [:] : try await Self.active(subject: "sensor", ids: alerted, db: db)
         for sensor in ids {
             try await evaluate(
-                subject: "sensor", id: sensor, count: inside[sensor]!, thresholds: thresholds[sensor], kinds: [.warn, .critical, .negative, .silent],
-                active: active[sensor] ?? [:], now: now, db: db, changes: changes)
+                subject: "sensor", id: sensor, count: sensors[sensor]!.inside, thresholds: sensors[sensor]!.thresholds,
+                kinds: [.warn, .critical, .negative, .silent], active: active[sensor] ?? [:], now: now, db: db, changes: changes)
         }
     }
 }

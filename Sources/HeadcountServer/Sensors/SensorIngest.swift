@@ -35,16 +35,16 @@ final class SensorIngest: Sendable {
         do {
             try await partitions.prepare(for: events)
             let accepted = try await database.transaction(publishingTo: feed) { db, changes in
-                let (accepted, inside) = try await SensorsRepository.ingest(events, db: db, changes: changes)
-                for (sensor, inside) in inside.sorted(by: { $0.key < $1.key }) {
-                    let change: [String: JSONValue] = ["sensor": .string(sensor), "inside": .int(inside)]
+                let (accepted, changed) = try await SensorsRepository.ingest(events, db: db, changes: changes)
+                let sensors = changed.sorted { $0.key < $1.key }
+                for (sensor, state) in sensors {
+                    let change: [String: JSONValue] = ["sensor": .string(sensor), "inside": .int(state.inside)]
                     changes.publish(.sensorOccupancy, change)
-                    changes.send(OutboundEvent(.sensorOccupancyChanged, change, sensor: sensor, count: inside))
+                    changes.send(OutboundEvent(.sensorOccupancyChanged, change, sensor: sensor, count: state.inside))
                 }
-                try await AlertsRepository.evaluate(sensors: inside, now: Timestamp.now().microseconds, db: db, changes: changes)
-                for doorway in try await PlacesRepository.doorways(of: inside.keys.sorted(), db: db) {
-                    changes.publish(
-                        .placeOccupancy, ["sensor": JSONValue.string(doorway.sensor), "places": .array([doorway.from, doorway.to].compactMap { $0.map(JSONValue.string) })])
+                try await AlertsRepository.evaluate(sensors: changed, now: Timestamp.now().microseconds, db: db, changes: changes)
+                for (sensor, state) in sensors where !state.places.isEmpty {
+                    changes.publish(.placeOccupancy, ["sensor": JSONValue.string(sensor), "places": .array(state.places.map(JSONValue.string))])
                 }
                 return accepted
             }

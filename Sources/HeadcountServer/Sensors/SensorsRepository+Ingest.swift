@@ -1,16 +1,26 @@
 import SQLKit
 
+/// A sensor a webhook batch changed: its occupancy now (with its adjustment), and what its alerts
+/// and places need, read with its totals in the same statement: its thresholds, whether it has
+/// an open alert, and the places it is a doorway between.
+struct ChangedSensor: Sendable {
+    let inside: Int64
+    let thresholds: Thresholds?
+    let alerted: Bool
+    let places: [String]
+}
+
 extension SensorsRepository {
     /// Stores a batch of events in the caller's transaction and keeps every sensor's totals and
     /// minute, hour and day rollups current. Returns, per event, whether it was stored (false: its
-    /// id was seen), and the occupancy of each sensor the batch changed (with its adjustment).
+    /// id was seen), and each sensor the batch changed.
     ///
     /// A batch costs two round trips however many events and sensors it holds, when the events
     /// arrive in time order (the events, the totals); its rollups, a statement per level, go to
     /// `changes.write`, which runs them with the outbox's at the end (one round trip on
     /// PostgreSQL). A late event also rewrites its minute, hour and day and shifts the rows after
     /// them, there and then.
-    static func ingest(_ events: [SensorEvent], db: any SQLDatabase, changes: Changes) async throws -> (accepted: [Bool], inside: [String: Int64]) {
+    static func ingest(_ events: [SensorEvent], db: any SQLDatabase, changes: Changes) async throws -> (accepted: [Bool], changed: [String: ChangedSensor]) {
         // The first of each (sensor, id) in the batch is a candidate; the database decides the rest.
         // Inserting in (sensor, id) order keeps concurrent batches from deadlocking on the unique index.
         var seen = Set<[String]>()
@@ -30,7 +40,7 @@ extension SensorsRepository {
         let totals = try await applyTotals(bySensor, db: db)
 
         var inOrder: [(events: [SensorEvent], insideBefore: Int64)] = []
-        var adjusted: [String: Int64] = [:]
+        var changed: [String: ChangedSensor] = [:]
         for (sensor, total) in totals {
             // Events before the latest adjustment raise the raw count at it: its offset falls by as much.
             var offset = total.adjustment
@@ -41,7 +51,7 @@ extension SensorsRepository {
                     try await db.raw("UPDATE sensors SET adjustment = \(bind: offset) WHERE sensor = \(bind: sensor)").run()
                 }
             }
-            adjusted[sensor] = total.inside + offset
+            changed[sensor] = ChangedSensor(inside: total.inside + offset, thresholds: total.thresholds, alerted: total.alerted, places: total.places)
             let batch = bySensor[sensor]!
             if let prior = total.priorLast, batch[0].ts.microseconds < prior {
                 try await repairRollups(sensor: sensor, late: batch, db: db)
@@ -50,7 +60,7 @@ extension SensorsRepository {
             }
         }
         changes.write(appendedRollups(inOrder))
-        return (accepted, adjusted)
+        return (accepted, changed)
     }
 
     /// Inserts events, ignoring those whose (sensor, id) is already stored; returns the ids stored.
@@ -98,10 +108,11 @@ extension SensorsRepository {
     }
 
     /// Adds each sensor's events to its totals, creating new sensors; locks the rows, in name order.
-    /// Returns each sensor's occupancy now and the latest event time before this batch.
+    /// Returns each sensor's occupancy now, the latest event time before this batch, its
+    /// adjustment, and what `ChangedSensor` holds besides (one statement for all of it).
     private static func applyTotals(
         _ bySensor: [String: [SensorEvent]], db: any SQLDatabase
-    ) async throws -> [(String, (inside: Int64, priorLast: Int64?, adjustment: Int64, adjustedAt: Int64?))] {
+    ) async throws -> [(String, Totals)] {
         let now = Timestamp.now().microseconds
         let rows = bySensor.keys.sorted().map { sensor -> SQLQueryString in
             let batch = bySensor[sensor]!
@@ -121,17 +132,42 @@ extension SensorsRepository {
                 prior_last_ts_us = sensors.last_ts_us,
                 received_us = excluded.received_us,
                 last_ts_us = CASE WHEN excluded.last_ts_us > sensors.last_ts_us THEN excluded.last_ts_us ELSE sensors.last_ts_us END
-            RETURNING sensor, inside, prior_last_ts_us, adjustment, adjusted_us
+            RETURNING sensor, inside, prior_last_ts_us, adjustment, adjusted_us,
+                (SELECT capacity FROM sensor_settings s WHERE s.sensor = sensors.sensor) AS capacity,
+                (SELECT warn_percent FROM sensor_settings s WHERE s.sensor = sensors.sensor) AS warn_percent,
+                (SELECT critical_percent FROM sensor_settings s WHERE s.sensor = sensors.sensor) AS critical_percent,
+                CASE WHEN EXISTS (SELECT 1 FROM alerts a WHERE a.subject = 'sensor' AND a.subject_id = sensors.sensor AND a.cleared_us IS NULL)
+                    THEN 1 ELSE 0 END AS alerted,
+                (SELECT from_place FROM place_doorways d WHERE d.sensor = sensors.sensor) AS from_place,
+                (SELECT to_place FROM place_doorways d WHERE d.sensor = sensors.sensor) AS to_place
             """
         ).all().map { row in
-            (
+            let capacity = try row.decode(column: "capacity", as: Int64?.self)
+            return (
                 try row.decode(column: "sensor", as: String.self),
-                (
-                    try row.decode(column: "inside", as: Int64.self), try row.decode(column: "prior_last_ts_us", as: Int64?.self),
-                    try row.decode(column: "adjustment", as: Int64.self), try row.decode(column: "adjusted_us", as: Int64?.self)
-                )
+                Totals(
+                    inside: try row.decode(column: "inside", as: Int64.self), priorLast: try row.decode(column: "prior_last_ts_us", as: Int64?.self),
+                    adjustment: try row.decode(column: "adjustment", as: Int64.self), adjustedAt: try row.decode(column: "adjusted_us", as: Int64?.self),
+                    thresholds: try capacity.map {
+                        Thresholds(
+                            capacity: $0, warnPercent: try row.decode(column: "warn_percent", as: Int64.self),
+                            criticalPercent: try row.decode(column: "critical_percent", as: Int64.self))
+                    },
+                    alerted: try row.decode(column: "alerted", as: Int.self) == 1,
+                    places: [try row.decode(column: "from_place", as: String?.self), try row.decode(column: "to_place", as: String?.self)].compactMap { $0 })
             )
         }
+    }
+
+    /// A sensor's totals row after a batch, with what `applyTotals` reads beside it.
+    private struct Totals {
+        let inside: Int64
+        let priorLast: Int64?
+        let adjustment: Int64
+        let adjustedAt: Int64?
+        let thresholds: Thresholds?
+        let alerted: Bool
+        let places: [String]
     }
 
     /// The statements that roll events coming after everything stored into minutes, hours and
