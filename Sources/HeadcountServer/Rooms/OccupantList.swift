@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Who is inside a room, in order of arrival, kept with its JSON array. Every action answers the
 /// whole room, and writing thousands of names for each answer was half the server's CPU (`perf`
 /// of register with unique names): an arrival appends its name's JSON, a departure cuts it out.
@@ -36,14 +38,17 @@ struct OccupantList: Sendable {
         return true
     }
 
-    /// `{"occupants":[…],"status":"…"}`, the answer to an action, as `JSONWriter` encodes it.
-    static func answer(_ json: [UInt8], status: String) -> [UInt8] {
-        var out = Array(#"{"occupants":"#.utf8)
-        out.reserveCapacity(json.count + 40)
-        out += json
-        out += #"],"status":"#.utf8
-        JSONWriter.append(status, to: &out)
-        out.append(UInt8(ascii: "}"))
+    /// `{"occupants":[…],"status":"…"}`, the answer to an action, as `JSONWriter` encodes it,
+    /// written straight into the response's buffer (the names are most of it).
+    static func answer(_ json: [UInt8], status: String) -> ByteBuffer {
+        var tail = Array(#"],"status":"#.utf8)
+        JSONWriter.append(status, to: &tail)
+        tail.append(UInt8(ascii: "}"))
+        var out = ByteBuffer()
+        out.reserveCapacity(16 + json.count + tail.count)
+        out.writeString(#"{"occupants":"#)
+        out.writeBytes(json)
+        out.writeBytes(tail)
         return out
     }
 }

@@ -70,7 +70,7 @@ struct RoomsController {
         let result = try await repository.record(action, name: name, room: room)
         log.changed(room: room, day: result.logged.at.day)
         let status = action == .register ? "registered" : "unregistered"
-        return json(bytes: ByteBuffer(bytes: OccupantList.answer(result.occupantsJSON, status: status)))
+        return json(bytes: OccupantList.answer(result.occupantsJSON, status: status))
     }
 
     /// The seed's rule: a missing, empty or non-string name is "name is required". Names are trimmed.
