@@ -106,6 +106,21 @@ import Testing
         #expect(OccupantList(model).json == list.json)
     }
 
+    /// A presence's people write their own JSON (`JSONWritable`): alone, in a list, and inside
+    /// the presence, it is what the encoder writes of them, closed or not, text escaped.
+    @Test func aPresenceWritesWhatTheEncoderWrites() throws {
+        let text = String((0..<128).map { Character(Unicode.Scalar(UInt8($0))) }) + "é 😀"
+        let since = Timestamp(microseconds: 1_764_000_000_123_000)
+        var closed = NamedPerson(name: text, source: "attendance", sourceID: "t/\(text)", placeID: "p\"/q", since: since)
+        closed.closedAt = Timestamp(microseconds: 1_764_003_600_000_000)
+        let people = [NamedPerson(name: "Ada", source: "room", sourceID: "r/Ada", placeID: "p", since: since), closed]
+        try Self.same(people[0])
+        try Self.same(closed)
+        try Self.same(people)
+        try Self.same(Presence(place: "p", at: since, counted: 3, named: [people[0]], closedByPolicy: [closed]))
+        try Self.same(["people": people])
+    }
+
     @Test func notANumberIsRefusedAsByFoundation() {
         #expect(throws: EncodingError.self) { try JSONWriter.encode([Double.nan]) }
         #expect(throws: EncodingError.self) { try Self.foundation([Double.infinity]) }

@@ -2,7 +2,7 @@ import SQLKit
 
 /// Someone a family knows to be in a place: a room's registrant, a worker clocked in at one of its
 /// attendance devices, an event's checked-in attendee, a reservation's holder.
-struct NamedPerson: Encodable, Sendable, Equatable {
+struct NamedPerson: JSONWritable, Sendable, Equatable {
     let name: String
     /// `room`, `attendance`, `event` or `reservation`.
     let source: String
@@ -29,6 +29,27 @@ struct NamedPerson: Encodable, Sendable, Equatable {
         try container.encode(placeID, forKey: .placeID)
         try container.encode(since.rfc3339, forKey: .since)
         if let closedAt { try container.encode(closedAt.rfc3339, forKey: .closedAt) }
+    }
+
+    /// As `encode(to:)`, keys sorted.
+    func writeJSON(to out: inout [UInt8]) {
+        if let closedAt {
+            out += #"{"closed_at":"#.utf8
+            JSONWriter.append(closedAt.rfc3339, to: &out)
+            out += #","name":"#.utf8
+        } else {
+            out += #"{"name":"#.utf8
+        }
+        JSONWriter.append(name, to: &out)
+        out += #","place_id":"#.utf8
+        JSONWriter.append(placeID, to: &out)
+        out += #","since":"#.utf8
+        JSONWriter.append(since.rfc3339, to: &out)
+        out += #","source":"#.utf8
+        JSONWriter.append(source, to: &out)
+        out += #","source_id":"#.utf8
+        JSONWriter.append(sourceID, to: &out)
+        out.append(UInt8(ascii: "}"))
     }
 }
 
