@@ -94,8 +94,8 @@ struct ReservationsRepository: Sendable {
 
     static let columns = "id, device_id, start_us, end_us, credential, holder, status, created_us"
 
-    /// The statement that locks the device's parent row (creating it if new), so that concurrent changes to one
-    /// device's reservations take turns, on any number of instances.
+    /// The statement that locks the device's parent row (creating it if new), so that concurrent
+    /// changes to one device's reservations take turns, on any number of instances.
     private static func lockDevice(_ deviceID: String) -> SQLQueryString {
         """
         INSERT INTO reservation_devices (device_id, version) VALUES (\(bind: deviceID), 1)
