@@ -5,15 +5,8 @@
 /// encoded; an object keeps its members' bytes until it is complete, then writes them sorted.
 enum JSONWriter {
     static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        if let value = value as? any JSONWritable {
-            var out: [UInt8] = []
-            value.writeJSON(to: &out)
-            return out
-        }
-        let encoder = ValueEncoder(codingPath: [])
-        try value.encode(to: encoder)
         var out: [UInt8] = []
-        try encoder.write(to: &out)
+        try ValueEncoder.bytes(of: value, at: []).write(to: &out)
         return out
     }
 
@@ -25,16 +18,6 @@ enum JSONWriter {
         var text = number.description
         if text.hasSuffix(".0") { text.removeLast(2) }
         out.append(contentsOf: text.utf8)
-    }
-
-    /// A list of text, `["a","b"]`, as `encode` writes it without an encoder's work per item.
-    static func append(_ texts: [String], to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "["))
-        for (index, text) in texts.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            append(text, to: &out)
-        }
-        out.append(UInt8(ascii: "]"))
     }
 
     static func append(_ text: String, to out: inout [UInt8]) {
