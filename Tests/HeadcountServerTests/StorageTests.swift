@@ -39,6 +39,47 @@ import Testing
         }
     }
 
+    /// SQLite's writer keeps each statement it prepared (`SQLiteWriter`): one text run again with
+    /// other values, after it failed, and after more texts than it keeps pushed it out, answers
+    /// as if prepared afresh; values come back as stored, text with a NUL and blobs included.
+    @Test func sqliteWriterReusesItsStatementsFaithfully() async throws {
+        let environment = try await TestEnvironment.make(.sqlite)
+        try await environment.withDatabase { database in
+            try await database.transaction { db in
+                try await db.raw("CREATE TABLE kept (n BIGINT PRIMARY KEY, name TEXT, x DOUBLE PRECISION, data BLOB)").run()
+            }
+            let insert = { @Sendable (n: Int64, name: String?) async throws in
+                try await database.transaction { db in
+                    try await db.raw("INSERT INTO kept (n, name, x, data) VALUES (\(bind: n), \(bind: name), \(bind: Double(n) / 4), \(bind: [UInt8(n & 0xFF), 0, 255]))").run()
+                }
+            }
+            try await insert(.min, "nul \u{0} inside, émoji 🚪")
+            try await insert(.max, nil)
+            await #expect(throws: (any Error).self) { try await insert(.max, "taken") }
+            try await insert(7, "after a failure")
+            await #expect(throws: (any Error).self) { try await database.transaction { db in try await db.raw("SELEC 1").run() } }
+
+            // More distinct texts than the writer keeps, then the first again.
+            let texts = (0..<300).map { "SELECT n, name, x, data FROM kept WHERE n = \(bind: Int64(7)) AND \(unsafeRaw: String($0)) = \(unsafeRaw: String($0))" as SQLQueryString }
+            for text in texts + [texts[0]] {
+                let row = try await database.transaction { db in try await db.raw(text).first()! }
+                #expect(try row.decode(column: "name", as: String.self) == "after a failure")
+            }
+            let rows = try await database.transaction { db in
+                try await db.raw("SELECT n, name, x, data FROM kept ORDER BY n").all().map {
+                    (
+                        try $0.decode(column: "n", as: Int64.self), try $0.decode(column: "name", as: String?.self), try $0.decode(column: "x", as: Double.self),
+                        try $0.decode(column: "data", as: [UInt8].self)
+                    )
+                }
+            }
+            #expect(rows.map(\.0) == [.min, 7, .max])
+            #expect(rows.map(\.1) == ["nul \u{0} inside, émoji 🚪", "after a failure", nil])
+            #expect(rows.map(\.2) == [Double(Int64.min) / 4, 1.75, Double(Int64.max) / 4])
+            #expect(rows.map(\.3) == [[0, 0, 255], [7, 0, 255], [255, 0, 255]])
+        }
+    }
+
     /// 120 transactions at once, every third of which writes and then fails: exactly the others'
     /// rows are stored (on SQLite they share group commits, where a failure rolls back alone).
     @Test(arguments: Engine.available)

@@ -263,9 +263,17 @@ final class TestClock: Sendable {
                 try await Self.withDispatchers(count: 2, database, clock: clock) { instances in
                     for index in 0..<3 { _ = try await Self.subscribe(database, url: url + "?s=\(index)", events: [.attendanceRecordCreated]) }
                     for n in 0..<30 { try await Self.change(database, OutboundEvent(.attendanceRecordCreated, ["n": n])) }
+                    // Rounds until all 90 arrived: a fixed number of rounds would end too soon when
+                    // one instance's empty rounds (the other holding every claimable delivery)
+                    // outpace the other's sending.
+                    let deadline = ContinuousClock.now + .seconds(30)
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         for dispatcher in instances {
-                            group.addTask { for _ in 0..<80 { _ = try await dispatcher.round(limit: 4) } }
+                            group.addTask {
+                                while receiver.received.count < 90, ContinuousClock.now < deadline {
+                                    if try await dispatcher.round(limit: 4) == 0 { try await Task.sleep(for: .milliseconds(1)) }
+                                }
+                            }
                         }
                         try await group.waitForAll()
                     }

@@ -59,7 +59,7 @@ extension SensorsRepository {
                 inOrder.append((batch, total.inside - batch.reduce(0) { $0 + $1.net }))
             }
         }
-        changes.write(appendedRollups(inOrder))
+        changes.write(appendedRollups(inOrder, db: db))
         return (accepted, changed)
     }
 
@@ -73,11 +73,12 @@ extension SensorsRepository {
         for part in events.chunks(of: 500) {
             var chunk = Array(part)
             if idsApart, chunk.contains(where: { $0.id != nil }) {
-                let ids = chunk.compactMap { e in e.id.map { id -> SQLQueryString in "(\(bind: e.sensor), \(bind: id), \(bind: e.ts.microseconds))" } }
+                var ids = BulkRows(["sensor": .text, "event_id": .text, "ts_us": .integer])
+                for e in chunk { if let id = e.id { ids.append(.text(e.sensor), .text(id), .integer(e.ts.microseconds)) } }
                 let claimed = Set(
                     try await db.raw(
                         """
-                        INSERT INTO sensor_event_ids (sensor, event_id, ts_us) VALUES \(ids.joined(separator: ", "))
+                        INSERT INTO sensor_event_ids (sensor, event_id, ts_us) SELECT k.sensor, k.event_id, k.ts_us FROM \(ids.table("k", in: db))
                         ON CONFLICT (sensor, event_id) DO NOTHING RETURNING sensor, event_id
                         """
                     ).all().map { [try $0.decode(column: "sensor", as: String.self), try $0.decode(column: "event_id", as: String.self)] })
@@ -85,12 +86,12 @@ extension SensorsRepository {
                 chunk.removeAll { e in e.id.map { !claimed.contains([e.sensor, $0]) } ?? false }
                 if chunk.isEmpty { continue }
             }
-            let rows = chunk.map { e -> SQLQueryString in
-                "(\(bind: e.sensor), \(bind: e.ts.microseconds), \(bind: e.inCount), \(bind: e.outCount), \(bind: e.id), \(bind: received))"
-            }
+            var rows = BulkRows(["sensor": .text, "ts_us": .integer, "in_count": .integer, "out_count": .integer, "event_id": .text])
+            for e in chunk { rows.append(.text(e.sensor), .integer(e.ts.microseconds), .integer(e.inCount), .integer(e.outCount), e.id.map { .text($0) }) }
+            // `WHERE true` tells SQLite's parser that an `ON CONFLICT` after it is the upsert's.
             var query: SQLQueryString = """
                 INSERT INTO sensor_events (sensor, ts_us, in_count, out_count, event_id, received_us)
-                VALUES \(rows.joined(separator: ", "))
+                SELECT k.sensor, k.ts_us, k.in_count, k.out_count, k.event_id, \(bind: received) FROM \(rows.table("k", in: db)) WHERE true
                 """
             // Only events with ids can be duplicates; without any, there is nothing to read back.
             guard !idsApart, chunk.contains(where: { $0.id != nil }) else {
@@ -114,16 +115,16 @@ extension SensorsRepository {
         _ bySensor: [String: [SensorEvent]], db: any SQLDatabase
     ) async throws -> [(String, Totals)] {
         let now = Timestamp.now().microseconds
-        let rows = bySensor.keys.sorted().map { sensor -> SQLQueryString in
+        var rows = BulkRows(["sensor": .text, "entries": .integer, "exits": .integer, "events": .integer, "last_ts_us": .integer])
+        for sensor in bySensor.keys.sorted() {
             let batch = bySensor[sensor]!
             let entries = batch.reduce(0) { $0 + $1.inCount }, exits = batch.reduce(0) { $0 + $1.outCount }
-            let last = batch.last!.ts.microseconds
-            return "(\(bind: sensor), \(bind: entries - exits), \(bind: entries), \(bind: exits), \(bind: Int64(batch.count)), \(bind: last), NULL, \(bind: now))"
+            rows.append(.text(sensor), .integer(entries), .integer(exits), .integer(Int64(batch.count)), .integer(batch.last!.ts.microseconds))
         }
         return try await db.raw(
             """
             INSERT INTO sensors (sensor, inside, entries, exits, events, last_ts_us, prior_last_ts_us, received_us)
-            VALUES \(rows.joined(separator: ", "))
+            SELECT k.sensor, k.entries - k.exits, k.entries, k.exits, k.events, k.last_ts_us, NULL, \(bind: now) FROM \(rows.table("k", in: db)) WHERE true
             ON CONFLICT (sensor) DO UPDATE SET
                 inside = sensors.inside + excluded.inside,
                 entries = sensors.entries + excluded.entries,
@@ -174,7 +175,7 @@ extension SensorsRepository {
     /// days, one a level: a row already stored is continued (its counts and area added, its low
     /// and high widened from where it ended), later rows start from the occupancy before the
     /// batch. Nothing else in the batch's transaction reads these rows.
-    private static func appendedRollups(_ sensors: [(events: [SensorEvent], insideBefore: Int64)]) -> [SQLQueryString] {
+    private static func appendedRollups(_ sensors: [(events: [SensorEvent], insideBefore: Int64)], db: any SQLDatabase) -> [SQLQueryString] {
         RollupLevel.allCases.flatMap { level in
             let rows = sensors.flatMap { s in
                 Rollup.rolling(s.events, from: s.insideBefore, level: level).map { (s.events[0].sensor, $0) }
@@ -194,7 +195,7 @@ extension SensorsRepository {
                     high_us = CASE WHEN \(unsafeRaw: t).entries - \(unsafeRaw: t).exits + excluded.high > \(unsafeRaw: t).high
                         THEN excluded.high_us ELSE \(unsafeRaw: t).high_us END,
                     area = \(unsafeRaw: t).area + excluded.area
-                    """)
+                    """, db: db)
         }
     }
 
@@ -238,7 +239,7 @@ extension SensorsRepository {
                         onConflict: """
                             entries = excluded.entries, exits = excluded.exits, balance_before = excluded.balance_before,
                             low = excluded.low, high = excluded.high, low_us = excluded.low_us, high_us = excluded.high_us, area = excluded.area
-                            """))
+                            """, db: db))
                 if net != 0 {
                     try await db.raw(
                         """
@@ -251,21 +252,25 @@ extension SensorsRepository {
         }
     }
 
-    /// The statements that insert rows of a level (a statement per 500); `onConflict` says how a
-    /// row already stored takes the new one.
-    private static func upserts(_ rows: [(String, Rollup)], level: RollupLevel, onConflict: SQLQueryString) -> [SQLQueryString] {
-        rows.chunks(of: 500).map { chunk in
-            let values = chunk.map { sensor, m -> SQLQueryString in
-                """
-                (\(bind: sensor), \(bind: m.start), \(bind: m.entries), \(bind: m.exits), \(bind: m.balanceBefore), \(bind: m.low), \(bind: m.high), \
-                \(bind: m.lowAt), \(bind: m.highAt), \(bind: m.area))
-                """
-            }
-            return """
-                INSERT INTO \(unsafeRaw: level.table) (\(rollupColumns(level)))
-                VALUES \(values.joined(separator: ", "))
-                ON CONFLICT (sensor, \(unsafeRaw: level.column)) DO UPDATE SET \(onConflict)
-                """
+    /// The statement that inserts rows of a level (none for no rows); `onConflict` says how a row
+    /// already stored takes the new one.
+    private static func upserts(_ rows: [(String, Rollup)], level: RollupLevel, onConflict: SQLQueryString, db: any SQLDatabase) -> [SQLQueryString] {
+        guard !rows.isEmpty else { return [] }
+        var table = BulkRows([
+            "sensor": .text, "start": .integer, "entries": .integer, "exits": .integer, "balance_before": .integer, "low": .integer, "high": .integer,
+            "low_us": .integer, "high_us": .integer, "area": .real,
+        ])
+        for (sensor, m) in rows {
+            table.append(
+                .text(sensor), .integer(m.start), .integer(m.entries), .integer(m.exits), .integer(m.balanceBefore), .integer(m.low), .integer(m.high),
+                .integer(m.lowAt), .integer(m.highAt), .real(m.area))
         }
+        return [
+            """
+            INSERT INTO \(unsafeRaw: level.table) (\(rollupColumns(level)))
+            SELECT k.sensor, k.start, k.entries, k.exits, k.balance_before, k.low, k.high, k.low_us, k.high_us, k.area FROM \(table.table("k", in: db)) WHERE true
+            ON CONFLICT (sensor, \(unsafeRaw: level.column)) DO UPDATE SET \(onConflict)
+            """
+        ]
     }
 }

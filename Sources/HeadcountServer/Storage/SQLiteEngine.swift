@@ -7,24 +7,24 @@ import SQLiteKit
 import ServiceLifecycle
 import Synchronization
 
-/// SQLite in WAL mode: all writes through one connection on its own thread, batched by
-/// `GroupCommit`; reads spread over a few more connections (WAL readers never block the writer,
-/// nor it them).
+/// SQLite in WAL mode: all writes through one connection on its own thread (`SQLiteWriter`),
+/// batched by `GroupCommit`; reads spread over a few SQLiteNIO connections (WAL readers never
+/// block the writer, nor it them).
 final class SQLiteEngine: Database {
     let engine = DatabaseEngine.sqlite
     let caches = Caches()
     private let writerThread: WriterThread
-    private let writer: SQLiteConnection
+    private let writer: SQLiteWriter
     private let readers: [SQLiteConnection]
     private let writes: GroupCommit
     private let nextReader = Atomic<Int>(0)
     var writerExecutor: (any TaskExecutor)? { writerThread }
 
-    private init(writerThread: WriterThread, writer: SQLiteConnection, readers: [SQLiteConnection]) {
+    private init(writerThread: WriterThread, writer: SQLiteWriter, readers: [SQLiteConnection]) {
         self.writerThread = writerThread
         self.writer = writer
         self.readers = readers
-        self.writes = GroupCommit(db: writer.sql(queryLogLevel: .trace), writer: writerThread)
+        self.writes = GroupCommit(db: writer, writer: writerThread)
     }
 
     /// Opens (or creates) the file. A path SQLite cannot use is a bad setting: one line, exit 2.
@@ -38,23 +38,25 @@ final class SQLiteEngine: Database {
             throw ConfigurationError("--database '\(path)' is a directory; give a SQLite file in it, e.g. --database \(path)/headcount.sqlite")
         }
         let writerThread = WriterThread()
-        var connections: [SQLiteConnection] = []
+        var writer: SQLiteWriter?
+        var readers: [SQLiteConnection] = []
         do {
-            let writer = try await SQLiteConnection.open(storage: .file(path: path), threadPool: writerThread.pool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
-            connections.append(writer)
+            let opened = try SQLiteWriter(path: path, logger: logger, eventLoop: MultiThreadedEventLoopGroup.singleton.any())
+            writer = opened
             // The first statement reads the file: a file that is not a database fails here. Statement
             // and savepoint journals stay in memory: in a temporary file, their writes were a tenth
             // of the writer's time in a batch of syncs (`perf`).
             for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON", "PRAGMA temp_store=MEMORY"] {
-                _ = try await writer.sql().raw(SQLQueryString(pragma)).all()
+                try await opened.raw(SQLQueryString(pragma)).run()
             }
             for _ in 0..<readerCount {
                 let reader = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
-                connections.append(reader)
+                readers.append(reader)
                 _ = try await reader.sql().raw("PRAGMA busy_timeout=5000").all()
             }
         } catch {
-            for connection in connections { try? await (connection.close() as EventLoopFuture<Void>).get() }
+            writer?.close()
+            for connection in readers { try? await (connection.close() as EventLoopFuture<Void>).get() }
             await writerThread.shutdown()
             let reason = (error as? SQLiteError).map { "\($0.message)" } ?? "\(error)"
             throw ConfigurationError(
@@ -63,7 +65,7 @@ final class SQLiteEngine: Database {
                 give a SQLite file this user can read and write, or a new path
                 """)
         }
-        return SQLiteEngine(writerThread: writerThread, writer: connections[0], readers: Array(connections.dropFirst()))
+        return SQLiteEngine(writerThread: writerThread, writer: writer!, readers: readers)
     }
 
     func read<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
@@ -88,6 +90,8 @@ final class SQLiteEngine: Database {
             return try await body()
         } catch let error as SQLiteError where [.full, .ioError, .busy, .locked, .busyTimeout, .noMemory].contains(error.reason) {
             throw DatabaseUnavailable(reason: "SQLite: \(error.message)")
+        } catch let error as SQLiteFailure where error.isTransient {
+            throw DatabaseUnavailable(reason: "SQLite: \(error.message)")
         }
     }
 
@@ -99,11 +103,12 @@ final class SQLiteEngine: Database {
     func close() async {
         // Let queued writes finish first.
         await writes.drain()
-        for connection in readers + [writer] {
+        for connection in readers {
             // The future-returning close: the async one gives up when the task is cancelled.
             let closed: EventLoopFuture<Void> = connection.close()
             try? await closed.get()
         }
+        writer.close()
         await writerThread.shutdown()
     }
 }

@@ -33,7 +33,7 @@ extension Database {
         let write: @Sendable (any SQLDatabase) async throws -> (T, Changes) = { db in
             let changes = Changes()
             let result = try await body(db, changes)
-            try await db.runTogether(changes.writes + Outbox.statements(try await Outbox.wanted(changes.outbound, db: db)))
+            try await db.runTogether(changes.writes + Outbox.statements(try await Outbox.wanted(changes.outbound, db: db), db: db))
             return (result, changes)
         }
         // Published as each commits: writes that shared a transaction publish in their order.

@@ -21,55 +21,51 @@ enum Outbox {
 
     /// The statements that write `events`, each writing only what an enabled subscription asks for
     /// (none reads what another writes: they may run together, `runTogether`).
-    static func statements(_ events: [OutboundEvent]) -> [SQLQueryString] {
+    static func statements(_ events: [OutboundEvent], db: any SQLDatabase) -> [SQLQueryString] {
         let now = Timestamp.now()
         var statements: [SQLQueryString] = []
         // Counts, the bulk of changes, cost one statement.
         let counts = events.filter { $0.type == .sensorOccupancyChanged && $0.count != nil }
         if !counts.isEmpty {
-            let rows = counts.map { "(\(bind: $0.sensor!), \(bind: $0.count!), \(bind: now.microseconds))" as SQLQueryString }
+            var rows = BulkRows(["sensor": .text, "inside": .integer])
+            for event in counts { rows.append(.text(event.sensor!), .integer(event.count!)) }
             statements.append(
                 """
                 INSERT INTO webhook_counts (sensor, inside, changed_us)
-                SELECT v.column1, v.column2, v.column3 FROM (VALUES \(rows.joined(separator: ", "))) AS v
+                SELECT v.sensor, v.inside, \(bind: now.microseconds) FROM \(rows.table("v", in: db))
                 WHERE EXISTS (SELECT 1 FROM webhooks WHERE enabled = 1 AND event_types LIKE \(bind: "%," + WebhookEvent.sensorOccupancyChanged.rawValue + ",%"))
                 ON CONFLICT (sensor) DO UPDATE SET inside = excluded.inside, changed_us = excluded.changed_us
                 """)
         }
-        for chunk in events.filter({ $0.type != .sensorOccupancyChanged }).chunks(of: 100) {
+        let messages = events.filter { $0.type != .sensorOccupancyChanged }
+        if !messages.isEmpty {
             statements.append(
-                """
-                INSERT INTO webhook_messages (message_uid, event_type, body, sensor, room, event_id, device_id, place_id, fanned_out, created_us)
-                SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, 0, v.column9
-                FROM (VALUES \(rows(chunk, now: now).joined(separator: ", "))) AS v
-                WHERE EXISTS (SELECT 1 FROM webhooks WHERE enabled = 1 AND event_types LIKE '%,' || v.column2 || ',%')
-                """)
+                "\(insert(messages, now: now, db: db)) WHERE EXISTS (SELECT 1 FROM webhooks WHERE enabled = 1 AND event_types LIKE '%,' || v.event_type || ',%')")
         }
         return statements
     }
 
-    /// Messages as rows of `webhook_messages`, each body `{"data", "timestamp", "type"}`.
-    private static func rows(_ events: ArraySlice<OutboundEvent>, now: Timestamp) -> [SQLQueryString] {
-        let time = now.rfc3339
-        return events.map { event in
-            let body = #"{"data":\#(event.data),"timestamp":"\#(time)","type":"\#(event.type.rawValue)"}"#
-            return """
-                (\(bind: "msg_" + KeyFile.randomToken().prefix(24)), \(bind: event.type.rawValue), \(bind: body), \(bind: event.sensor), \(bind: event.room),
-                 \(bind: event.eventID), \(bind: event.deviceID), \(bind: event.placeID), \(bind: now.microseconds))
-                """
-        }
-    }
-
     /// Writes messages to be fanned out, whatever the subscriptions ask for.
     static func insert(_ events: [OutboundEvent], now: Timestamp, db: any SQLDatabase) async throws {
-        for chunk in events.chunks(of: 100) {
-            try await db.raw(
-                """
-                INSERT INTO webhook_messages (message_uid, event_type, body, sensor, room, event_id, device_id, place_id, fanned_out, created_us)
-                SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, 0, v.column9
-                FROM (VALUES \(rows(chunk, now: now).joined(separator: ", "))) AS v
-                """
-            ).run()
+        try await db.raw(insert(events, now: now, db: db)).run()
+    }
+
+    /// The statement that writes `events` as messages, reading them as the table `v`.
+    private static func insert(_ events: [OutboundEvent], now: Timestamp, db: any SQLDatabase) -> SQLQueryString {
+        let time = now.rfc3339
+        var rows = BulkRows([
+            "message_uid": .text, "event_type": .text, "body": .text, "sensor": .text, "room": .text, "event_id": .text, "device_id": .text, "place_id": .text,
+        ])
+        for event in events {
+            let body = #"{"data":\#(event.data),"timestamp":"\#(time)","type":"\#(event.type.rawValue)"}"#
+            rows.append(
+                .text("msg_" + KeyFile.randomToken().prefix(24)), .text(event.type.rawValue), .text(body), event.sensor.map { .text($0) },
+                event.room.map { .text($0) }, event.eventID.map { .text($0) }, event.deviceID.map { .text($0) }, event.placeID.map { .text($0) })
         }
+        return """
+            INSERT INTO webhook_messages (message_uid, event_type, body, sensor, room, event_id, device_id, place_id, fanned_out, created_us)
+            SELECT v.message_uid, v.event_type, v.body, v.sensor, v.room, v.event_id, v.device_id, v.place_id, 0, \(bind: now.microseconds)
+            FROM \(rows.table("v", in: db))
+            """
     }
 }
