@@ -58,8 +58,11 @@ struct SQLiteFailure: Error, CustomStringConvertible {
     let message: String
 
     init(code: Int32, handle: OpaquePointer?) {
-        self.code = code
-        message = sqlite_nio_sqlite3_errmsg(handle).map { String(cString: $0) } ?? String(cString: sqlite_nio_sqlite3_errstr(code))
+        self.init(code: code, message: sqlite_nio_sqlite3_errmsg(handle).map { String(cString: $0) } ?? String(cString: sqlite_nio_sqlite3_errstr(code)))
+    }
+
+    init(code: Int32, message: String) {
+        (self.code, self.message) = (code, message)
     }
 
     /// A full disk, a failing device, a lock or memory: no fault of the statement's.
@@ -113,7 +116,7 @@ private struct Connection: ~Copyable {
         var statement: OpaquePointer?
         try check(sqlite_nio_sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil))
         // Only white space or a comment: nothing to run.
-        guard let statement else { throw SQLiteFailure(code: SQLITE_MISUSE, handle: handle) }
+        guard let statement else { throw SQLiteFailure(code: SQLITE_MISUSE, message: "an empty statement") }
         if statements.count >= Self.capacity, let oldest = statements.min(by: { $0.value.lastUse < $1.value.lastUse }) {
             sqlite_nio_sqlite3_finalize(oldest.value.statement)
             statements[oldest.key] = nil

@@ -1,9 +1,9 @@
 import NIOPosix
 
-/// One thread for SQLite's writer: its connection's statements run here, and so do the Swift tasks
-/// that issue them (as their preferred executor). A statement's result then continues on the thread
-/// that produced it, and the next statement is queued behind it, so a transaction of several
-/// statements runs without waking other threads, which on a busy machine is most of its latency.
+/// One thread for SQLite's writer: the Swift tasks that issue its statements run here (as their
+/// preferred executor), and `SQLiteWriter` runs each statement at once on the calling thread, so a
+/// transaction of several statements runs without waking other threads, which on a busy machine
+/// is most of its latency.
 final class WriterThread: TaskExecutor {
     let pool = NIOThreadPool(numberOfThreads: 1)
 
