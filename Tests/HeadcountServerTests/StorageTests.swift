@@ -80,6 +80,25 @@ import Testing
         }
     }
 
+    /// A write SQLite's writer cannot store for want of room (SQLITE_FULL, here from a page limit
+    /// rather than a full disk) is `DatabaseUnavailable` (a 503), not a fault of the request; with
+    /// room again, the same statement stores.
+    @Test func aFullSQLiteDatabaseIsUnavailableNotAFault() async throws {
+        let environment = try await TestEnvironment.make(.sqlite)
+        try await environment.withDatabase { database in
+            try await database.transaction { db in try await db.raw("CREATE TABLE filler (data BLOB)").run() }
+            let fill = { @Sendable in
+                try await database.transaction { db in try await db.raw("INSERT INTO filler (data) VALUES (zeroblob(1000000))").run() }
+            }
+            // The writer's file may not grow past the pages it has.
+            try await database.transaction { db in try await db.raw("PRAGMA max_page_count = 1").run() }
+            await #expect(throws: DatabaseUnavailable.self) { try await fill() }
+            try await database.transaction { db in try await db.raw("PRAGMA max_page_count = 1073741823").run() }
+            try await fill()
+            #expect(try await database.read { db in try await db.raw("SELECT COUNT(*) AS n FROM filler").first()!.decode(column: "n", as: Int.self) } == 1)
+        }
+    }
+
     /// 120 transactions at once, every third of which writes and then fails: exactly the others'
     /// rows are stored (on SQLite they share group commits, where a failure rolls back alone).
     @Test(arguments: Engine.available)
