@@ -17,6 +17,8 @@ final class SQLiteWriter: SQLDatabase {
     var dialect: any SQLDialect { SQLiteDialect() }
     var queryLogLevel: Logger.Level? { nil }
     private let connection: Mutex<Connection>
+    /// Made once: each holds a Foundation JSON coder, too dear to make per value.
+    private let encoder = SQLiteDataEncoder()
 
     /// Opens (or creates) the file, in SQLite's serialized mode.
     init(path: String, logger: Logger, eventLoop: any EventLoop) throws {
@@ -42,7 +44,7 @@ final class SQLiteWriter: SQLDatabase {
 
     private func run(_ query: any SQLExpression) throws -> [WriterRow] {
         let (sql, binds) = serialize(query)
-        let values = try binds.map { try SQLiteDataEncoder().encode($0) }
+        let values = try binds.map { try encoder.encode($0) }
         return try connection.withLock { try $0.run(sql, values) }
     }
 
@@ -109,9 +111,9 @@ private struct Connection: ~Copyable {
 
     private mutating func prepared(_ sql: String) throws -> OpaquePointer {
         uses += 1
-        if let kept = statements[sql] {
-            statements[sql]!.lastUse = uses
-            return kept.statement
+        if let kept = statements.index(forKey: sql) {
+            statements.values[kept].lastUse = uses
+            return statements.values[kept].statement
         }
         var statement: OpaquePointer?
         try check(sqlite_nio_sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil))
@@ -154,6 +156,8 @@ private struct WriterRow: SQLRow {
         let column: String
     }
 
+    /// Shared by every row: it holds a Foundation JSON decoder, too dear to make per value.
+    private static let decoder = SQLiteDataDecoder()
     let columns: Columns
     let values: [SQLiteData]
 
@@ -167,7 +171,7 @@ private struct WriterRow: SQLRow {
 
     func decode<D: Decodable>(column: String, as type: D.Type) throws -> D {
         guard let offset = columns.offsets[column] else { throw MissingColumn(column: column) }
-        return try SQLiteDataDecoder().decode(D.self, from: values[offset])
+        return try Self.decoder.decode(D.self, from: values[offset])
     }
 }
 

@@ -40,18 +40,18 @@ enum Outbox {
         let messages = events.filter { $0.type != .sensorOccupancyChanged }
         if !messages.isEmpty {
             statements.append(
-                "\(insert(messages, now: now, db: db)) WHERE EXISTS (SELECT 1 FROM webhooks WHERE enabled = 1 AND event_types LIKE '%,' || v.event_type || ',%')")
+                "\(messagesInsert(messages, now: now, db: db)) WHERE EXISTS (SELECT 1 FROM webhooks WHERE enabled = 1 AND event_types LIKE '%,' || v.event_type || ',%')")
         }
         return statements
     }
 
     /// Writes messages to be fanned out, whatever the subscriptions ask for.
     static func insert(_ events: [OutboundEvent], now: Timestamp, db: any SQLDatabase) async throws {
-        try await db.raw(insert(events, now: now, db: db)).run()
+        try await db.raw(messagesInsert(events, now: now, db: db)).run()
     }
 
     /// The statement that writes `events` as messages, reading them as the table `v`.
-    private static func insert(_ events: [OutboundEvent], now: Timestamp, db: any SQLDatabase) -> SQLQueryString {
+    private static func messagesInsert(_ events: [OutboundEvent], now: Timestamp, db: any SQLDatabase) -> SQLQueryString {
         let time = now.rfc3339
         var rows = BulkRows([
             "message_uid": .text, "event_type": .text, "body": .text, "sensor": .text, "room": .text, "event_id": .text, "device_id": .text, "place_id": .text,
