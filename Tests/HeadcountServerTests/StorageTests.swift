@@ -65,6 +65,13 @@ import Testing
                 let row = try await database.transaction { db in try await db.raw(text).first()! }
                 #expect(try row.decode(column: "name", as: String.self) == "after a failure")
             }
+            // A kept statement keeps its last values (they are not cleared): one run without a
+            // value for each parameter fails rather than reading with an old one.
+            let lookup = { @Sendable (text: SQLQueryString) async throws in
+                try await database.transaction { db in try await db.raw(text).first()?.decode(column: "name", as: String.self) }
+            }
+            #expect(try await lookup("SELECT name FROM kept WHERE n = \(bind: Int64(7))") == "after a failure")
+            await #expect(throws: (any Error).self) { try await lookup("SELECT name FROM kept WHERE n = \(unsafeRaw: "?1")") }
             let rows = try await database.transaction { db in
                 try await db.raw("SELECT n, name, x, data FROM kept ORDER BY n").all().map {
                     (

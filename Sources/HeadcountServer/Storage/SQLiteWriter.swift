@@ -90,7 +90,12 @@ private struct Connection: ~Copyable {
         let statement = try prepared(sql)
         defer {
             sqlite_nio_sqlite3_reset(statement)
-            sqlite_nio_sqlite3_clear_bindings(statement)
+        }
+        // Every parameter is bound afresh, so none keeps a value of the last run. Bindings are not
+        // cleared: clearing them makes SQLite prepare again any statement whose plan a value could
+        // sway (the sync's probes were prepared afresh on every run so).
+        guard sqlite_nio_sqlite3_bind_parameter_count(statement) == binds.count else {
+            throw SQLiteFailure(code: SQLITE_RANGE, message: "\(binds.count) values for \(sqlite_nio_sqlite3_bind_parameter_count(statement)) parameters")
         }
         for (index, bind) in binds.enumerated() {
             try check(bind.bind(to: statement, at: Int32(index + 1)))

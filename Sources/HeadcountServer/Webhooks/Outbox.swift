@@ -24,7 +24,8 @@ enum Outbox {
     static func statements(_ events: [OutboundEvent], db: any SQLDatabase) -> [SQLQueryString] {
         let now = Timestamp.now()
         var statements: [SQLQueryString] = []
-        // Counts, the bulk of changes, cost one statement.
+        // Counts, the bulk of changes, cost one statement. Its pattern is written in, not bound:
+        // SQLite prepares a statement again whenever a LIKE's bound pattern is bound anew.
         let counts = events.filter { $0.type == .sensorOccupancyChanged && $0.count != nil }
         if !counts.isEmpty {
             var rows = BulkRows(["sensor": .text, "inside": .integer])
@@ -33,7 +34,7 @@ enum Outbox {
                 """
                 INSERT INTO webhook_counts (sensor, inside, changed_us)
                 SELECT v.sensor, v.inside, \(bind: now.microseconds) FROM \(rows.table("v", in: db))
-                WHERE EXISTS (SELECT 1 FROM webhooks WHERE enabled = 1 AND event_types LIKE \(bind: "%," + WebhookEvent.sensorOccupancyChanged.rawValue + ",%"))
+                WHERE EXISTS (SELECT 1 FROM webhooks WHERE enabled = 1 AND event_types LIKE '%,\(unsafeRaw: WebhookEvent.sensorOccupancyChanged.rawValue),%')
                 ON CONFLICT (sensor) DO UPDATE SET inside = excluded.inside, changed_us = excluded.changed_us
                 """)
         }
