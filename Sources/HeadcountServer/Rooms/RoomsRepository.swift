@@ -60,16 +60,14 @@ struct RoomsRepository: Sendable {
                 let (kind, name) = action
                 let seq = last - actions.count + 1 + index
                 logged.append("(\(bind: room), \(bind: seq), \(bind: name), \(bind: kind.rawValue), \(bind: at.microseconds), \(bind: at.day))")
-                switch kind {
-                case .register where held.since[name] == nil:
-                    held.since[name] = seq
-                    held.occupants.append(name)
-                    gone.remove(name)
-                    came[name] = seq
-                case .unregister where held.since.removeValue(forKey: name) != nil:
-                    _ = held.occupants.remove(name)
-                    if came.removeValue(forKey: name) == nil { gone.insert(name) }
-                default: break
+                if held.apply(kind, name: name, seq: seq) {
+                    switch kind {
+                    case .register:
+                        gone.remove(name)
+                        came[name] = seq
+                    case .unregister:
+                        if came.removeValue(forKey: name) == nil { gone.insert(name) }
+                    }
                 }
                 let change: [String: JSONValue] = [
                     "room": .string(room), "name": .string(name), "inside": .int(Int64(held.occupants.count)), "at": .string(at.rfc3339),
@@ -101,11 +99,24 @@ struct RoomsRepository: Sendable {
         return answers
     }
 
-    /// Who was inside `room` after its action `seq`: as held in memory if that is what is held
-    /// (taken out, to be changed in place and stored again after the commit), else read (in the
-    /// caller's transaction, which holds the room's lock).
+    /// Who was inside `room` after its action `seq`, read in the caller's transaction (which holds
+    /// the room's lock). What is held in memory is taken out, to be changed in place and stored
+    /// again after the commit; when other instances acted since, their few actions are read from
+    /// the log and replayed onto it, rather than the whole room read again (two instances
+    /// registering into one growing room re-read it for nearly every batch).
     private static func held(room: String, seq: Int, database: any Database, db: any SQLDatabase) async throws -> HeldRoom {
-        if let held = database.caches.rooms.take(room), held.seq == seq { return held }
+        if var held = database.caches.rooms.take(room), held.seq <= seq, seq - held.seq <= max(64, held.occupants.count) {
+            if held.seq < seq {
+                for row in try await db.raw(
+                    "SELECT seq, name, action FROM room_actions WHERE room = \(bind: room) AND seq > \(bind: held.seq) AND seq <= \(bind: seq) ORDER BY seq"
+                ).all() {
+                    let action = try RoomAction(rawValue: row.decode(column: "action", as: String.self)) ?? .register
+                    _ = held.apply(action, name: try row.decode(column: "name", as: String.self), seq: try row.decode(column: "seq", as: Int.self))
+                }
+                held.seq = seq
+            }
+            return held
+        }
         var occupants = OccupantList()
         var since: [String: Int] = [:]
         for row in try await db.raw("SELECT name, seq FROM room_occupants WHERE room = \(bind: room) ORDER BY seq").all() {
@@ -265,5 +276,22 @@ extension RoomsRepository {
             inside.add(try row.decode(column: "inside", as: Int64.self), ("room", try row.decode(column: "room", as: String.self)))
         }
         return [inside]
+    }
+}
+
+extension HeldRoom {
+    /// Applies action `seq`: a register lets in someone not inside, an unregister lets out someone
+    /// inside; anything else changes nothing. Returns whether it changed who is inside.
+    mutating func apply(_ action: RoomAction, name: String, seq: Int) -> Bool {
+        switch action {
+        case .register where since[name] == nil:
+            since[name] = seq
+            occupants.append(name)
+            return true
+        case .unregister where since.removeValue(forKey: name) != nil:
+            return occupants.remove(name)
+        default:
+            return false
+        }
     }
 }

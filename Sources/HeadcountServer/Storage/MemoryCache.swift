@@ -69,7 +69,7 @@ struct HeldAnswer: Sendable {
 
 /// Who was inside a room after its action `seq`, in order of arrival, with the action that let each in.
 struct HeldRoom: Sendable {
-    let seq: Int
+    var seq: Int
     var occupants: OccupantList
     var since: [String: Int]
 }
