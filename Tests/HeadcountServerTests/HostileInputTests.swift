@@ -150,7 +150,7 @@ import Testing
         let columns = tables.map { "(SELECT COUNT(*) FROM \($0))" } + counters
         let select = columns.enumerated().map { "CAST(COALESCE(\($1), 0) AS BIGINT) AS c\($0)" }.joined(separator: ", ")
         return try await database.read { db in
-            let row = try await db.raw(SQLQueryString("SELECT \(select)")).first()!
+            let row = try await db.raw("SELECT \(unsafeRaw: select)").first()!
             return try columns.indices.map { try row.decode(column: "c\($0)", as: Int64.self) }
         }
     }

@@ -21,7 +21,7 @@ import Testing
         let environment = try await TestEnvironment.make(engine)
         try await environment.withDatabase { database in
             let sent: [(String?, Int64?, Double?)] = [
-                ("plain", 1, 0.5), (#"quote " backslash \ {braces,} NULL"#, .min, -1e300), ("émoji 🚪\n", .max, nil), (nil, nil, 5e-324), ("", 0, 0),
+                ("plain", 1, 0.5), (#"quote " backslash \ {braces,} NULL"#, .min, -1e300), ("émoji 🚪\n", .max, nil), (nil, nil, Double.leastNonzeroMagnitude), ("", 0, 0),
             ]
             var rows = BulkRows(["position": .integer, "name": .text, "n": .integer, "x": .real])
             for (position, row) in sent.enumerated() {
@@ -162,7 +162,7 @@ import Testing
                     for n in 0..<120 {
                         writers.addTask {
                             do {
-                                try await (n % 2 == 0 ? first : second).transaction(sharing: "hot") { db in
+                                _ = try await (n % 2 == 0 ? first : second).transaction(sharing: "hot") { db in
                                     let count = try await db.raw("UPDATE hot SET n = n + 1 WHERE id = 1 RETURNING n").first()!.decode(column: "n", as: Int.self)
                                     try await db.raw("INSERT INTO scratch (n, tx) VALUES (\(bind: n % 5 == 0 ? -1 : n), \(transactionID))").run()
                                     if n % 3 == 0 { throw Refused() }
