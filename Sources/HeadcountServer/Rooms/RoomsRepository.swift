@@ -34,7 +34,7 @@ struct RoomsRepository: Sendable {
 
     /// Records `actions` (in arrival order, at most 64: the batcher's default) in one transaction: the
     /// room's lock and sequence numbers, who is inside (held in memory from the room's last batch
-    /// here when no other instance wrote since, else read), then the log, the day's pending mark,
+    /// here, with any actions of other instances since replayed onto it; else read), then the log, the day's pending mark,
     /// who left and who came, together (one round trip on PostgreSQL). Each action is answered
     /// with the occupants after it, worked out in Swift.
     private static func record(
@@ -101,11 +101,12 @@ struct RoomsRepository: Sendable {
 
     /// Who was inside `room` after its action `seq`, read in the caller's transaction (which holds
     /// the room's lock). What is held in memory is taken out, to be changed in place and stored
-    /// again after the commit; when other instances acted since, their few actions are read from
-    /// the log and replayed onto it, rather than the whole room read again (two instances
-    /// registering into one growing room re-read it for nearly every batch).
+    /// again after the commit; when other instances acted since, their few actions (up to two of
+    /// their batches) are read from the log and replayed onto it, rather than the whole room read
+    /// again (two instances registering into one growing room re-read it for nearly every batch).
+    /// More are not replayed: each departure costs a pass over the room, under its lock.
     private static func held(room: String, seq: Int, database: any Database, db: any SQLDatabase) async throws -> HeldRoom {
-        if var held = database.caches.rooms.take(room), held.seq <= seq, seq - held.seq <= max(64, held.occupants.count) {
+        if var held = database.caches.rooms.take(room), held.seq <= seq, seq - held.seq <= 128 {
             if held.seq < seq {
                 for row in try await db.raw(
                     "SELECT seq, name, action FROM room_actions WHERE room = \(bind: room) AND seq > \(bind: held.seq) AND seq <= \(bind: seq) ORDER BY seq"

@@ -93,7 +93,8 @@ private struct Connection: ~Copyable {
         }
         // Every parameter is bound afresh, so none keeps a value of the last run. Bindings are not
         // cleared: clearing them makes SQLite prepare again any statement whose plan a value could
-        // sway (the sync's probes were prepared afresh on every run so).
+        // sway (the sync's probes were prepared afresh on every run so). SQLite keeps a statement's
+        // last values until its next run: at most a batch's rows or an image per kept statement.
         guard sqlite_nio_sqlite3_bind_parameter_count(statement) == binds.count else {
             throw SQLiteFailure(code: SQLITE_RANGE, message: "\(binds.count) values for \(sqlite_nio_sqlite3_bind_parameter_count(statement)) parameters")
         }
