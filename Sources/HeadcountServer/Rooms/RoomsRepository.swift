@@ -32,11 +32,10 @@ struct RoomsRepository: Sendable {
         try await acting.ask((action, name), key: room)
     }
 
-    /// Records `actions` (in arrival order, at most 64: the batcher's default) in one transaction: the
-    /// room's lock and sequence numbers, who is inside (held in memory from the room's last batch
-    /// here, with any actions of other instances since replayed onto it; else read), then the log, the day's pending mark,
-    /// who left and who came, together (one round trip on PostgreSQL). Each action is answered
-    /// with the occupants after it, worked out in Swift.
+    /// Records `actions` (in arrival order, at most 64: the batcher's default) in one transaction:
+    /// the room's lock and sequence numbers, who is inside (`held`), then the log, the day's
+    /// pending mark, who left and who came, together (one round trip on PostgreSQL). Each action
+    /// is answered with the occupants after it, worked out in Swift.
     private static func record(
         _ actions: [(RoomAction, String)], room: String, database: any Database, feed: ChangeFeed
     ) async throws -> [Result<Recorded, any Error>] {

@@ -24,8 +24,7 @@ enum Outbox {
     static func statements(_ events: [OutboundEvent], db: any SQLDatabase) -> [SQLQueryString] {
         let now = Timestamp.now()
         var statements: [SQLQueryString] = []
-        // Counts, the bulk of changes, cost one statement. Its pattern is written in, not bound:
-        // SQLite prepares a statement again whenever a LIKE's bound pattern is bound anew.
+        // Counts, the bulk of changes, cost one statement.
         let counts = events.filter { $0.type == .sensorOccupancyChanged && $0.count != nil }
         if !counts.isEmpty {
             var rows = BulkRows(["sensor": .text, "inside": .integer])
@@ -34,16 +33,22 @@ enum Outbox {
                 """
                 INSERT INTO webhook_counts (sensor, inside, changed_us)
                 SELECT v.sensor, v.inside, \(bind: now.microseconds) FROM \(rows.table("v", in: db))
-                WHERE EXISTS (SELECT 1 FROM webhooks WHERE enabled = 1 AND event_types LIKE '%,\(unsafeRaw: WebhookEvent.sensorOccupancyChanged.rawValue),%')
+                WHERE \(subscribed("'\(unsafeRaw: WebhookEvent.sensorOccupancyChanged.rawValue)'"))
                 ON CONFLICT (sensor) DO UPDATE SET inside = excluded.inside, changed_us = excluded.changed_us
                 """)
         }
         let messages = events.filter { $0.type != .sensorOccupancyChanged }
         if !messages.isEmpty {
-            statements.append(
-                "\(messagesInsert(messages, now: now, db: db)) WHERE EXISTS (SELECT 1 FROM webhooks WHERE enabled = 1 AND event_types LIKE '%,' || v.event_type || ',%')")
+            statements.append("\(messagesInsert(messages, now: now, db: db)) WHERE \(subscribed("v.event_type"))")
         }
         return statements
+    }
+
+    /// Whether an enabled subscription asks for the type that SQL expression `type` gives. The
+    /// type is never a bound value: SQLite prepares a statement again whenever a LIKE's bound
+    /// pattern is bound anew.
+    private static func subscribed(_ type: SQLQueryString) -> SQLQueryString {
+        "EXISTS (SELECT 1 FROM webhooks WHERE enabled = 1 AND event_types LIKE '%,' || \(type) || ',%')"
     }
 
     /// Writes messages to be fanned out, whatever the subscriptions ask for.
